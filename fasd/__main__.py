@@ -1,0 +1,3 @@
+from fasd.cli import main
+
+main()

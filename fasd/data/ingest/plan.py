@@ -1,0 +1,87 @@
+"""What a layout reader hands the runner: a plan of work items, and the frames each item yields.
+
+A layout's ``plan(root, options)`` only lists what is there (cheap, in the main process); each
+item's ``load()`` does the decoding and cropping (expensive, possibly in a worker process), so
+items are small picklable dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    size: int
+    margin: float
+    frames_per_video: int | None = None
+    protocol: str | None = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A video or image left out of the pack: ``reason`` is generic (it groups the summary)."""
+
+    item: str
+    reason: str
+    detail: str = ""
+
+
+class ItemSkipped(Exception):
+    """Raised while loading: the video or image is left out of the pack for ``reason``."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+    def at(self, item: str) -> Skip:
+        return Skip(item, self.reason, self.detail)
+
+
+@dataclass(frozen=True)
+class FrameMeta:
+    label: int
+    split: str
+    video_id: str
+    attack_type: str
+
+
+@dataclass
+class Batch:
+    """The frames one item produced, in pack order, and what it had to leave out."""
+
+    images: list[np.ndarray] = field(default_factory=list)
+    frame_ids: list[str] = field(default_factory=list)
+    metas: list[FrameMeta] = field(default_factory=list)
+    skipped: list[Skip] = field(default_factory=list)
+
+    def add(self, image: np.ndarray, frame_id: str, meta: FrameMeta) -> None:
+        self.images.append(image)
+        self.frame_ids.append(frame_id)
+        self.metas.append(meta)
+
+
+class Item(Protocol):
+    name: str
+
+    @property
+    def units(self) -> int:
+        """How many videos or images this item covers (progress is counted in these)."""
+
+    def load(self) -> Batch:
+        """Decode and crop; raise ItemSkipped to leave the whole item out."""
+
+
+@dataclass
+class Plan:
+    unit: str  # "videos" or "images": what ``seen`` and ``skipped`` count
+    crop_policy: str
+    items: list[Item]
+    seen: int
+    skipped: list[Skip] = field(default_factory=list)
+    excluded: Counter[str] = field(default_factory=Counter)  # left out by design (enroll videos, protocol)

@@ -1,0 +1,111 @@
+"""``fasd ingest``: native dataset layout -> HDF5 frame pack.
+
+The pack is written to ``<out>.partial`` and renamed to ``out`` only when the run succeeds, so an
+interrupted run never leaves a half pack under the final name. With ``workers > 1`` items are
+decoded in a process pool, a bounded window ahead of the writer, and written in plan order, so
+the pack is identical whatever the number of workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from fasd.constants import STUDENT_INPUT_SIZE
+from fasd.data.hdf5_pack import PackWriter
+from fasd.data.ingest import celeba, mcio, oulu, replay
+from fasd.data.ingest.geometry import DEFAULT_MARGIN
+from fasd.data.ingest.plan import Batch, IngestOptions, Item, ItemSkipped, Plan
+from fasd.data.ingest.readers import require_av
+from fasd.data.ingest.summary import IngestSummary
+from fasd.errors import FasdError
+
+PLANNERS: dict[str, Callable[[Path, IngestOptions], Plan]] = {
+    "oulu": oulu.plan, "replay": replay.plan, "celeba": celeba.plan, "mcio": mcio.plan}
+INGEST_KINDS = tuple(PLANNERS)
+VIDEO_KINDS = ("oulu", "replay")
+MIN_SIZE = 8
+ITEMS_AHEAD_PER_WORKER = 4
+
+
+def run_ingest(kind: str, root: Path, out: Path, size: int = STUDENT_INPUT_SIZE, frames_per_video: int | None = None,
+               protocol: str | None = None, workers: int = 1, margin: float = DEFAULT_MARGIN,
+               progress: bool = True) -> IngestSummary:
+    """Ingest the dataset of layout ``kind`` at ``root`` into the HDF5 frame pack ``out``."""
+    root, out = Path(root), Path(out)
+    options = IngestOptions(size=size, margin=margin, frames_per_video=frames_per_video, protocol=protocol)
+    _check(kind, root, out, options, workers)
+    if kind in VIDEO_KINDS:
+        require_av()
+    plan = PLANNERS[kind](root, options)
+    summary = IngestSummary(kind, out, plan.unit, plan.seen, skipped=list(plan.skipped), excluded=plan.excluded)
+    partial = out.with_name(out.name + ".partial")
+    try:
+        with PackWriter(partial, dataset=out.stem, size=size, source=kind, crop_policy=plan.crop_policy) as writer, \
+                tqdm(total=sum(item.units for item in plan.items), unit=plan.unit[:-1], desc=f"ingest {kind}",
+                     disable=not progress) as bar:
+            for item, batch in zip(plan.items, _load_all(plan.items, workers)):
+                if batch.images:
+                    writer.append(np.stack(batch.images), batch.frame_ids, [m.label for m in batch.metas],
+                                  [m.split for m in batch.metas], [m.video_id for m in batch.metas],
+                                  [m.attack_type for m in batch.metas])
+                summary.add(batch)
+                bar.update(item.units)
+        if summary.frames == 0:
+            raise FasdError(f"no frames ingested from {root}: {summary.format()}")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return summary
+
+
+def _check(kind: str, root: Path, out: Path, options: IngestOptions, workers: int) -> None:
+    if kind not in PLANNERS:
+        raise FasdError(f"unknown dataset kind '{kind}': choose one of {', '.join(INGEST_KINDS)}")
+    if not root.is_dir():
+        raise FasdError(f"dataset root not found: {root}")
+    if out.is_dir():
+        raise FasdError(f"--out {out} is a folder: give the path of the .h5 pack to write")
+    if options.size < MIN_SIZE:
+        raise FasdError(f"--size must be at least {MIN_SIZE} pixels, got {options.size}")
+    if options.margin < 0:
+        raise FasdError(f"--margin must be >= 0 (fraction of the face box added on each side), got {options.margin}")
+    if workers < 1:
+        raise FasdError(f"--workers must be >= 1, got {workers}")
+    if options.frames_per_video is not None:
+        if kind not in VIDEO_KINDS:
+            raise FasdError(f"--frames-per-video applies to video datasets ({', '.join(VIDEO_KINDS)}), not {kind}")
+        if options.frames_per_video < 1:
+            raise FasdError(f"--frames-per-video must be >= 1, got {options.frames_per_video}")
+    if options.protocol is not None and kind != "oulu":
+        raise FasdError(f"--protocol applies to oulu only, not {kind}")
+
+
+def _load(item: Item) -> Batch:
+    try:
+        return item.load()
+    except ItemSkipped as skip:
+        return Batch(skipped=[skip.at(item.name)])
+
+
+def _load_all(items: Iterable[Item], workers: int) -> Iterator[Batch]:
+    """Each item's batch, in order; with workers > 1 a bounded window of items is decoded ahead."""
+    if workers == 1:
+        yield from map(_load, items)
+        return
+    pending = iter(items)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        window: deque[Future] = deque(pool.submit(_load, item)
+                                      for item in islice(pending, workers * ITEMS_AHEAD_PER_WORKER))
+        while window:
+            batch = window.popleft().result()
+            for item in islice(pending, 1):
+                window.append(pool.submit(_load, item))
+            yield batch

@@ -1,0 +1,58 @@
+"""One reader interface with random access by row over every frame source."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class UnreadableFrame(Exception):
+    """A single frame could not be decoded; the cache job reports and counts these."""
+
+
+@dataclass
+class FrameTable:
+    """Per-frame metadata, one entry per row. Labels: 0 = spoof, 1 = live."""
+
+    frame_id: np.ndarray  # (N,) str
+    label: np.ndarray  # (N,) int8
+    split: np.ndarray  # (N,) str
+    video_id: np.ndarray  # (N,) str ('' where unknown)
+    attack_type: np.ndarray  # (N,) str ('' for live or unknown)
+
+    def __len__(self) -> int:
+        return len(self.frame_id)
+
+    def rows_in_splits(self, splits: list[str] | tuple[str, ...]) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.split, list(splits)))
+
+    def ids_hash(self) -> str:
+        digest = hashlib.sha256()
+        for frame_id in self.frame_id:
+            digest.update(str(frame_id).encode())
+            digest.update(b"\0")
+        return digest.hexdigest()
+
+
+class FrameSource(ABC):
+    """A dataset's frames with random access by row. Images are uint8 RGB arrays (H, W, 3)."""
+
+    name: str
+    format: str
+    path: str
+    table: FrameTable
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @abstractmethod
+    def read_image(self, row: int) -> np.ndarray:
+        """Decode frame ``row``; raise UnreadableFrame when it cannot be decoded."""
+
+    def fingerprint(self) -> dict:
+        """What identifies this source's frames: a store records it and training checks it."""
+        return {"format": self.format, "path": str(self.path), "frames": len(self.table),
+                "frame_ids_sha256": self.table.ids_hash()}

@@ -1,0 +1,310 @@
+"""ISO/IEC 30107-3 presentation-attack-detection metrics on P(live) scores.
+
+Conventions (used by every function here):
+
+* ``score`` is P(live); a frame is accepted as live when ``score >= threshold``.
+* Labels: ``LABEL_SPOOF`` (0) = attack, ``LABEL_LIVE`` (1) = bona fide.
+* APCER = attacks accepted / attacks; BPCER = live rejected / live; ACER = their mean.
+* The ROC is (FPR, TPR) = (APCER, 1 - BPCER), one point per distinct score plus the
+  "accept nothing" point (0, 0) whose threshold is ``+inf``. Tied scores move together,
+  so the trapezoidal AUC gives ties half credit (it equals the Mann-Whitney U statistic).
+
+Undefined quantities are ``None`` (JSON null), never NaN:
+
+* APCER without spoof frames, BPCER without live frames, and ACER/HTER when either is missing;
+* EER, its threshold, AUC and TPR@FPR when only one class is present (and therefore the
+  rates at the EER threshold and the per-attack-type APCER too).
+
+Empty input is a ``FasdError``. Ties, perfect separation (EER 0) and a single frame are
+handled by the same code path as any other input.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from fasd.constants import LABEL_LIVE, LABEL_SPOOF
+from fasd.errors import FasdError
+
+# Spoof frames whose attack type is empty are reported under this name when others are known.
+UNKNOWN_ATTACK_TYPE = "unknown"
+
+
+def _as_arrays(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and convert inputs; raise FasdError on anything a caller could get wrong."""
+    labels = np.asarray(labels).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if labels.size != scores.size:
+        raise FasdError(f"labels ({labels.size}) and scores ({scores.size}) differ in length; "
+                        "pass one score per frame")
+    if labels.size == 0:
+        raise FasdError("no frames to evaluate: the selected split is empty; "
+                        "check the dataset and --split")
+    if not np.isin(labels, (LABEL_SPOOF, LABEL_LIVE)).all():
+        raise FasdError(f"labels must be {LABEL_SPOOF} (spoof) or {LABEL_LIVE} (live); "
+                        f"found {sorted(set(np.unique(labels).tolist()) - {LABEL_SPOOF, LABEL_LIVE})}")
+    if not np.isfinite(scores).all():
+        raise FasdError(f"{int((~np.isfinite(scores)).sum())} scores are NaN or infinite; "
+                        "the model produced invalid outputs")
+    return labels.astype(np.int64), scores
+
+
+def _ratio(count: int, total: int) -> float | None:
+    return float(count) / total if total else None
+
+
+def _acer(apcer: float | None, bpcer: float | None) -> float | None:
+    return None if apcer is None or bpcer is None else (apcer + bpcer) / 2.0
+
+
+def rates_at(labels, scores, threshold: float) -> dict[str, float | None]:
+    """APCER, BPCER and ACER when frames with ``score >= threshold`` are accepted as live."""
+    labels, scores = _as_arrays(labels, scores)
+    accepted = scores >= threshold
+    spoof = labels == LABEL_SPOOF
+    live = ~spoof
+    apcer = _ratio(int((accepted & spoof).sum()), int(spoof.sum()))
+    bpcer = _ratio(int((~accepted & live).sum()), int(live.sum()))
+    return {"apcer": apcer, "bpcer": bpcer, "acer": _acer(apcer, bpcer)}
+
+
+def _has_both_classes(labels: np.ndarray) -> bool:
+    return bool((labels == LABEL_LIVE).any() and (labels == LABEL_SPOOF).any())
+
+
+def _roc(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC of validated arrays that hold both classes (see ``roc_curve``)."""
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores = scores[order]
+    is_live = labels[order] == LABEL_LIVE
+    # The last index of each run of equal scores: accepting down to that score accepts the whole run.
+    run_ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_scores.size - 1]
+    live_accepted = np.cumsum(is_live)[run_ends]
+    spoof_accepted = (run_ends + 1) - live_accepted
+    fpr = np.r_[0.0, spoof_accepted / spoof_accepted[-1]]
+    tpr = np.r_[0.0, live_accepted / live_accepted[-1]]
+    thresholds = np.r_[np.inf, sorted_scores[run_ends]]
+    return fpr, tpr, thresholds
+
+
+def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds), thresholds strictly decreasing from ``+inf``.
+
+    Point i is the operating point "accept ``score >= thresholds[i]``": fpr = APCER,
+    tpr = 1 - BPCER. Both classes are needed; otherwise a FasdError explains why.
+    """
+    labels, scores = _as_arrays(labels, scores)
+    if not _has_both_classes(labels):
+        raise FasdError("a ROC curve needs both live and spoof frames; "
+                        "evaluate on a split that contains both")
+    return _roc(labels, scores)
+
+
+def _eer_from_roc(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) -> tuple[float, float]:
+    diff = fpr - (1.0 - tpr)  # APCER - BPCER: -1 at the first point, +1 at the last
+    k = int(np.argmax(diff >= 0))
+    if diff[k] == 0:
+        return float(fpr[k]), float(thresholds[k])
+    w = -diff[k - 1] / (diff[k] - diff[k - 1])  # k >= 1 because diff[0] = -1
+    rate = fpr[k - 1] + w * (fpr[k] - fpr[k - 1])
+    upper = thresholds[k - 1]
+    threshold = thresholds[k] if np.isinf(upper) else upper + w * (thresholds[k] - upper)
+    return float(rate), float(threshold)
+
+
+def _auc_from_roc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def _tpr_from_roc(fpr: np.ndarray, tpr: np.ndarray, max_fpr: float) -> float:
+    return float(tpr[fpr <= max_fpr].max())  # (0, 0) always qualifies
+
+
+def eer(labels, scores) -> tuple[float | None, float | None]:
+    """(EER, threshold) where APCER = BPCER, or (None, None) with only one class.
+
+    APCER - BPCER rises monotonically along the ROC from -1 to +1. Where it hits 0 at a
+    ROC point, that point's rate and threshold are returned (the first, i.e. highest,
+    threshold if several). Otherwise EER and threshold are linearly interpolated between
+    the two adjacent points where it changes sign; if the upper neighbour is the
+    "accept nothing" point (threshold ``+inf``), the finite neighbour's threshold is returned.
+    The rates at the returned threshold bracket the EER (they equal it only where scores
+    allow an exact crossing; with ties no threshold may reach it).
+    """
+    labels, scores = _as_arrays(labels, scores)
+    if not _has_both_classes(labels):
+        return None, None
+    return _eer_from_roc(*_roc(labels, scores))
+
+
+def auc(labels, scores) -> float | None:
+    """Area under the ROC (ties count 1/2), or None with only one class."""
+    labels, scores = _as_arrays(labels, scores)
+    if not _has_both_classes(labels):
+        return None
+    fpr, tpr, _ = _roc(labels, scores)
+    return _auc_from_roc(fpr, tpr)
+
+
+def tpr_at_fpr(labels, scores, max_fpr: float = 0.01) -> float | None:
+    """Highest TPR among ROC points with FPR <= ``max_fpr`` (no interpolation), or None with one class."""
+    labels, scores = _as_arrays(labels, scores)
+    if not _has_both_classes(labels):
+        return None
+    fpr, tpr, _ = _roc(labels, scores)
+    return _tpr_from_roc(fpr, tpr, max_fpr)
+
+
+def _per_attack_type(labels: np.ndarray, scores: np.ndarray, attack_types,
+                     threshold: float | None) -> dict[str, dict[str, Any]] | None:
+    """APCER per attack type at ``threshold``; None when no spoof frame has a known type."""
+    if attack_types is None:
+        return None
+    attack_types = np.asarray(attack_types, dtype=str).reshape(-1)
+    if attack_types.size != labels.size:
+        raise FasdError(f"attack_types ({attack_types.size}) and labels ({labels.size}) differ "
+                        "in length; pass one attack type per frame")
+    spoof = labels == LABEL_SPOOF
+    types = attack_types[spoof]
+    if not (types != "").any():
+        return None
+    types = np.where(types == "", UNKNOWN_ATTACK_TYPE, types)
+    spoof_scores = scores[spoof]
+    table = {}
+    for name in sorted(set(types.tolist())):
+        mine = spoof_scores[types == name]
+        apcer = None if threshold is None else float((mine >= threshold).mean())
+        table[name] = {"apcer": apcer, "n": int(mine.size)}
+    return table
+
+
+def compute_metrics(labels, scores, attack_types=None,
+                    val_threshold: float | None = None) -> dict[str, Any]:
+    """Every reported metric as a JSON-ready dict (plain Python numbers and None).
+
+    Keys: n, n_live, n_spoof, eer, auc, tpr_at_fpr_1pct, hter, threshold{eer[, val]},
+    at_eer, at_0.5 (each {apcer, bpcer, acer}) and, when ``attack_types`` names a type
+    for at least one spoof frame, per_attack_type{type: {apcer, n}} and apcer_worst_type
+    (both at the EER threshold). HTER is the ACER at ``val_threshold`` when given, else
+    at the EER threshold.
+    """
+    labels, scores = _as_arrays(labels, scores)
+    eer_rate = eer_threshold = auc_value = tpr_1pct = None
+    if _has_both_classes(labels):
+        fpr, tpr, thresholds = _roc(labels, scores)
+        eer_rate, eer_threshold = _eer_from_roc(fpr, tpr, thresholds)
+        auc_value = _auc_from_roc(fpr, tpr)
+        tpr_1pct = _tpr_from_roc(fpr, tpr, 0.01)
+    undefined = {"apcer": None, "bpcer": None, "acer": None}
+    at_eer = undefined if eer_threshold is None else rates_at(labels, scores, eer_threshold)
+    threshold: dict[str, float | None] = {"eer": eer_threshold}
+    if val_threshold is not None:
+        threshold["val"] = float(val_threshold)
+        hter = rates_at(labels, scores, val_threshold)["acer"]
+    else:
+        hter = at_eer["acer"]
+    metrics: dict[str, Any] = {
+        "n": int(labels.size),
+        "n_live": int((labels == LABEL_LIVE).sum()),
+        "n_spoof": int((labels == LABEL_SPOOF).sum()),
+        "eer": eer_rate,
+        "auc": auc_value,
+        "tpr_at_fpr_1pct": tpr_1pct,
+        "hter": hter,
+        "threshold": threshold,
+        "at_eer": at_eer,
+        "at_0.5": rates_at(labels, scores, 0.5),
+    }
+    per_type = _per_attack_type(labels, scores, attack_types, eer_threshold)
+    if per_type is not None:
+        known = [row["apcer"] for row in per_type.values() if row["apcer"] is not None]
+        metrics["per_attack_type"] = per_type
+        metrics["apcer_worst_type"] = max(known) if known else None
+    return metrics
+
+
+class VideoScores(NamedTuple):
+    """Video-level arrays, one entry per video in order of first appearance."""
+
+    ids: np.ndarray  # (V,) str: the video_id, or the frame's own id where video_id is empty
+    labels: np.ndarray  # (V,) int64
+    scores: np.ndarray  # (V,) float64: mean frame score
+    attack_types: np.ndarray | None  # (V,) str, when frame attack types were given
+    n_frames: np.ndarray  # (V,) int64
+
+
+def video_level(video_ids, labels, scores, attack_types=None, frame_ids=None) -> VideoScores:
+    """Average frame scores per video.
+
+    A frame with an empty video_id is its own video, identified by its frame_id (or
+    ``#<row>`` without frame_ids). A video whose frames disagree on label or attack type
+    is a data error (FasdError).
+    """
+    labels, scores = _as_arrays(labels, scores)
+    video_ids = np.asarray(video_ids, dtype=str).reshape(-1)
+    if video_ids.size != labels.size:
+        raise FasdError(f"video_ids ({video_ids.size}) and labels ({labels.size}) differ in length")
+    own_ids = (np.asarray(frame_ids, dtype=str).reshape(-1) if frame_ids is not None
+               else np.char.add("#", np.arange(labels.size).astype(str)))
+    if own_ids.size != labels.size:
+        raise FasdError(f"frame_ids ({own_ids.size}) and labels ({labels.size}) differ in length")
+    single = video_ids == ""
+    ids = np.where(single, own_ids, video_ids)
+    # Separate namespaces so a frame id can never merge with a video of the same name.
+    keys = np.char.add(np.where(single, "f", "v"), ids)
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    group = rank[inverse.reshape(-1)]
+    n_frames = np.bincount(group)
+    heads = first[order]
+
+    def per_video(values: np.ndarray, what: str) -> np.ndarray:
+        mixed = values != values[heads][group]
+        if mixed.any():
+            bad = ids[np.flatnonzero(mixed)[0]]
+            raise FasdError(f"video {bad!r} mixes {what}s across its frames; fix its video_id or {what}")
+        return values[heads]
+
+    types = None if attack_types is None else np.asarray(attack_types, dtype=str).reshape(-1)
+    if types is not None and types.size != labels.size:
+        raise FasdError(f"attack_types ({types.size}) and labels ({labels.size}) differ in length")
+    return VideoScores(
+        ids=ids[heads],
+        labels=per_video(labels, "label"),
+        scores=np.bincount(group, weights=scores) / n_frames,
+        attack_types=None if types is None else per_video(types, "attack type"),
+        n_frames=n_frames.astype(np.int64),
+    )
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100.0 * value:6.2f}%"
+
+
+def format_report(metrics: dict[str, Any]) -> str:
+    """A compact human-readable table of ``compute_metrics`` output (rates and AUC in %)."""
+    thresholds = metrics["threshold"]
+    eer_t = thresholds.get("eer")
+    lines = [
+        f"frames {metrics['n']} (live {metrics['n_live']}, spoof {metrics['n_spoof']})",
+        f"EER        {_pct(metrics['eer'])}   threshold "
+        + ("n/a" if eer_t is None else f"{eer_t:.4f}"),
+        f"AUC        {_pct(metrics['auc'])}",
+        f"TPR@FPR1%  {_pct(metrics['tpr_at_fpr_1pct'])}",
+        f"HTER       {_pct(metrics['hter'])}   "
+        + (f"(val threshold {thresholds['val']:.4f})" if "val" in thresholds else "(EER threshold)"),
+        f"{'':10} {'APCER':>7}  {'BPCER':>7}  {'ACER':>7}",
+    ]
+    for name, key in (("at EER", "at_eer"), ("at 0.5", "at_0.5")):
+        row = metrics[key]
+        lines.append(f"{name:10} {_pct(row['apcer']):>7}  {_pct(row['bpcer']):>7}  {_pct(row['acer']):>7}")
+    if "per_attack_type" in metrics:
+        lines.append("APCER per attack type (EER threshold):")
+        for name, row in metrics["per_attack_type"].items():
+            lines.append(f"  {name:16} {_pct(row['apcer']):>7}  n={row['n']}")
+        lines.append(f"  {'worst':16} {_pct(metrics['apcer_worst_type']):>7}")
+    return "\n".join(lines)

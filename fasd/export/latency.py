@@ -1,0 +1,63 @@
+"""ONNX Runtime CPU latency of an exported student: fixed warm-up, then every run timed on its own."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tqdm import tqdm
+
+from fasd.errors import FasdError
+from fasd.export.onnx_model import INPUT_SHAPE, OnnxStudent
+
+
+def cpu_name() -> str:
+    """The CPU model as the OS names it (Linux /proc/cpuinfo, else platform)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.lower().startswith(("model name", "hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def bench_onnx(path: Path, runs: int = 1000, warmup: int = 100, batch: int = 1, threads: int | None = None,
+               progress: bool = True) -> dict:
+    """Time ``runs`` calls of p_live on one fixed random batch after ``warmup`` untimed calls.
+
+    ``threads``: ONNX Runtime intra-op threads (None: its default). Latencies in milliseconds per
+    call (per batch); throughput in images per second from the mean.
+    """
+    for name, value, minimum in (("runs", runs, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
+        if value < minimum:
+            raise FasdError(f"--{name} must be >= {minimum}, got {value}")
+    model = OnnxStudent(path, threads=threads)
+    images = np.random.default_rng(0).standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
+    for _ in range(warmup):
+        model.p_live(images)
+    times_ns = np.empty(runs, dtype=np.int64)
+    for i in tqdm(range(runs), desc=f"bench {Path(path).name}", unit="run", disable=not progress, leave=False):
+        start = time.perf_counter_ns()
+        model.p_live(images)
+        times_ns[i] = time.perf_counter_ns() - start
+    ms = times_ns / 1e6
+    p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+    mean = float(ms.mean())
+    return {"median_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "mean_ms": mean,
+            "throughput": batch * 1000.0 / mean, "runs": runs, "warmup": warmup, "batch": batch,
+            "threads": threads, "cpu": cpu_name(), "onnxruntime": ort.__version__,
+            "input": f"{batch} x {' x '.join(map(str, INPUT_SHAPE))} float32"}
+
+
+def format_latency(result: dict) -> str:
+    threads = "onnxruntime default" if result["threads"] is None else str(result["threads"])
+    return (f"ONNX Runtime {result['onnxruntime']} on {result['cpu']} (threads: {threads})\n"
+            f"input {result['input']}, {result['runs']} runs after {result['warmup']} warm-up\n"
+            f"median {result['median_ms']:.3f} ms  p95 {result['p95_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  "
+            f"mean {result['mean_ms']:.3f} ms\n"
+            f"throughput {result['throughput']:.1f} images/s")

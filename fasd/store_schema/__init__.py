@@ -1,0 +1,1 @@
+"""The Zarr v3 teacher store: layout, version, open/validate, writer, reader."""

@@ -1,0 +1,55 @@
+"""Student checkpoints: what a training run keeps and what export, evaluate and predict read.
+
+Format: ``torch.save({"fasd_student": 1, "model": Student state dict, "epoch": int, "config": dict,
+"eer_threshold": float | None, "val_loss": float | None, "optimizer": ..., "scheduler": ...})``.
+Only tensors and plain Python values, so ``weights_only=True`` loading works.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from fasd.errors import FasdError
+from fasd.student_train.model import Student
+
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: Path, student: Student, epoch: int, config: dict, eer_threshold: float | None = None,
+                    val_loss: float | None = None, extra: dict | None = None) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a truncated checkpoint."""
+    payload = {"fasd_student": CHECKPOINT_VERSION, "model": student.state_dict(), "epoch": epoch,
+               "config": config, "eer_threshold": eer_threshold, "val_loss": val_loss, **(extra or {})}
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def read_checkpoint(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FasdError(f"student checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise FasdError(f"{path} is not a readable fasd student checkpoint ({first})") from None
+    if not isinstance(payload, dict) or payload.get("fasd_student") != CHECKPOINT_VERSION:
+        raise FasdError(f"{path} is not a fasd student checkpoint (expected the output of `fasd train`)")
+    return payload
+
+
+def load_student(path: Path) -> tuple[Student, dict]:
+    """A Student in eval mode with the checkpoint's weights, and the checkpoint's metadata."""
+    payload = read_checkpoint(path)
+    student = Student()
+    try:
+        student.load_state_dict(payload["model"])
+    except RuntimeError as exc:
+        raise FasdError(f"{path} does not match the MobileNetV3-Small student: {str(exc).splitlines()[0]}") from None
+    return student.eval(), {k: v for k, v in payload.items() if k != "model"}

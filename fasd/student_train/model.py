@@ -1,0 +1,147 @@
+"""The MobileNetV3-Small student, its deployable subset and ImageNet weight loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import mobilenet_v3_small
+
+from fasd.errors import FasdError
+
+FEATURE_DIM = 576  # channels of mobilenet_v3_small().features' last block
+PROJECTION_DIM = 512  # the teacher's CLS feature size
+NUM_CLASSES = 2  # [spoof, live], index == label
+_LOGIT_HIDDEN = 128
+_FEATURES_PREFIX = "features."
+_HUB_PATTERN = "mobilenet_v3_small-*.pth"
+
+
+class Student(nn.Module):
+    """Encoder + logit head h + projection head g (g only matters during training).
+
+    Input: ImageNet-normalised float images, N x 3 x 112 x 112.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Named `features` so a torchvision mobilenet_v3_small state dict's `features.*` keys match.
+        self.features = mobilenet_v3_small(weights=None).features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.logit_head = nn.Sequential(
+            nn.Linear(FEATURE_DIM, _LOGIT_HIDDEN),
+            nn.BatchNorm1d(_LOGIT_HIDDEN),
+            nn.ReLU(inplace=True),
+            nn.Linear(_LOGIT_HIDDEN, NUM_CLASSES),
+        )
+        self.projection_head = nn.Sequential(
+            nn.Linear(FEATURE_DIM, PROJECTION_DIM),
+            nn.GELU(),
+            nn.Linear(PROJECTION_DIM, PROJECTION_DIM),
+        )
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The 576-d pooled feature f^S."""
+        return torch.flatten(self.pool(self.features(x)), 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (logits [spoof, live], f^S)."""
+        features = self.encode(x)
+        return self.logit_head(features), features
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """g(f^S), unnormalised; the losses normalise it."""
+        return self.projection_head(features)
+
+
+class DeployedStudent(nn.Module):
+    """What ONNX export ships: encoder + logit head, no projection head.
+
+    Input: ImageNet-normalised float images, N x 3 x 112 x 112 (resize to 112 x 112, scale
+    to [0, 1], subtract IMAGENET_MEAN, divide by IMAGENET_STD).
+    Output: (logits N x 2 ordered [spoof, live], p_live N = softmax(logits)[:, 1]).
+    Shares the student's modules (no copy).
+    """
+
+    def __init__(self, student: Student) -> None:
+        super().__init__()
+        self.features = student.features
+        self.pool = student.pool
+        self.logit_head = student.logit_head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.logit_head(torch.flatten(self.pool(self.features(x)), 1))
+        return logits, torch.softmax(logits, dim=1)[:, 1]
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_counts(student: Student) -> dict[str, int]:
+    """Parameter counts: total (training), deployed (encoder + logit head), projection head."""
+    return {
+        "total": _count(student),
+        "deployed": _count(DeployedStudent(student)),
+        "projection": _count(student.projection_head),
+    }
+
+
+def _hub_checkpoint() -> Path | None:
+    """A torchvision mobilenet_v3_small checkpoint already in the local torch hub cache."""
+    found = sorted((Path(torch.hub.get_dir()) / "checkpoints").glob(_HUB_PATTERN))
+    return found[0] if found else None
+
+
+def _load_features(student: Student, path: Path) -> None:
+    """Load the `features.*` tensors of a torchvision state dict file into the encoder."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for unreadable / non-weights files
+        raise FasdError(
+            f"cannot read student weights {path}: {exc.__class__.__name__}; "
+            "pass a torchvision mobilenet_v3_small state dict file (torch.save(model.state_dict()))"
+        ) from exc
+    if not isinstance(state, dict):
+        raise FasdError(f"student weights {path} is not a state dict; "
+                        "pass a torchvision mobilenet_v3_small state dict file")
+    encoder_state = {key[len(_FEATURES_PREFIX):]: value for key, value in state.items()
+                     if isinstance(key, str) and key.startswith(_FEATURES_PREFIX)}
+    if not encoder_state:
+        raise FasdError(f"student weights {path} has no 'features.*' keys; "
+                        "pass a torchvision mobilenet_v3_small state dict file")
+    try:
+        student.features.load_state_dict(encoder_state, strict=True)
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[-1].strip()
+        raise FasdError(f"student weights {path} do not fit mobilenet_v3_small ({first_line}); "
+                        "pass a torchvision mobilenet_v3_small state dict file") from exc
+
+
+def load_imagenet_weights(student: Student, weights: Path | None = None) -> str | None:
+    """Initialise the encoder from ImageNet weights; never downloads.
+
+    Uses ``weights`` when given (errors are FasdError), else a checkpoint already in the
+    torch hub cache. Returns a warning message when neither is available and the encoder
+    keeps its random initialisation, else None.
+    """
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise FasdError(f"student weights file {path} does not exist; "
+                            "pass an existing torchvision mobilenet_v3_small state dict file")
+        _load_features(student, path)
+        return None
+    cached = _hub_checkpoint()
+    if cached is None:
+        return (f"no ImageNet weights for mobilenet_v3_small in {torch.hub.get_dir()}/checkpoints; "
+                "the student starts from random initialisation (pass --student-weights FILE to fix)")
+    _load_features(student, cached)
+    return None
+
+
+def build_student(weights: Path | None = None) -> tuple[Student, str | None]:
+    """A fresh student with ImageNet weights where available, and the fallback warning if any."""
+    student = Student()
+    return student, load_imagenet_weights(student, weights)

@@ -1,0 +1,185 @@
+"""The caching job: run the frozen teacher once over a dataset's frames and write the store chunk by chunk.
+
+Batches never straddle a chunk, so a resumed run computes exactly the batches an uninterrupted run
+would and the stored arrays are identical. Decoding runs in DataLoader workers and chunk writes in a
+background thread, both behind the teacher's compute.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from fasd.data.source import FrameSource, UnreadableFrame
+from fasd.errors import FasdError
+from fasd.store_schema import writer
+from fasd.store_schema.store import create_or_check_store, read_strings
+from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
+from fasd.teacher_cache.teacher import LoadedTeacher
+
+
+@dataclass
+class CacheOptions:
+    splits: tuple[str, ...] = ("train", "val", "test")
+    batch_size: int = 256
+    device: str = "auto"
+    workers: int = 0
+    shard: int = 0
+    num_shards: int = 1
+    chunk_rows: int = 4096
+    overwrite: bool = False
+    strict: bool = False
+    progress: bool = True
+
+
+@dataclass
+class CacheReport:
+    dataset: str
+    rows: int
+    chunks: int
+    chunks_written: int = 0
+    frames_computed: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    completed: bool = False
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames_computed / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise FasdError(f"unknown --device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FasdError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def default_workers() -> int:
+    return min(8, (os.cpu_count() or 2) // 2)
+
+
+class TeacherFrames(Dataset):
+    """Store row -> (uint8 pixels at the teacher's size, readable flag). Unreadable frames are zeros."""
+
+    def __init__(self, source: FrameSource, source_rows: np.ndarray, size: int):
+        self.source, self.source_rows, self.size = source, source_rows, size
+
+    def __len__(self) -> int:
+        return len(self.source_rows)
+
+    def __getitem__(self, row: int) -> tuple[torch.Tensor, bool]:
+        try:
+            pixels = resize_uint8(self.source.read_image(int(self.source_rows[row])), self.size)
+            return torch.from_numpy(np.array(pixels)), True
+        except UnreadableFrame:
+            return torch.zeros(self.size, self.size, 3, dtype=torch.uint8), False
+
+
+def chunk_batches(chunks: list[int], rows: int, chunk_rows: int, batch_size: int) -> list[list[int]]:
+    """Batches of store rows, chunk by chunk, never crossing a chunk boundary."""
+    batches = []
+    for chunk in chunks:
+        start, end = chunk * chunk_rows, min((chunk + 1) * chunk_rows, rows)
+        batches += [list(range(s, min(s + batch_size, end))) for s in range(start, end, batch_size)]
+    return batches
+
+
+def run_cache(source: FrameSource, loaded: LoadedTeacher, store_path: str, options: CacheOptions) -> CacheReport:
+    table = source.table
+    source_rows = table.rows_in_splits(options.splits)
+    if len(source_rows) == 0:
+        raise FasdError(f"dataset '{source.name}' has no frames in splits {','.join(options.splits)}")
+    teacher = loaded.teacher
+    store = create_or_check_store(store_path, loaded.fingerprint, teacher.centroids.cpu().numpy(),
+                                  options.overwrite)
+    fingerprint = {**source.fingerprint(), "splits": list(options.splits)}
+    group = writer.prepare_dataset(
+        store, source.name, fingerprint, table.frame_id[source_rows], table.label[source_rows],
+        table.split[source_rows], table.video_id[source_rows], options.chunk_rows, options.overwrite)
+    rows = len(source_rows)
+    chunks = writer.pending_chunks(group, options.shard, options.num_shards)
+    report = CacheReport(source.name, rows, writer.chunk_count(rows, options.chunk_rows))
+    if chunks:
+        _compute_chunks(source, source_rows, teacher, group, chunks, options, report)
+    report.completed = writer.finalize(group, report.unreadable)
+    return report
+
+
+def _compute_chunks(source, source_rows, teacher, group, chunks, options, report) -> None:
+    device = resolve_device(options.device)
+    teacher.to(device)
+    rows = len(source_rows)
+    batches = chunk_batches(chunks, rows, options.chunk_rows, options.batch_size)
+    loader = DataLoader(TeacherFrames(source, source_rows, teacher.input_size), batch_sampler=batches,
+                        num_workers=options.workers, pin_memory=device.type == "cuda",
+                        persistent_workers=False, prefetch_factor=4 if options.workers else None)
+    frame_ids = read_strings(group["frame_id"])
+    total = sum(len(b) for b in batches)
+    pending: list[Future] = []
+    feats: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    filled = 0
+    chunk_iter = iter(chunks)
+    chunk = next(chunk_iter)
+    chunk_size = min(options.chunk_rows, rows - chunk * options.chunk_rows)
+    start = time.perf_counter()
+    autocast = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else torch.autocast(
+        "cpu", enabled=False)
+    with ThreadPoolExecutor(max_workers=1) as writes, tqdm(
+            total=total, unit="frame", desc=f"cache {source.name}", disable=not options.progress,
+            smoothing=0.1) as bar:
+        try:
+            for batch_rows, (pixels, readable) in zip(batches, loader):
+                images = normalize_batch(pixels.to(device, non_blocking=True))
+                with autocast:
+                    feature, logit = teacher(images)
+                feature, logit = feature.float().cpu().numpy(), logit.float().cpu().numpy()
+                bad = ~readable.numpy()
+                if bad.any():
+                    ids = [str(i) for i in frame_ids[np.asarray(batch_rows)[bad]]]
+                    if options.strict:
+                        raise FasdError(f"{len(ids)} unreadable frame(s) in '{source.name}' "
+                                        f"(--strict): {', '.join(ids[:5])}")
+                    report.unreadable += ids
+                    feature[bad], logit[bad] = np.nan, np.nan
+                feats.append(feature)
+                logits.append(logit)
+                filled += len(batch_rows)
+                bar.update(len(batch_rows))
+                if filled == chunk_size:
+                    pending.append(writes.submit(writer.write_chunk, group, chunk,
+                                                 np.concatenate(feats), np.concatenate(logits)))
+                    report.chunks_written += 1
+                    report.frames_computed += filled
+                    feats, logits, filled = [], [], 0
+                    chunk = next(chunk_iter, None)
+                    if chunk is not None:
+                        chunk_size = min(options.chunk_rows, rows - chunk * options.chunk_rows)
+                    _raise_failed_writes(pending)
+        finally:
+            # Whole chunks already computed are always written before leaving (Ctrl-C, errors).
+            for future in pending:
+                future.result()
+            report.seconds = time.perf_counter() - start
+    if report.unreadable:
+        tqdm.write(f"warning: {len(report.unreadable)} unreadable frame(s) in '{source.name}' stored as NaN: "
+                  f"{', '.join(report.unreadable[:5])}")
+
+
+def _raise_failed_writes(pending: list[Future]) -> None:
+    for future in [f for f in pending if f.done()]:
+        future.result()
+        pending.remove(future)

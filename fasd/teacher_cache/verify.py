@@ -1,0 +1,51 @@
+"""Recompute random cached frames online and compare with the store (``fasd inspect --verify``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fasd.data.source import FrameSource
+from fasd.errors import FasdError
+from fasd.store_schema import layout
+from fasd.store_schema.store import TeacherStore, read_strings
+from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
+from fasd.teacher_cache.teacher import load_teacher
+
+
+def verify_frames(store: TeacherStore, sources: list[FrameSource], checkpoint: Path, count: int,
+                  seed: int = 0, trust_checkpoint: bool = False) -> dict:
+    """Worst cosine similarity and largest logit difference over ``count`` random done frames per dataset."""
+    fingerprint = store.teacher
+    loaded = load_teacher(fingerprint["name"], checkpoint, fingerprint["prompts"], fingerprint["centroid_mode"],
+                          trust_checkpoint)
+    if loaded.fingerprint["checkpoint_sha256"] != fingerprint["checkpoint_sha256"]:
+        raise FasdError(f"{checkpoint} is not the checkpoint this store was cached with "
+                        f"(sha256 {fingerprint['checkpoint_sha256'][:16]}…)")
+    rng = np.random.default_rng(seed)
+    results = {}
+    for source in sources:
+        group = store.dataset(source.name)
+        chunk_rows = group.attrs[layout.CHUNK_ROWS_ATTR]
+        done_rows = np.flatnonzero(np.repeat(group[layout.DONE][:], chunk_rows)[: group.attrs[layout.ROWS_ATTR]])
+        logits_all = group[layout.LOGITS]
+        picked = np.sort(rng.choice(done_rows, size=min(count, len(done_rows)), replace=False))
+        picked = picked[np.isfinite(logits_all[:][picked]).all(axis=1)]
+        if len(picked) == 0:
+            raise FasdError(f"no cached frames to verify in '{source.name}'")
+        row_of = {str(f): i for i, f in enumerate(source.table.frame_id)}
+        ids = read_strings(group[layout.FRAME_ID])[picked]
+        missing = [i for i in ids if i not in row_of]
+        if missing:
+            raise FasdError(f"{len(missing)} cached frame(s) of '{source.name}' are no longer in its source, "
+                            f"e.g. {missing[0]}")
+        pixels = np.stack([resize_uint8(source.read_image(row_of[i]), loaded.teacher.input_size) for i in ids])
+        feature, logits = loaded.teacher(normalize_batch(torch.from_numpy(pixels)))
+        cached_feature = torch.from_numpy(group[layout.FEATURE][:][picked].astype(np.float32))
+        cosine = torch.nn.functional.cosine_similarity(feature, cached_feature, dim=1)
+        logit_diff = (logits - torch.from_numpy(logits_all[:][picked])).abs().max()
+        results[source.name] = {"frames": int(len(picked)), "worst_cosine": float(cosine.min()),
+                                "max_logit_diff": float(logit_diff)}
+    return results

@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny synthetic data, random CLIP teachers saved in FLIP's checkpoint format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fasd.data.synth import synthesize
+from fasd.teacher_cache.arch import TINY_ARCH, openai_state_dict, random_clip
+
+
+def save_flip_checkpoint(state: dict[str, torch.Tensor], path: Path) -> Path:
+    """Save an OpenAI-format CLIP state dict the way FLIP does: 'model.' prefix, fp16 CLIP tensors,
+    an unused image_mlp head and numpy scalars beside the weights."""
+    flip_state = {f"model.{k}": (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+    width = state["visual.proj"].shape[1]
+    flip_state["image_mlp.0.weight"] = torch.randn(width, width)
+    flip_state["image_mlp.0.bias"] = torch.zeros(width)
+    torch.save({"epoch": np.int64(7), "best_hter": np.float64(0.123), "state_dict": flip_state}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_state() -> dict[str, torch.Tensor]:
+    return openai_state_dict(random_clip(TINY_ARCH, seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_flip_checkpoint(tmp_path_factory, tiny_clip_state) -> Path:
+    return save_flip_checkpoint(tiny_clip_state, tmp_path_factory.mktemp("ckpt") / "flip_tiny.pth.tar")
+
+
+@pytest.fixture(scope="session")
+def synth_config(tmp_path_factory) -> Path:
+    """Three tiny synthetic domains (alpha, beta, gamma) at 64 px, registered in a fasd.toml."""
+    return synthesize(tmp_path_factory.mktemp("synth"), domains=3, frames=60, size=64, seed=0, progress=False)
