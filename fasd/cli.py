@@ -184,6 +184,194 @@ def inspect(
                    f"max |Δlogit| {result['max_logit_diff']:.4g}")
 
 
+def _resolve_protocol(registry, split: Optional[str], sources: Optional[str], target: Optional[str]):
+    if split and (sources or target):
+        raise FasdError("give either --split PROTOCOL or --sources A,B --target C, not both")
+    if split:
+        return registry.protocol(split)
+    if sources and target:
+        return registry.explicit_protocol(_csv(sources), target)
+    raise FasdError("name the protocol: --split holdout-X / A-to-B, or --sources A,B --target C")
+
+
+@command("train")
+def train(
+    split: Annotated[Optional[str], typer.Option(help="Protocol: holdout-X (train on the other protocol "
+                                                      "domains, test on X) or A-to-B.")] = None,
+    sources: Annotated[Optional[str], typer.Option(help="Comma-separated source datasets (with --target).")
+                       ] = None,
+    target: Annotated[Optional[str], typer.Option(help="Held-out target dataset (with --sources).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
+    store: Annotated[str, typer.Option(help="Teacher store written by cache-teacher.")] = "teacher.zarr",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 15,
+    batch_size: Annotated[int, typer.Option(help="Frames per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    max_draws: Annotated[int, typer.Option(help="Domain-balanced draws per epoch (at most the train size).")
+                         ] = 60000,
+    lambda_kl: Annotated[float, typer.Option(help="Weight of the KL term (teacher logits).")] = 1.0,
+    lambda_feat: Annotated[float, typer.Option(help="Weight of the feature-alignment term.")] = 1.0,
+    lambda_triplet: Annotated[float, typer.Option(help="Weight of the SSDG asymmetric triplet term.")] = 0.5,
+    tau: Annotated[float, typer.Option(help="KL temperature.")] = 4.0,
+    margin: Annotated[float, typer.Option(help="Triplet margin.")] = 0.5,
+    no_teacher: Annotated[bool, typer.Option("--no-teacher", help="CE only (all λ = 0); needs no store.")
+                          ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic on CPU).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
+    student_weights: Annotated[Optional[Path], typer.Option(
+        help="torchvision mobilenet_v3_small ImageNet state dict (default: the local torch hub cache).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<protocol>-seed<seed>).")
+                   ] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+) -> None:
+    """Distil the student from the cached teacher targets; evaluate the best checkpoint on the target."""
+    from fasd.config import load_registry
+    from fasd.evaluate.metrics import format_report
+    from fasd.student_train.run_config import TrainOptions
+    from fasd.student_train.trainer import Trainer, resume_options
+
+    if resume is not None:
+        options = resume_options(resume)
+        run_dir = resume
+    else:
+        registry = load_registry(config)
+        protocol = _resolve_protocol(registry, split, sources, target)
+        options = TrainOptions(
+            protocol=protocol.name, sources=list(protocol.sources), target=protocol.target,
+            config=str(registry.path), store=None if no_teacher else store, epochs=epochs, batch_size=batch_size,
+            lr=lr, weight_decay=weight_decay, max_draws=max_draws, lambda_kl=lambda_kl, lambda_feat=lambda_feat,
+            lambda_triplet=lambda_triplet, tau=tau, margin=margin, no_teacher=no_teacher, seed=seed,
+            device=device, workers=workers, student_weights=str(student_weights) if student_weights else None)
+        run_dir = out or Path("runs") / f"{protocol.name}-seed{seed}{'-noteacher' if no_teacher else ''}"
+    metrics = Trainer(load_registry(options.config), options, run_dir).run(resume=resume is not None)
+    typer.echo(f"{options.protocol}: held-out {options.target} test (best epoch {metrics['best_epoch']})")
+    typer.echo(format_report(metrics))
+    typer.echo(f"run directory: {run_dir}")
+
+
+@command("evaluate")
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A training checkpoint (best.pt) or an exported .onnx file.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Evaluate on this dataset's --split.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="With --dataset: the split (default test). Alone: a "
+                                                      "protocol, evaluated on its target's test split.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics JSON object.")] = False,
+    scores: Annotated[Optional[Path], typer.Option(help="Write frame_id,label,score (P(live)) per frame.")] = None,
+    video_level: Annotated[bool, typer.Option("--video-level", help="Score videos by their frames' mean.")
+                           ] = False,
+    batch_size: Annotated[int, typer.Option(help="Frames per forward.")] = 256,
+) -> None:
+    """ISO/IEC 30107-3 metrics (APCER, BPCER, ACER, EER, HTER, AUC, TPR@FPR=1%) of a student on a split."""
+    from fasd.config import load_registry
+    from fasd.constants import SPLITS
+    from fasd.data.open_source import open_source
+    from fasd.evaluate.metrics import format_report
+    from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
+    from fasd.export.onnx_model import load_scorer
+
+    registry = load_registry(config)
+    if dataset is not None:
+        split_name = split or "test"
+        if split_name not in SPLITS:
+            raise FasdError(f"--split {split_name}: with --dataset, use one of {', '.join(SPLITS)}")
+        name = dataset
+    elif split is not None:
+        name, split_name = registry.protocol(split).target, "test"
+    else:
+        raise FasdError("name what to evaluate: --dataset NAME [--split test] or --split PROTOCOL")
+    _positive("--batch-size", batch_size)
+    scorer = load_scorer(model)
+    source = open_source(registry.dataset(name))
+    rows = source.table.rows_in_splits([split_name])
+    if len(rows) == 0:
+        raise FasdError(f"dataset '{name}' has no frames in split '{split_name}'")
+    frame_scores = score_rows(scorer.p_live, source, rows, batch_size=batch_size, desc=f"score {name}")
+    if scores is not None:
+        write_scores(scores, source, rows, frame_scores)
+    metrics = metrics_for(source, rows, frame_scores, video=video_level,
+                          val_threshold=scorer.metadata.get("eer_threshold"))
+    if as_json:
+        _print_json(metrics)
+    else:
+        typer.echo(f"{model} on {name}/{split_name}{' (video level)' if video_level else ''}")
+        typer.echo(format_report(metrics))
+
+
+@command("export")
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (best.pt).")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("student.onnx"),
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+) -> None:
+    """Export encoder + logit head to ONNX (dynamic batch), check it, and verify parity with PyTorch."""
+    from fasd.export.onnx_export import export_onnx
+
+    typer.echo(export_onnx(checkpoint, out, opset).format())
+
+
+@command("bench")
+def bench(
+    model: Annotated[Path, typer.Argument(help="Exported student .onnx file.")],
+    runs: Annotated[int, typer.Option(help="Timed runs.")] = 1000,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up runs.")] = 100,
+    batch: Annotated[int, typer.Option(help="Images per run.")] = 1,
+    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: ORT's).")
+                       ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """ONNX Runtime CPU latency (median, p95, p99) and throughput, reported the way phone benchmarks are."""
+    from fasd.export.latency import bench_onnx, format_latency
+
+    result = bench_onnx(model, runs=runs, warmup=warmup, batch=batch, threads=threads)
+    _print_json(result) if as_json else typer.echo(format_latency(result))
+
+
+@command("predict")
+def predict(
+    model: Annotated[Path, typer.Argument(help="Exported .onnx file or training checkpoint.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Face-crop images or folders of them.")],
+    threshold: Annotated[Optional[float], typer.Option(
+        help="Live when P(live) >= threshold (default: the model's EER threshold, else 0.5).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print P(live) and the live/spoof decision for each image."""
+    from fasd.export.predict import format_predictions, predict_paths
+
+    rows = predict_paths(model, inputs, threshold)
+    _print_json(rows) if as_json else typer.echo(format_predictions(rows))
+
+
+@command("ingest")
+def ingest(
+    kind: Annotated[str, typer.Argument(help="Native layout: oulu, replay, celeba or mcio.")],
+    root: Annotated[Path, typer.Option(help="The dataset as distributed (its top folder).")],
+    out: Annotated[Path, typer.Option(help="HDF5 frame pack to write.")],
+    size: Annotated[int, typer.Option(help="Side of the square face crops.")] = 112,
+    frames_per_video: Annotated[Optional[int], typer.Option(
+        help="Frames sampled evenly per video among annotated frames (default: all).")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="OULU protocol: Protocol_1, Protocol_2, Protocol_3/K, "
+                                                         "Protocol_4/K.")] = None,
+    margin: Annotated[Optional[float], typer.Option(help="Extra crop border, as a fraction of the face size.")
+                      ] = None,
+    workers: Annotated[int, typer.Option(help="Parallel decoding processes.")] = 1,
+    register: Annotated[Optional[str], typer.Option(help="Register the pack under this name in --config.")
+                        ] = None,
+    config: Annotated[Path, typer.Option(help="fasd.toml to register the pack in.")] = Path("fasd.toml"),
+) -> None:
+    """Turn a native dataset layout (videos + annotations, or images + labels) into an HDF5 frame pack."""
+    from fasd.config import register_dataset
+    from fasd.data.ingest import DEFAULT_MARGIN, run_ingest
+
+    summary = run_ingest(kind, root, out, size=size, frames_per_video=frames_per_video, protocol=protocol,
+                         workers=workers, margin=DEFAULT_MARGIN if margin is None else margin)
+    typer.echo(summary.format())
+    if register:
+        register_dataset(config, register, "hdf5", out)
+        typer.echo(f"registered '{register}' in {config}")
+
+
 def main() -> None:
     app()
 

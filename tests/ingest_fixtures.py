@@ -59,9 +59,9 @@ def _oulu_video(folder: Path, name: str, eyes, annotated: Sequence[int] = range(
     """A video whose frames show markers (default: at the crop centre and far away), and its eye file."""
     frame = marker_image(markers if markers is not None else (OULU_CENTRE, FAR_MARKER))
     write_video(folder / f"{name}.avi", [frame] * FRAMES)
-    (r, l) = eyes
-    write_lines(folder / f"{name}.txt", [f"{i}, {r[0]}, {r[1]}, {l[0]}, {l[1]}" if i in annotated else f"{i}, 0, 0, 0, 0"
-                                         for i in range(FRAMES)])
+    (right_x, right_y), (left_x, left_y) = eyes
+    write_lines(folder / f"{name}.txt", [f"{i}, {right_x}, {right_y}, {left_x}, {left_y}" if i in annotated
+                                         else f"{i}, 0, 0, 0, 0" for i in range(FRAMES)])
 
 
 def build_oulu(root: Path) -> Path:
@@ -154,7 +154,8 @@ def build_mcio(root: Path) -> Path:
     """train: 2 real frames of one video, 1 fake; test: 1 real (non-square, 48 x 32), 1 fake, 1 corrupt fake."""
     square = marker_image([(20, 20)], 40, 40)
     files = {"train/real/casia_v1_frame0.png": square, "train/real/casia_v1_frame1.png": square,
-             "train/fake/casia_v2_frame0.png": square, "test/real/idiap_v3_frame0.jpg": marker_image([(24, 16)], 48, 32),
+             "train/fake/casia_v2_frame0.png": square,
+             "test/real/idiap_v3_frame0.jpg": marker_image([(24, 16)], 48, 32),
              "test/fake/idiap_v4_frame0.png": square}
     for relative, image in files.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)

@@ -209,7 +209,7 @@ def test_bench_numbers_are_sane(exported):
 
 def test_predict_folder_matches_onnx_student(exported, images_dir):
     checkpoint, report = exported
-    rows = predict_paths(report.path, [images_dir], None)
+    rows = predict_paths(report.path, [images_dir, images_dir / "a.png"], None)  # a.png once
     expected_paths = [images_dir / "a.png", images_dir / "b.png", images_dir / "sub" / "c.png"]
     assert [row["path"] for row in rows] == list(map(str, expected_paths))
     transform = eval_transform()

@@ -14,6 +14,7 @@ pytest.importorskip("av")
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF
 from fasd.data.hdf5_pack import HDF5FrameSource, PackWriter
 from fasd.data.ingest import run_ingest
+from fasd.data.ingest import geometry
 from fasd.data.ingest.geometry import crop_square, sample_evenly
 from fasd.errors import FasdError
 import ingest_fixtures as fx
@@ -225,6 +226,16 @@ def test_nothing_ingested_is_an_error(tmp_path):
     with pytest.raises(FasdError, match="no frames ingested.*unreadable image"):
         run_ingest("mcio", root, tmp_path / "out.h5", progress=False)
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_large_squares_are_preshrunk_without_moving_the_crop(monkeypatch):
+    yy, xx = np.mgrid[0:600, 0:800]
+    image = np.stack([127 + 120 * np.sin(xx / 40) * np.cos(yy / 30), 127 + 100 * np.sin(yy / 50),
+                      np.full_like(xx, 90)], axis=-1).astype(np.uint8)
+    fast = geometry.crop_square(image, (420, 330), 330, 24, angle=0.4)  # 330 px -> 13x box filter first
+    monkeypatch.setattr(geometry, "PRESHRINK_ABOVE", 10**6)
+    direct = geometry.crop_square(image, (420, 330), 330, 24, angle=0.4)
+    assert np.abs(fast.astype(int) - direct).mean() < 0.6  # a 3 px shift of the source gives 1.3
 
 
 def test_crop_square_pads_with_black_and_sample_evenly():

@@ -14,6 +14,6 @@ def decode_image(path: str | Path) -> np.ndarray:
     """Read ``path`` as (H, W, 3) uint8 RGB; a missing, truncated or non-image file raises UnreadableFrame."""
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return np.array(image.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
         raise UnreadableFrame(f"{path}: {exc}") from None

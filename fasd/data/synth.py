@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import io
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +42,7 @@ VIDEOS_PER_SUBJECT = 3  # one live video, two attack videos
 SPLIT_FRACTIONS = {"train": 0.60, "val": 0.15, "test": 0.25}
 MIN_SIZE = 32
 REFERENCE_SIZE = 112  # spatial parameters below are in pixels of a 112 x 112 frame
-BLOCK = 64  # frames rendered per vectorised step
+BLOCK = 16  # frames rendered per vectorised step
 ATTACKS = ("print", "replay", "mask")
 
 
@@ -55,7 +57,7 @@ class DomainStyle:
     noise: float  # sensor noise std
     jpeg: tuple[int, int]  # JPEG quality range
     wallpaper: float  # fine stripes in backgrounds (a nuisance that resembles halftone)
-    skin_glare: float  # probability of a specular highlight on a face (live or mask)
+    skin_glare: float  # probability (and strength) of a specular highlight on a face
     attacks: tuple[float, float, float]  # probability of print, replay, mask
     halftone: float  # print dot-pattern contrast
     halftone_period: tuple[float, float]  # reference pixels
@@ -91,9 +93,12 @@ def domain_style(index: int) -> DomainStyle:
     if index < len(STYLES):
         return STYLES[index]
     rng = np.random.default_rng([7919, index])
-    u = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
+
+    def u(low: float, high: float) -> float:
+        return float(rng.uniform(low, high))
+
     attacks = rng.dirichlet([2.0, 2.0, 1.0])
-    low = u(2.4, 4.5)
+    low = u(2.4, 4.5)  # finest pattern period, reference pixels
     return DomainStyle(
         gain=u(0.75, 1.15), cast=tuple(u(0.88, 1.12) for _ in range(3)), light_slope=u(0.1, 0.4),
         blur=u(0.4, 1.2), noise=u(0.01, 0.045), jpeg=(int(u(45, 75)), int(u(80, 96))),
@@ -117,6 +122,8 @@ def synthesize(out_dir: Path, domains: int = 3, frames: int = DEFAULT_FRAMES, si
                         f"got {frames}")
     if size < MIN_SIZE:
         raise FasdError(f"--size must be at least {MIN_SIZE} pixels, got {size}")
+    if seed < 0:
+        raise FasdError(f"--seed must be a non-negative integer, got {seed}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(DOMAIN_NAMES[:domains])
@@ -131,14 +138,21 @@ def synthesize(out_dir: Path, domains: int = 3, frames: int = DEFAULT_FRAMES, si
 
 def _write_domain(path: Path, name: str, style: DomainStyle, frames: int, size: int,
                   rng: np.random.Generator, bar: tqdm) -> None:
+    """Plan every frame, then render blocks on all cores (numpy releases the GIL) and append in order."""
     meta, params = _plan(name, style, frames, rng)
+    blocks = [slice(start, min(start + BLOCK, frames)) for start in range(0, frames, BLOCK)]
+    noise_seeds = rng.integers(2**63, size=len(blocks))  # a seed per block keeps threads deterministic
     grid = _Grid(size)
-    with PackWriter(path, dataset=name, size=size, source="synthetic", crop_policy="synthetic-centred") as pack:
-        for start in range(0, frames, BLOCK):
-            block = slice(start, min(start + BLOCK, frames))
-            images = _render(grid, style, {k: v[block] for k, v in params.items()}, rng)
-            pack.append(images, **{k: v[block] for k, v in meta.items()})
-            bar.update(block.stop - block.start)
+
+    def render(index: int) -> np.ndarray:
+        block = {key: value[blocks[index]] for key, value in params.items()}
+        return _render(grid, style, block, np.random.default_rng(noise_seeds[index]))
+
+    with (PackWriter(path, dataset=name, size=size, source="synthetic", crop_policy="synthetic-centred") as pack,
+          ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool):
+        for block, images in zip(blocks, pool.map(render, range(len(blocks)))):
+            pack.append(images, **{key: value[block] for key, value in meta.items()})
+            bar.update(len(images))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,7 +296,12 @@ def _soft(distance: np.ndarray, width: float) -> np.ndarray:
 
 
 def _paint(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
-    return image + mask * (colour - image)
+    """Blend ``colour`` over ``image`` where ``mask`` is 1 (in place on a fresh array: page faults of new
+    large arrays cost more than the arithmetic)."""
+    blended = image - colour
+    blended *= mask
+    np.subtract(image, blended, out=blended)
+    return blended
 
 
 def _render(grid: _Grid, style: DomainStyle, p: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:

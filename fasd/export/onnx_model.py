@@ -150,7 +150,7 @@ class TorchStudentScorer:
         return self.model(torch.from_numpy(as_batch(images)))[1].numpy()
 
 
-def load_scorer(path: Path) -> OnnxStudent | TorchStudentScorer:
+def load_scorer(path: Path) -> Scorer:
     """An ONNX file (by its .onnx suffix, or any non-zip file) or a training checkpoint (a torch zip)."""
     path = Path(path)
     if not path.is_file():

@@ -21,7 +21,8 @@ _BATCH = 64  # images decoded and scored together
 
 
 def find_images(inputs: list[Path]) -> list[Path]:
-    """Files as given, directories searched recursively for image suffixes (sorted), in input order."""
+    """Files as given, directories searched recursively for image suffixes (sorted), in input order,
+    each file once."""
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -33,7 +34,7 @@ def find_images(inputs: list[Path]) -> list[Path]:
     if not found:
         raise FasdError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs)) or 'no inputs'}; "
                         "pass image files or folders that hold them")
-    return found
+    return list(dict.fromkeys(found))
 
 
 def _batches(paths: list[Path]) -> Iterator[tuple[list[Path], np.ndarray]]:

@@ -47,7 +47,8 @@ def read_checkpoint(path: Path) -> dict:
 def load_student(path: Path) -> tuple[Student, dict]:
     """A Student in eval mode with the checkpoint's weights, and the checkpoint's metadata."""
     payload = read_checkpoint(path)
-    student = Student()
+    projection = payload["model"].get("projection_head.2.weight")
+    student = Student(projection.shape[0]) if projection is not None else Student()
     try:
         student.load_state_dict(payload["model"])
     except RuntimeError as exc:

@@ -11,7 +11,7 @@ from torchvision.models import mobilenet_v3_small
 from fasd.errors import FasdError
 
 FEATURE_DIM = 576  # channels of mobilenet_v3_small().features' last block
-PROJECTION_DIM = 512  # the teacher's CLS feature size
+PROJECTION_DIM = 512  # default: ViT-B/16's CLS feature size (the projection matches the teacher's D)
 NUM_CLASSES = 2  # [spoof, live], index == label
 _LOGIT_HIDDEN = 128
 _FEATURES_PREFIX = "features."
@@ -24,7 +24,7 @@ class Student(nn.Module):
     Input: ImageNet-normalised float images, N x 3 x 112 x 112.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, projection_dim: int = PROJECTION_DIM) -> None:
         super().__init__()
         # Named `features` so a torchvision mobilenet_v3_small state dict's `features.*` keys match.
         self.features = mobilenet_v3_small(weights=None).features
@@ -36,9 +36,9 @@ class Student(nn.Module):
             nn.Linear(_LOGIT_HIDDEN, NUM_CLASSES),
         )
         self.projection_head = nn.Sequential(
-            nn.Linear(FEATURE_DIM, PROJECTION_DIM),
+            nn.Linear(FEATURE_DIM, projection_dim),
             nn.GELU(),
-            nn.Linear(PROJECTION_DIM, PROJECTION_DIM),
+            nn.Linear(projection_dim, projection_dim),
         )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,7 +141,8 @@ def load_imagenet_weights(student: Student, weights: Path | None = None) -> str 
     return None
 
 
-def build_student(weights: Path | None = None) -> tuple[Student, str | None]:
+def build_student(weights: Path | None = None,
+                  projection_dim: int = PROJECTION_DIM) -> tuple[Student, str | None]:
     """A fresh student with ImageNet weights where available, and the fallback warning if any."""
-    student = Student()
+    student = Student(projection_dim)
     return student, load_imagenet_weights(student, weights)

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from fasd.data.source import FrameSource, UnreadableFrame
+from fasd.device import resolve_device
 from fasd.errors import FasdError
 from fasd.store_schema import writer
 from fasd.store_schema.store import create_or_check_store, read_strings
@@ -53,18 +54,6 @@ class CacheReport:
     @property
     def frames_per_s(self) -> float:
         return self.frames_computed / self.seconds if self.seconds > 0 else 0.0
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise FasdError(f"unknown --device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FasdError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
-    return device
 
 
 def default_workers() -> int:

@@ -48,22 +48,27 @@ def run_ingest(kind: str, root: Path, out: Path, size: int = STUDENT_INPUT_SIZE,
     summary = IngestSummary(kind, out, plan.unit, plan.seen, skipped=list(plan.skipped), excluded=plan.excluded)
     partial = out.with_name(out.name + ".partial")
     try:
-        with PackWriter(partial, dataset=out.stem, size=size, source=kind, crop_policy=plan.crop_policy) as writer, \
-                tqdm(total=sum(item.units for item in plan.items), unit=plan.unit[:-1], desc=f"ingest {kind}",
-                     disable=not progress) as bar:
-            for item, batch in zip(plan.items, _load_all(plan.items, workers)):
-                if batch.images:
-                    writer.append(np.stack(batch.images), batch.frame_ids, [m.label for m in batch.metas],
-                                  [m.split for m in batch.metas], [m.video_id for m in batch.metas],
-                                  [m.attack_type for m in batch.metas])
-                summary.add(batch)
-                bar.update(item.units)
+        _write(plan, partial, summary, size, workers, progress)
         if summary.frames == 0:
             raise FasdError(f"no frames ingested from {root}: {summary.format()}")
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
     return summary
+
+
+def _write(plan: Plan, path: Path, summary: IngestSummary, size: int, workers: int, progress: bool) -> None:
+    bar = tqdm(total=sum(item.units for item in plan.items), unit=plan.unit[:-1], desc=f"ingest {summary.kind}",
+               disable=not progress)
+    with bar, PackWriter(path, dataset=summary.out.stem, size=size, source=summary.kind,
+                         crop_policy=plan.crop_policy) as writer:
+        for item, batch in zip(plan.items, _load_all(plan.items, workers)):
+            if batch.images:
+                writer.append(np.stack(batch.images), batch.frame_ids, [m.label for m in batch.metas],
+                              [m.split for m in batch.metas], [m.video_id for m in batch.metas],
+                              [m.attack_type for m in batch.metas])
+            summary.add(batch)
+            bar.update(item.units)
 
 
 def _check(kind: str, root: Path, out: Path, options: IngestOptions, workers: int) -> None:

@@ -1,0 +1,54 @@
+"""Score frames with any student (in-memory PyTorch, checkpoint or ONNX) and turn scores into metrics."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fasd.data.source import FrameSource
+from fasd.evaluate.metrics import compute_metrics, video_level
+from fasd.student_train.data import EvalFrames
+from fasd.student_train.transforms import eval_transform
+
+PLive = Callable[[torch.Tensor], np.ndarray]  # normalised images (N, 3, 112, 112) -> P(live) (N,)
+
+
+def score_rows(p_live: PLive, source: FrameSource, rows: np.ndarray, batch_size: int = 256, workers: int = 0,
+               progress: bool = True, desc: str = "score") -> np.ndarray:
+    """P(live) for ``rows`` of ``source`` with the evaluation transform (plain resize, no augmentation)."""
+    loader = DataLoader(EvalFrames(source, rows, eval_transform()), batch_size=batch_size, shuffle=False,
+                        num_workers=workers)
+    scores = np.empty(len(rows), dtype=np.float64)
+    with tqdm(total=len(rows), unit="frame", desc=desc, disable=not progress, leave=False) as bar:
+        for images, index in loader:
+            scores[index.numpy()] = p_live(images)
+            bar.update(len(index))
+    return scores
+
+
+def metrics_for(source: FrameSource, rows: np.ndarray, scores: np.ndarray, video: bool = False,
+                val_threshold: float | None = None) -> dict:
+    """The metrics JSON object of DESIGN.md for scored rows (frame level, or mean per video)."""
+    table = source.table
+    labels, attack = table.label[rows], table.attack_type[rows]
+    if video:
+        videos = video_level(table.video_id[rows], labels, scores, attack, table.frame_id[rows])
+        return compute_metrics(videos.labels, videos.scores, videos.attack_types, val_threshold)
+    return compute_metrics(labels, scores, attack, val_threshold)
+
+
+def write_scores(path: Path, source: FrameSource, rows: np.ndarray, scores: np.ndarray) -> None:
+    """One row per frame: frame_id,label,score (score = P(live)), so any tool can re-check the metrics."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["frame_id", "label", "score"])
+        for frame_id, label, score in zip(source.table.frame_id[rows], source.table.label[rows], scores):
+            out.writerow([frame_id, int(label), repr(float(score))])
