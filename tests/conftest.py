@@ -37,3 +37,20 @@ def tiny_flip_checkpoint(tmp_path_factory, tiny_clip_state) -> Path:
 def synth_config(tmp_path_factory) -> Path:
     """Three tiny synthetic domains (alpha, beta, gamma) at 64 px, registered in a fasd.toml."""
     return synthesize(tmp_path_factory.mktemp("synth"), domains=3, frames=60, size=64, seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def synth_store(tmp_path_factory, synth_config, tiny_flip_checkpoint) -> str:
+    """A complete teacher store of every synthetic domain, cached by the tiny random teacher."""
+    from fasd.config import load_registry
+    from fasd.data.open_source import open_source
+    from fasd.teacher_cache.job import CacheOptions, run_cache
+    from fasd.teacher_cache.prompts import default_prompts
+    from fasd.teacher_cache.teacher import load_teacher
+
+    store = str(tmp_path_factory.mktemp("store") / "teacher.zarr")
+    registry = load_registry(synth_config)
+    loaded = load_teacher("flip-mcl", tiny_flip_checkpoint, default_prompts())
+    for name in registry.datasets:
+        run_cache(open_source(registry.dataset(name)), loaded, store, CacheOptions(batch_size=32, progress=False))
+    return store

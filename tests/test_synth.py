@@ -101,6 +101,7 @@ def test_frame_count_need_not_fill_whole_subjects(tmp_path: Path) -> None:
     ({"domains": 9}, "--domains must be between 1 and 8"),
     ({"frames": 10}, "--frames must be at least 36"),
     ({"size": 16}, "--size must be at least 32"),
+    ({"seed": -1}, "--seed must be a non-negative integer"),
 ])
 def test_rejects_bad_arguments(tmp_path: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(FasdError, match=message):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -45,14 +46,17 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> object:
     path = Path(path)
     if not path.is_file():
         raise FasdError(f"checkpoint not found: {path}")
+    if not trust and not zipfile.is_zipfile(path):
+        raise FasdError(f"{path} is not a readable torch checkpoint (not a torch.save archive)")
     try:
         if trust:
             return torch.load(path, map_location="cpu", weights_only=False)
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise FasdError(f"{path} holds objects that are not plain weights ({first}); "
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = found.group(1) if found else "non-tensor objects"
+        raise FasdError(f"{path} holds objects that are not plain weights ({what}); "
                         f"if you trust the file, pass --trust-checkpoint") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
