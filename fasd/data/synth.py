@@ -43,6 +43,7 @@ SPLIT_FRACTIONS = {"train": 0.60, "val": 0.15, "test": 0.25}
 MIN_SIZE = 32
 REFERENCE_SIZE = 112  # spatial parameters below are in pixels of a 112 x 112 frame
 BLOCK = 16  # frames rendered per vectorised step
+MAX_THREADS = 8  # each rendering thread holds a few dozen block-sized float arrays
 ATTACKS = ("print", "replay", "mask")
 
 
@@ -149,7 +150,7 @@ def _write_domain(path: Path, name: str, style: DomainStyle, frames: int, size: 
         return _render(grid, style, block, np.random.default_rng(noise_seeds[index]))
 
     with (PackWriter(path, dataset=name, size=size, source="synthetic", crop_policy="synthetic-centred") as pack,
-          ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool):
+          ThreadPoolExecutor(max_workers=min(MAX_THREADS, os.cpu_count() or 1)) as pool):
         for block, images in zip(blocks, pool.map(render, range(len(blocks)))):
             pack.append(images, **{key: value[block] for key, value in meta.items()})
             bar.update(len(images))
@@ -159,7 +160,8 @@ def _write_domain(path: Path, name: str, style: DomainStyle, frames: int, size: 
 # Planning: who is in which video, which split, and every random parameter of every frame.
 
 
-def _plan(name: str, style: DomainStyle, frames: int, rng: np.random.Generator):
+def _plan(name: str, style: DomainStyle, frames: int,
+          rng: np.random.Generator) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per-frame metadata columns and per-frame render parameters (arrays with first axis = frame)."""
     per_subject = VIDEOS_PER_SUBJECT * FRAMES_PER_VIDEO
     subjects = math.ceil(frames / per_subject)
@@ -292,7 +294,9 @@ def _rgb(red: float, green: float, blue: float) -> np.ndarray:
 
 def _soft(distance: np.ndarray, width: float) -> np.ndarray:
     """Anti-aliased inside mask: 1 where distance >> 0, 0 where distance << 0."""
-    return np.clip(0.5 + distance / width, 0, 1)
+    mask = distance / width
+    mask += 0.5
+    return np.clip(mask, 0, 1, out=mask)
 
 
 def _paint(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:

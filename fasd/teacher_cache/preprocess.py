@@ -22,8 +22,11 @@ def resize_uint8(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def normalize_batch(pixels: torch.Tensor) -> torch.Tensor:
-    """(N, S, S, 3) uint8 on any device -> (N, 3, S, S) float32 CLIP-normalised."""
+    """(N, S, S, 3) uint8 on any device -> (N, 3, S, S) float32 CLIP-normalised.
+
+    (x / 255 - mean) / std is applied as one in-place multiply and subtract.
+    """
     mean = torch.tensor(CLIP_MEAN, device=pixels.device).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, device=pixels.device).view(1, 3, 1, 1)
-    images = pixels.permute(0, 3, 1, 2).float().div_(255.0)
-    return (images - mean) / std
+    images = pixels.permute(0, 3, 1, 2).float()
+    return images.mul_(1.0 / (255.0 * std)).sub_(mean / std)

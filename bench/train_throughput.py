@@ -1,0 +1,107 @@
+"""Training step cost: CE-only vs cached distillation vs distillation with the teacher run online.
+
+Goals (DESIGN.md): a cached-distillation step costs <= 1.15 x a CE-only step, and is >= 20 x faster than
+distilling with the teacher (ViT-B/16) run online. All three use the real trainer step (data loading,
+augmentation, forward, loss, backward, AdamW) on the same synthetic frames and batch size; "online" adds
+the teacher forward on the batch (upsampled to the teacher's 224 px, CLIP-normalised) to every step.
+
+    python bench/train_throughput.py [--steps 20] [--online-steps 3] [--batch-size 64] [--arch ViT-B-16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from fasd.config import load_registry
+from fasd.constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+from fasd.data.open_source import open_source
+from fasd.data.synth import synthesize
+from fasd.student_train.run_config import TrainOptions
+from fasd.student_train.trainer import Trainer
+from fasd.teacher_cache.arch import openai_state_dict, random_clip
+from fasd.teacher_cache.job import CacheOptions, run_cache
+from fasd.teacher_cache.prompts import default_prompts
+from fasd.teacher_cache.teacher import load_teacher
+
+
+def seconds_per_step(trainer: Trainer, steps: int) -> float:
+    """Time ``steps`` optimiser steps of the real training epoch (after one warm-up step)."""
+    trainer.draws = (steps + 1) * trainer.options.batch_size
+    start = {}
+
+    original = trainer._loss
+
+    def timed_loss(batch):
+        if "t" not in start and len(start) == 0:
+            start["warm"] = True
+        elif "t" not in start:
+            start["t"] = time.perf_counter()
+        return original(batch)
+
+    trainer._loss = timed_loss
+    result = trainer._train_epoch(0)
+    elapsed = time.perf_counter() - start["t"]
+    trainer._loss = original
+    return elapsed / (result["steps"] - 1)
+
+
+def online_teacher_loss(trainer: Trainer, teacher) -> callable:
+    """Wrap the trainer's loss so each step first runs the teacher on the batch (online distillation)."""
+    original = trainer._loss
+    imagenet_mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    imagenet_std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    clip_mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    clip_std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+
+    def loss(batch):
+        images = batch[0] * imagenet_std + imagenet_mean
+        images = F.interpolate(images, size=teacher.input_size, mode="bicubic", align_corners=False)
+        feature, logits = teacher((images - clip_mean) / clip_std)
+        return original((batch[0], batch[1], batch[2], feature, logits))
+
+    return loss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--online-steps", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--arch", default="ViT-B-16")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        config = synthesize(tmp / "data", domains=2, frames=600, size=112, seed=0, progress=False)
+        registry = load_registry(config)
+        checkpoint = tmp / "teacher.pt"
+        torch.save(openai_state_dict(random_clip(args.arch)), checkpoint)
+        loaded = load_teacher("clip", checkpoint, default_prompts())
+        for name in registry.datasets:
+            run_cache(open_source(registry.dataset(name)), loaded, str(tmp / "t.zarr"),
+                      CacheOptions(batch_size=64, progress=False, splits=("train", "val")))
+        common = dict(protocol="alpha-to-beta", sources=["alpha"], target="beta", config=str(config),
+                      store=str(tmp / "t.zarr"), batch_size=args.batch_size, epochs=1)
+        ce = Trainer(registry, TrainOptions(**common, no_teacher=True), tmp / "ce", progress=False)
+        cached = Trainer(registry, TrainOptions(**common), tmp / "cached", progress=False)
+        for trainer in (ce, cached):
+            trainer._build(lambda _msg: None)
+        ce_s = seconds_per_step(ce, args.steps)
+        cached_s = seconds_per_step(cached, args.steps)
+        cached._loss = online_teacher_loss(cached, loaded.teacher)
+        online_s = seconds_per_step(cached, args.online_steps)
+    print(f"CPU, {torch.get_num_threads()} threads; batch {args.batch_size}; teacher {loaded.fingerprint['arch']}")
+    print(f"CE only              {1 / ce_s:7.2f} steps/s  ({ce_s * 1000:8.1f} ms/step)")
+    print(f"cached distillation  {1 / cached_s:7.2f} steps/s  ({cached_s * 1000:8.1f} ms/step)")
+    print(f"online distillation  {1 / online_s:7.3f} steps/s  ({online_s * 1000:8.1f} ms/step)")
+    print(f"cached / CE-only step time   {cached_s / ce_s:6.3f}   (goal <= 1.15)")
+    print(f"online / cached step time    {online_s / cached_s:6.1f}   (goal >= 20)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""FLIP-style fine-tuning of a CLIP teacher (``fasd teacher-finetune``).
+
+As FLIP-V does: the image feature (L2-normalised) is scored against the prompt-ensemble class centroids,
+``logits = exp(logit_scale) · unit(f) · centroidsᵀ`` in class order [spoof, live], and trained with
+cross-entropy on the binary label. Differences from FLIP, on purpose:
+
+* the text tower is frozen, so the centroids are computed once and ``fasd cache-teacher`` recomputes
+  exactly the same ones from the saved checkpoint;
+* ``logit_scale`` stays fixed at the initial checkpoint's value, so the saved teacher's logit scale is
+  the one it was trained with (FLIP trains it too, which only changes the scores' temperature);
+* AdamW (FLIP uses Adam with L2), a linear warm-up epoch then cosine decay, gradient clipping at 1.
+
+Frames follow the teacher stream (resize to the model's input size with PIL bicubic, CLIP mean/std).
+Training frames only are lightly augmented: a random resized crop keeping 80-100 % of the area
+(aspect 0.9-1.1, PIL bicubic, like the plain resize) and a horizontal flip. No colour jitter: colour
+casts and lost dynamic range are presentation-attack cues. Sampling is domain-balanced over the source
+datasets' train splits; the sources' val splits (when present) are scored after every epoch. The final
+weights are saved (no checkpoint selection on validation data).
+
+The output is FLIP's checkpoint format, ``{'epoch': int, 'state_dict': {'model.<OpenAI CLIP key>': ...}}``
+in fp32, written atomically, with the training summary in ``<out>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from fasd.config import load_registry
+from fasd.constants import CLASS_NAMES, SPLITS
+from fasd.data.open_source import open_source
+from fasd.data.source import FrameSource, UnreadableFrame
+from fasd.device import resolve_device
+from fasd.errors import FasdError
+from fasd.evaluate.metrics import eer
+from fasd.student_train.sampler import domain_balanced_sampler
+from fasd.student_train.schedule import warmup_cosine
+from fasd.teacher_cache.arch import TINY_ARCH, openai_state_dict, random_clip
+from fasd.teacher_cache.checkpoint import FLIP_PREFIX, clip_state_dict, read_checkpoint
+from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
+from fasd.teacher_cache.prompts import centroids_from_embeddings, default_prompts
+from fasd.teacher_cache.teacher import build_clip, describe_arch, encode_prompts
+
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH_SIZE = 64
+# From random weights the tiny ViT needs a large step; a pretrained CLIP keeps FLIP's own 1e-6.
+RANDOM_INIT_LR = 5e-4
+PRETRAINED_LR = 1e-6
+DEFAULT_WEIGHT_DECAY = 0.05
+CROP_SCALE = (0.8, 1.0)
+CROP_RATIO = (0.9, 1.1)
+
+
+class FlipClassifier(nn.Module):
+    """The trainable image tower scored against fixed text centroids: (N, 3, S, S) -> (N, 2) logits."""
+
+    def __init__(self, clip: open_clip.model.CLIP, centroids: torch.Tensor, logit_scale: float):
+        super().__init__()
+        self.visual = clip.visual
+        self.register_buffer("centroids", centroids.float())
+        self.logit_scale = logit_scale
+        self.input_size = int(clip.visual.image_size[0])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        feature = F.normalize(self.visual(images).float(), dim=-1)
+        return self.logit_scale * feature @ self.centroids.t()
+
+
+def train_augmentation(size: int) -> v2.Compose:
+    return v2.Compose([
+        v2.RandomResizedCrop(size, scale=CROP_SCALE, ratio=CROP_RATIO, interpolation=v2.InterpolationMode.BICUBIC),
+        v2.RandomHorizontalFlip(),
+    ])
+
+
+class LabelledFrames(Dataset):
+    """Source rows -> (uint8 pixels at the teacher's size, label, readable). Unreadable frames are zeros."""
+
+    def __init__(self, source: FrameSource, rows: np.ndarray, size: int, augment: bool):
+        self.source, self.rows, self.size = source, rows, size
+        self.augment = train_augmentation(size) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def labels(self) -> np.ndarray:
+        return self.source.table.label[self.rows].astype(np.int64)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, bool]:
+        row = int(self.rows[index])
+        label = int(self.source.table.label[row])
+        try:
+            image = self.source.read_image(row)
+        except UnreadableFrame:
+            return torch.zeros(self.size, self.size, 3, dtype=torch.uint8), label, False
+        if self.augment is None:
+            pixels = resize_uint8(image, self.size)
+        else:
+            pixels = np.asarray(self.augment(Image.fromarray(image)))
+        return torch.from_numpy(np.array(pixels)), label, True
+
+
+def initial_clip(init: Path | None, arch: str | None, seed: int,
+                 trust_checkpoint: bool = False) -> tuple[open_clip.model.CLIP, str]:
+    """The CLIP to fine-tune and a description of where it came from.
+
+    ``init``: an OpenAI-format state dict or a FLIP checkpoint; otherwise ``arch`` (default the tiny
+    config) with random weights. Both go through the same OpenAI-format builder ``load_teacher`` uses.
+    """
+    if init is not None and arch is not None:
+        raise FasdError("pass either --init FILE (a CLIP checkpoint) or --arch NAME (random weights), not both")
+    if init is not None:
+        state = clip_state_dict(read_checkpoint(init, trust_checkpoint), init)
+        origin = f"checkpoint {init}"
+    else:
+        arch = arch or TINY_ARCH
+        state = openai_state_dict(random_clip(arch, seed))
+        origin = f"random {arch} (seed {seed})"
+    return build_clip(state), origin
+
+
+def train_step(classifier: FlipClassifier, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+               labels: torch.Tensor, readable: torch.Tensor | None = None, autocast=None) -> tuple[float, int, int]:
+    """One optimiser step on CLIP-normalised images; returns (loss, correct, counted frames)."""
+    keep = readable if readable is not None else torch.ones_like(labels, dtype=torch.bool)
+    if not bool(keep.any()):
+        return 0.0, 0, 0
+    with autocast or nullcontext():
+        logits = classifier(images[keep])
+    loss = F.cross_entropy(logits.float(), labels[keep])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(classifier.visual.parameters(), 1.0)
+    optimizer.step()
+    correct = int((logits.argmax(dim=1) == labels[keep]).sum())
+    return float(loss.detach()), correct, int(keep.sum())
+
+
+@torch.no_grad()
+def evaluate(classifier: FlipClassifier, frames: Dataset, labels: np.ndarray, device: torch.device,
+             batch_size: int, workers: int, autocast=None) -> dict:
+    """Accuracy at argmax (P(live) >= 0.5) and EER of P(live) over the readable frames."""
+    classifier.eval()
+    p_live, ok = [], []
+    loader = DataLoader(frames, batch_size=batch_size, num_workers=workers)
+    for pixels, _, readable in loader:
+        with autocast or nullcontext():
+            logits = classifier(normalize_batch(pixels.to(device)))
+        p_live.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+        ok.append(readable.numpy())
+    scores, ok = np.concatenate(p_live)[np.concatenate(ok)], np.concatenate(ok)
+    labels = labels[ok]
+    if labels.size == 0:
+        return {"frames": 0, "accuracy": None, "eer": None}
+    rate, _ = eer(labels, scores)
+    return {"frames": int(labels.size), "accuracy": float(((scores >= 0.5) == labels).mean()), "eer": rate}
+
+
+def save_flip_checkpoint(clip: open_clip.model.CLIP, epoch: int, out: Path) -> None:
+    """FLIP's format, written to a temporary file and renamed so ``out`` is never half written."""
+    state = {FLIP_PREFIX + k: v.cpu() for k, v in openai_state_dict(clip).items()}
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save({"epoch": int(epoch), "state_dict": state}, tmp)
+    os.replace(tmp, out)
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_name(out.name + ".json")
+
+
+def _check_options(sources: list[str], out: Path, epochs: int, batch_size: int, lr: float | None,
+                   weight_decay: float, workers: int, max_frames_per_epoch: int | None) -> None:
+    if not sources:
+        raise FasdError("--sources needs at least one registered dataset, e.g. --sources alpha,beta")
+    repeated = sorted({s for s in sources if sources.count(s) > 1})
+    if repeated:
+        raise FasdError(f"--sources lists {', '.join(repeated)} more than once")
+    checks = [(epochs >= 1, f"--epochs must be >= 1, got {epochs}"),
+              (batch_size >= 1, f"--batch-size must be >= 1, got {batch_size}"),
+              (lr is None or lr > 0, f"--lr must be > 0, got {lr}"),
+              (weight_decay >= 0, f"--weight-decay must be >= 0, got {weight_decay}"),
+              (workers >= 0, f"--workers must be >= 0, got {workers}"),
+              (max_frames_per_epoch is None or max_frames_per_epoch >= 1,
+               f"--max-frames-per-epoch must be >= 1, got {max_frames_per_epoch}"),
+              (not out.is_dir(), f"--out {out} is a folder; give the checkpoint's file name, e.g. teacher.pt")]
+    for ok, message in checks:
+        if not ok:
+            raise FasdError(message)
+
+
+def _split_rows(source: FrameSource, split: str) -> np.ndarray:
+    return source.table.rows_in_splits([split])
+
+
+def _train_sets(sources: list[FrameSource], size: int) -> list[LabelledFrames]:
+    sets = []
+    for source in sources:
+        rows = _split_rows(source, "train")
+        if len(rows) == 0:
+            present = ", ".join(s for s in SPLITS if len(_split_rows(source, s))) or "none"
+            raise FasdError(f"dataset '{source.name}' has no frames in split 'train' (splits present: {present}); "
+                            f"teacher fine-tuning trains on the sources' train splits")
+        sets.append(LabelledFrames(source, rows, size, augment=True))
+    return sets
+
+
+def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: Path | None = None,
+                     arch: str | None = None, prompts: dict | None = None, centroid_mode: str = "flip",
+                     epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE, lr: float | None = None,
+                     weight_decay: float = DEFAULT_WEIGHT_DECAY, device: str = "auto", workers: int = 0,
+                     seed: int = 0, max_frames_per_epoch: int | None = None, progress: bool = True,
+                     trust_checkpoint: bool = False) -> dict:
+    """Fine-tune a CLIP's image tower FLIP-style on ``sources`` and write a FLIP checkpoint to ``out``.
+
+    ``lr=None`` picks RANDOM_INIT_LR for random weights and PRETRAINED_LR (FLIP's) for ``init``.
+    Returns (and writes to ``<out>.json``) the training summary.
+    """
+    out = Path(out)
+    _check_options(sources, out, epochs, batch_size, lr, weight_decay, workers, max_frames_per_epoch)
+    registry = load_registry(config)
+    frame_sources = [open_source(registry.dataset(name)) for name in sources]
+    torch_device = resolve_device(device)
+    prompts = prompts or default_prompts()
+    torch.manual_seed(seed)
+    clip, origin = initial_clip(Path(init) if init is not None else None, arch, seed, trust_checkpoint)
+    lr = lr if lr is not None else (PRETRAINED_LR if init is not None else RANDOM_INIT_LR)
+    centroids = centroids_from_embeddings(encode_prompts(clip, prompts), centroid_mode)
+    logit_scale = float(clip.logit_scale.detach().exp())
+    for parameter in clip.parameters():
+        parameter.requires_grad_(False)
+    for parameter in clip.visual.parameters():
+        parameter.requires_grad_(True)
+    classifier = FlipClassifier(clip, centroids, logit_scale).to(torch_device)
+    size = classifier.input_size
+
+    train_sets = _train_sets(frame_sources, size)
+    train_set = ConcatDataset(train_sets)
+    domains = np.concatenate([np.full(len(s), i) for i, s in enumerate(train_sets)])
+    val_sets = [LabelledFrames(s, rows, size, augment=False) for s in frame_sources
+                if len(rows := _split_rows(s, "val"))]
+    val_labels = np.concatenate([s.labels() for s in val_sets]) if val_sets else None
+    draws = min(len(train_set), max_frames_per_epoch or len(train_set))
+    generator = torch.Generator().manual_seed(seed)
+    sampler = domain_balanced_sampler(domains, draws, generator)
+    loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                        drop_last=draws > batch_size, pin_memory=torch_device.type == "cuda", generator=generator)
+    optimizer = torch.optim.AdamW(classifier.visual.parameters(), lr=lr, weight_decay=weight_decay)
+    scheduler = warmup_cosine(optimizer, len(loader), epochs)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if torch_device.type == "cuda" else None)
+
+    log = tqdm.write if progress else (lambda _msg: None)
+    log(f"teacher-finetune: {describe_arch(clip)} from {origin}; {len(train_set)} train frames from "
+        f"{', '.join(sources)}, {draws} draws/epoch, lr {lr:g}, {torch_device}")
+    history: list[dict] = []
+    unreadable = 0
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        classifier.train()
+        loss_sum, correct, counted = 0.0, 0, 0
+        with tqdm(loader, desc=f"finetune {epoch + 1}/{epochs}", unit="batch", disable=not progress,
+                  leave=False) as bar:
+            for pixels, labels, readable in bar:
+                images = normalize_batch(pixels.to(torch_device, non_blocking=True))
+                loss, right, n = train_step(classifier, optimizer, images, labels.to(torch_device),
+                                            readable.to(torch_device), autocast)
+                scheduler.step()
+                loss_sum, correct, counted = loss_sum + loss * n, correct + right, counted + n
+                unreadable += len(labels) - n
+                bar.set_postfix(loss=f"{loss_sum / max(counted, 1):.3f}", acc=f"{correct / max(counted, 1):.3f}")
+        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(counted, 1),
+                  "train_accuracy": correct / max(counted, 1)}
+        if val_sets:
+            record["val"] = evaluate(classifier, ConcatDataset(val_sets), val_labels, torch_device,
+                                     max(batch_size, 128), workers, autocast)
+        history.append(record)
+        val = record.get("val") or {}
+        log(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.3f}"
+            + (f"  val acc {val['accuracy']:.3f} EER {val['eer']:.3f}" if val.get("eer") is not None else ""))
+    seconds = time.perf_counter() - start
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_flip_checkpoint(clip, epochs, out)
+    summary = {
+        "out": str(out), "init": origin, "arch": describe_arch(clip), "sources": list(sources),
+        "train_frames": {s.source.name: len(s) for s in train_sets}, "draws_per_epoch": draws,
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+        "prompts": prompts, "centroid_mode": centroid_mode, "logit_scale": logit_scale,
+        "class_order": list(CLASS_NAMES), "input_size": size,
+        "augmentation": f"random resized crop scale {CROP_SCALE} ratio {CROP_RATIO} (bicubic) + horizontal flip",
+        "train_loss": history[-1]["train_loss"], "train_accuracy": history[-1]["train_accuracy"],
+        "val": history[-1].get("val"), "unreadable_train_draws": unreadable, "history": history,
+        "device": str(torch_device), "seconds": round(seconds, 2),
+    }
+    _write_json_atomic(summary_path(out), summary)
+    if unreadable:
+        log(f"warning: {unreadable} unreadable training frame draw(s) were skipped")
+    log(f"wrote {out} ({seconds:.1f} s); summary in {summary_path(out)}")
+    return summary
