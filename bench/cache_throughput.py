@@ -21,9 +21,9 @@ import torch
 from fasd.config import load_registry
 from fasd.data.open_source import open_source
 from fasd.data.synth import synthesize
-from fasd.device import resolve_device
 from fasd.teacher_cache.arch import openai_state_dict, random_clip
-from fasd.teacher_cache.job import CacheOptions, default_workers, run_cache
+from fasd.device import default_workers, resolve_device
+from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.prompts import default_prompts
 from fasd.teacher_cache.teacher import load_teacher

@@ -114,7 +114,8 @@ def cache_teacher(
     from fasd.config import load_registry
     from fasd.constants import SPLITS
     from fasd.data.open_source import open_source
-    from fasd.teacher_cache.job import CacheOptions, default_workers, run_cache
+    from fasd.device import default_workers
+    from fasd.teacher_cache.job import CacheOptions, run_cache
     from fasd.teacher_cache.prompts import load_prompts
     from fasd.teacher_cache.teacher import TEACHER_KINDS, load_teacher
 
@@ -218,7 +219,7 @@ def train(
                           ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic on CPU).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: half the cores).")] = None,
     student_weights: Annotated[Optional[Path], typer.Option(
         help="torchvision mobilenet_v3_small ImageNet state dict (default: the local torch hub cache).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<protocol>-seed<seed>).")
@@ -227,6 +228,7 @@ def train(
 ) -> None:
     """Distil the student from the cached teacher targets; evaluate the best checkpoint on the target."""
     from fasd.config import load_registry
+    from fasd.device import default_workers
     from fasd.evaluate.metrics import format_report
     from fasd.student_train.run_config import TrainOptions
     from fasd.student_train.trainer import Trainer, resume_options
@@ -242,7 +244,8 @@ def train(
             config=str(registry.path), store=None if no_teacher else store, epochs=epochs, batch_size=batch_size,
             lr=lr, weight_decay=weight_decay, max_draws=max_draws, lambda_kl=lambda_kl, lambda_feat=lambda_feat,
             lambda_triplet=lambda_triplet, tau=tau, margin=margin, no_teacher=no_teacher, seed=seed,
-            device=device, workers=workers, student_weights=str(student_weights) if student_weights else None)
+            device=device, workers=default_workers() if workers is None else workers,
+            student_weights=str(student_weights) if student_weights else None)
         run_dir = out or Path("runs") / f"{protocol.name}-seed{seed}{'-noteacher' if no_teacher else ''}"
     metrics = Trainer(load_registry(options.config), options, run_dir).run(resume=resume is not None)
     typer.echo(f"{options.protocol}: held-out {options.target} test (best epoch {metrics['best_epoch']})")
@@ -370,6 +373,52 @@ def ingest(
     if register:
         register_dataset(config, register, "hdf5", out)
         typer.echo(f"registered '{register}' in {config}")
+
+
+@command("teacher-finetune")
+def teacher_finetune(
+    sources: Annotated[str, typer.Option(help="Comma-separated source datasets to fine-tune on.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (FLIP format, read by cache-teacher).")],
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="open_clip ViT architecture with random weights, e.g. "
+                                                     "fasd-tiny-clip (CPU-sized) or ViT-B-16.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this OpenAI-format (or FLIP) CLIP checkpoint.")
+                    ] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help='JSON {"spoof": [...], "live": [...]}.')] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the module's tuned default).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default depends on --arch/--init).")
+                  ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in --init.")] = False,
+) -> None:
+    """FLIP-style fine-tuning of a CLIP teacher: image tower trained against frozen prompt centroids."""
+    from fasd.teacher_cache.finetune import finetune_teacher
+    from fasd.teacher_cache.prompts import load_prompts
+
+    extra = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+    summary = finetune_teacher(config, _csv(sources), out, init=init, arch=arch, prompts=load_prompts(prompts),
+                               lr=lr, device=device, workers=workers, seed=seed, trust_checkpoint=trust_checkpoint,
+                               **extra)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for data, teacher, store, runs, report.md, summary.json.")
+                   ] = Path("runs/demo"),
+) -> None:
+    """The end-to-end default on synthetic data: fine-tune teacher, cache, distil vs no-teacher, evaluate,
+    export, bench, report. Re-running reuses finished stages."""
+    from fasd.demo import run_demo
+
+    summary = run_demo(out, log=typer.echo)
+    d, p = summary["distilled"]["at_eer"]["acer"], summary["no_teacher"]["at_eer"]["acer"]
+    typer.echo(f"held-out ACER@EER: distilled {100 * d:.2f} %, no teacher {100 * p:.2f} %, teacher "
+               f"{100 * summary['teacher']['at_eer']['acer']:.2f} %; ONNX {summary['onnx']['bytes'] / 1e6:.2f} MB, "
+               f"{summary['onnx']['median_ms']:.2f} ms median; report: {out / 'report.md'}")
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from fasd.errors import FasdError
@@ -18,3 +20,12 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise FasdError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
     return device
+
+
+def default_workers() -> int:
+    """DataLoader workers: half the cores, at least one, at most eight.
+
+    Decoding and augmenting in a worker process (one torch thread each) is far cheaper than doing it in
+    the main process, whose multi-threaded ops oversubscribe the cores on tiny per-image tensors.
+    """
+    return max(1, min(8, (os.cpu_count() or 2) // 2))

@@ -17,7 +17,7 @@ class DatasetTargets:
 
     name: str
     frame_id: np.ndarray
-    feature: np.ndarray  # (N, D) float16, unit norm
+    feature: np.ndarray | None  # (N, D) float16, unit norm; None when features are streamed (ChunkedFeatures)
     logits: np.ndarray  # (N, 2) float32 [spoof, live]
     _row_of: dict[str, int]
 
@@ -34,17 +34,25 @@ def source_mismatch(store: TeacherStore, name: str, fingerprint: dict) -> str | 
     return f"its source changed ({', '.join(changed)})" if changed else None
 
 
-def load_targets(store: TeacherStore, name: str) -> DatasetTargets:
+def non_finite_features(path: str, name: str) -> FasdError:
+    return FasdError(f"{path}/{name} holds non-finite features in completed chunks; re-cache it")
+
+
+def load_targets(store: TeacherStore, name: str, features: bool = True) -> DatasetTargets:
     """Load one dataset's targets into memory; frames whose chunk is not done or whose targets are NaN
-    (unreadable frames) are left out of the lookup so they count as missing."""
+    (unreadable frames) are left out of the lookup so they count as missing.
+
+    ``features=False`` loads only the lookup and the logits (8 bytes a frame) for a trainer that streams the
+    features (1 KB a frame) chunk by chunk instead.
+    """
     group = store.dataset(name)
     frame_id = read_strings(group[layout.FRAME_ID])
-    feature = group[layout.FEATURE][:]
+    feature = group[layout.FEATURE][:] if features else None
     logits = group[layout.LOGITS][:]
     chunk_rows = group.attrs[layout.CHUNK_ROWS_ATTR]
     done_rows = np.repeat(group[layout.DONE][:], chunk_rows)[: len(frame_id)]
     valid = done_rows & np.isfinite(logits).all(axis=1)
-    if len(frame_id) and not np.isfinite(feature[valid]).all():
-        raise FasdError(f"{store.path}/{name} holds non-finite features in completed chunks; re-cache it")
+    if feature is not None and len(frame_id) and not np.isfinite(feature[valid]).all():
+        raise non_finite_features(store.path, name)
     row_of = {str(f): i for i, f in enumerate(frame_id) if valid[i]}
     return DatasetTargets(name, frame_id, feature, logits, row_of)

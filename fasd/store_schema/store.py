@@ -1,8 +1,19 @@
-"""Open, create and validate a teacher store. Paths may be local folders or fsspec URLs."""
+"""Open, create and validate a teacher store. Paths may be local folders or fsspec URLs (s3://, gs://, ...).
+
+Object-store credentials come from the usual environment (for S3: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+or an AWS profile, AWS_ENDPOINT_URL for S3-compatible servers); fasd never prints them.
+
+Several processes may create one store at the same time (cache-teacher shards on several machines): a
+process that finds no finished layout creates whatever is missing with identical content and never deletes
+anything; the attributes that describe a layout are written last, so a layout with them is complete and is
+verified, not recreated. Only ``overwrite`` deletes.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,13 +25,63 @@ from fasd.errors import FasdError
 from fasd.store_schema import layout
 
 
-def _open_group(path: str, mode: str) -> zarr.Group:
+class StoreNotFound(FasdError):
+    """No store (no root group) at the path."""
+
+
+@contextmanager
+def _store_errors(path: str) -> Iterator[None]:
+    """Turn storage failures (missing fsspec backend, unreachable or forbidden object store) into one line."""
     try:
-        return zarr.open_group(path, mode=mode)
-    except FileNotFoundError:  # also zarr's GroupNotFoundError
-        raise FasdError(f"no teacher store at {path}: run `fasd cache-teacher --store {path} ...` first") from None
+        yield
+    except ImportError as exc:  # fsspec names the package a URL scheme needs (s3fs, gcsfs, adlfs, ...)
+        raise FasdError(f"cannot open {path}: {exc}") from None
+    except (zarr.errors.GroupNotFoundError, FileNotFoundError):
+        raise StoreNotFound(f"no teacher store at {path}: run `fasd cache-teacher --store {path} ...` first") from None
+    except PermissionError as exc:
+        raise FasdError(f"access to {path} was refused ({exc}); check the credentials in your environment "
+                        f"(e.g. AWS_PROFILE or AWS_ACCESS_KEY_ID) and the bucket's permissions") from None
     except (ValueError, zarr.errors.BaseZarrError) as exc:
         raise FasdError(f"{path} is not a readable Zarr v3 teacher store: {exc}") from None
+    except OSError as exc:
+        raise FasdError(f"cannot access {path}: {exc}") from None
+
+
+def _open_group(path: str, mode: str) -> zarr.Group:
+    with _store_errors(path):
+        return zarr.open_group(path, mode=mode)
+
+
+def _open_or_create(path: str) -> zarr.Group:
+    """The root group, created when absent; never deletes what another process wrote."""
+    with _store_errors(path):
+        try:
+            return zarr.open_group(path, mode="a")
+        except zarr.errors.ContainsGroupError:  # another process created it between zarr's check and write
+            return zarr.open_group(path, mode="r+")
+
+
+def _try_open(path: str) -> zarr.Group | None:
+    try:
+        return _open_group(path, "r+")
+    except StoreNotFound:
+        return None
+
+
+def require_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype, chunks: tuple[int, ...],
+                  fill_value=None) -> zarr.Array:
+    """The array ``name`` of ``group``: created when absent, else checked to have this shape, dtype and chunks
+    (what another process creating the same layout made)."""
+    try:
+        return group.create_array(name, shape=shape, dtype=dtype, chunks=chunks, fill_value=fill_value)
+    except (zarr.errors.ContainsArrayError, zarr.errors.ContainsGroupError):
+        array = group[name]
+    expected = np.dtype(str) if dtype is str else np.dtype(dtype)
+    same_dtype = array.dtype.kind in "OTU" if expected.kind == "U" else array.dtype == expected
+    if not isinstance(array, zarr.Array) or array.shape != shape or array.chunks != chunks or not same_dtype:
+        raise FasdError(f"{group.store_path}/{name} exists with another shape, dtype or chunking; the store "
+                        f"is damaged or was written by another fasd version: re-cache with --overwrite")
+    return array
 
 
 def read_strings(array: zarr.Array) -> np.ndarray:
@@ -54,7 +115,9 @@ class TeacherStore:
         return self.root[layout.CENTROIDS][:]
 
     def dataset_names(self) -> list[str]:
-        return sorted(name for name, _ in self.root.groups() if name != "text")
+        """Datasets whose layout is finished (a group still being created by another process is left out)."""
+        return sorted(name for name, group in self.root.groups()
+                      if name != "text" and layout.SOURCE_ATTR in group.attrs)
 
     def dataset(self, name: str) -> zarr.Group:
         if name not in self.dataset_names():
@@ -86,26 +149,29 @@ def create_or_check_store(path: str, teacher: dict, centroids: np.ndarray, overw
     """Create a store for ``teacher``, or reuse one cached with the same teacher fingerprint.
 
     A store of another teacher (or schema version) is refused unless ``overwrite``, which replaces it whole.
+    Safe when several processes call it at once on the same store (see the module docstring).
     """
-    try:
-        existing = zarr.open_group(str(path), mode="r+")
-    except FileNotFoundError:
-        existing = None
-    if existing is not None:
+    path = str(path)
+    existing = _try_open(path)
+    # A root without attributes is a layout another process has only begun: finish it alongside.
+    if existing is not None and existing.attrs.asdict():
         stored = dict(existing.attrs.get(layout.TEACHER_ATTR, {}))
         same_version = existing.attrs.get(layout.SCHEMA_ATTR) == layout.SCHEMA_VERSION
         if same_version and stored == teacher:
             return open_store(path, writable=True)
         if not overwrite:
-            check_version(existing, str(path))
+            check_version(existing, path)
             changed = sorted(k for k in set(stored) | set(teacher) if stored.get(k) != teacher.get(k))
             raise FasdError(f"{path} was cached with another teacher (differs in: {', '.join(changed)}); "
                             f"use another --store or pass --overwrite to replace it")
-    root = zarr.open_group(str(path), mode="w")
-    root.attrs.update({layout.SCHEMA_ATTR: layout.SCHEMA_VERSION, layout.TEACHER_ATTR: teacher,
-                       "fasd_version": __version__,
-                       "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
-    text = root.create_group("text")
-    array = text.create_array("centroids", shape=centroids.shape, dtype="f4")
-    array[:] = centroids.astype(np.float32)
-    return TeacherStore(str(path), root)
+        root = _open_group(path, "w")
+    else:
+        root = _open_or_create(path)
+    with _store_errors(path):
+        array = require_array(root, layout.CENTROIDS, centroids.shape, "f4", centroids.shape)
+        array[:] = centroids.astype(np.float32)
+        # Written last: marks the layout finished for every other process.
+        root.attrs.update({layout.SCHEMA_ATTR: layout.SCHEMA_VERSION, layout.TEACHER_ATTR: teacher,
+                           "fasd_version": __version__,
+                           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    return TeacherStore(path, root)

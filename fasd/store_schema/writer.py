@@ -2,6 +2,10 @@
 
 ``done[c]`` is set only after chunk ``c`` is fully written, so a killed job resumes exactly where
 it stopped. ``done`` has one element per Zarr chunk so concurrent shards never rewrite each other's flags.
+
+Shards started together may all prepare the same group: a group without its attributes is being created
+(or its creation was interrupted) and is completed with identical content, never recreated; the
+attributes, written last, mark it finished. Only ``overwrite`` deletes a group.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import zarr
 
 from fasd.errors import FasdError
 from fasd.store_schema import layout
-from fasd.store_schema.store import TeacherStore
+from fasd.store_schema.store import TeacherStore, require_array
 
 
 def chunk_count(rows: int, chunk_rows: int) -> int:
@@ -23,7 +27,6 @@ def prepare_dataset(store: TeacherStore, name: str, source_fingerprint: dict, fr
                     overwrite: bool) -> zarr.Group:
     """Return the dataset's group, creating it when new; refuse a group cached from other frames."""
     root = store.root
-    dim = store.centroids.shape[1]
     if name in store.dataset_names():
         group = root[name]
         stored = dict(group.attrs.get(layout.SOURCE_ATTR, {}))
@@ -36,20 +39,32 @@ def prepare_dataset(store: TeacherStore, name: str, source_fingerprint: dict, fr
             raise FasdError(f"dataset '{name}' in {store.path} does not match this run ({what}); "
                             f"pass --overwrite to re-cache it")
         del root[name]
-    rows = len(frame_id)
-    group = root.create_group(name)
-    chunks = (chunk_rows,)
-    for array_name, values, dtype in ((layout.FRAME_ID, frame_id, str), (layout.LABEL, label, "i1"),
-                                      (layout.SPLIT, split, str), (layout.VIDEO_ID, video_id, str)):
-        array = group.create_array(array_name, shape=(rows,), dtype=dtype, chunks=chunks)
+    columns = {layout.FRAME_ID: (frame_id, str), layout.LABEL: (label, "i1"), layout.SPLIT: (split, str),
+               layout.VIDEO_ID: (video_id, str)}
+    try:
+        return _create_dataset(root, name, source_fingerprint, columns, store.centroids.shape[1], chunk_rows)
+    except FasdError:
+        if not overwrite or name not in root:
+            raise
+        del root[name]  # an unfinished group of another layout (e.g. other --chunk-rows) that --overwrite replaces
+        return _create_dataset(root, name, source_fingerprint, columns, store.centroids.shape[1], chunk_rows)
+
+
+def _create_dataset(root: zarr.Group, name: str, source_fingerprint: dict, columns: dict, dim: int,
+                    chunk_rows: int) -> zarr.Group:
+    """Create whatever of the group is missing, write its frame metadata, then its attributes (last)."""
+    rows = len(columns[layout.FRAME_ID][0])
+    try:
+        group = root.require_group(name)
+    except zarr.errors.ContainsGroupError:  # created by another shard between zarr's check and write
+        group = root[name]
+    for array_name, (values, dtype) in columns.items():
+        array = require_array(group, array_name, (rows,), dtype, (chunk_rows,))
         if rows:
             array[:] = np.asarray(values).astype(dtype)
-    group.create_array(layout.FEATURE, shape=(rows, dim), dtype=layout.FEATURE_DTYPE,
-                       chunks=(chunk_rows, dim), fill_value=np.nan)
-    group.create_array(layout.LOGITS, shape=(rows, 2), dtype=layout.LOGITS_DTYPE,
-                       chunks=(chunk_rows, 2), fill_value=np.nan)
-    group.create_array(layout.DONE, shape=(chunk_count(rows, chunk_rows),), dtype=bool, chunks=(1,),
-                       fill_value=False)
+    require_array(group, layout.FEATURE, (rows, dim), layout.FEATURE_DTYPE, (chunk_rows, dim), fill_value=np.nan)
+    require_array(group, layout.LOGITS, (rows, 2), layout.LOGITS_DTYPE, (chunk_rows, 2), fill_value=np.nan)
+    require_array(group, layout.DONE, (chunk_count(rows, chunk_rows),), bool, (1,), fill_value=False)
     group.attrs.update({layout.SOURCE_ATTR: source_fingerprint, layout.ROWS_ATTR: rows,
                         layout.CHUNK_ROWS_ATTR: chunk_rows, layout.COMPLETED_ATTR: rows == 0,
                         layout.UNREADABLE_ATTR: []})
@@ -72,10 +87,24 @@ def write_chunk(group: zarr.Group, chunk: int, feature: np.ndarray, logits: np.n
     group[layout.DONE][chunk] = True
 
 
-def finalize(group: zarr.Group, unreadable_ids: list[str]) -> bool:
-    """Record unreadable frames and whether every chunk is done; returns completion."""
-    known = list(group.attrs.get(layout.UNREADABLE_ATTR, []))
-    merged = sorted(set(known) | set(unreadable_ids))
-    completed = bool(group[layout.DONE][:].all())
-    group.attrs.update({layout.UNREADABLE_ATTR: merged, layout.COMPLETED_ATTR: completed})
-    return completed
+def unreadable_frames(group: zarr.Group, done: np.ndarray) -> list[str]:
+    """Frame IDs of rows in done chunks whose targets are NaN (frames that could not be decoded)."""
+    rows, chunk_rows = int(group.attrs[layout.ROWS_ATTR]), int(group.attrs[layout.CHUNK_ROWS_ATTR])
+    done_rows = np.repeat(done, chunk_rows)[:rows]
+    bad = np.flatnonzero(done_rows & ~np.isfinite(group[layout.LOGITS][:]).all(axis=1))
+    return sorted(str(f) for f in group[layout.FRAME_ID].get_orthogonal_selection((bad,))) if len(bad) else []
+
+
+def finalize(group: zarr.Group) -> bool:
+    """Record whether every chunk is done and which frames are unreadable; returns completion.
+
+    Both are read back from the store rather than taken from this process's work, and ``done`` is re-read
+    after writing them: a shard that finished meanwhile makes this one write again, so when shards finish
+    at the same time the last write still describes the whole store.
+    """
+    while True:
+        done = group[layout.DONE][:]
+        group.attrs.update({layout.UNREADABLE_ATTR: unreadable_frames(group, done),
+                            layout.COMPLETED_ATTR: bool(done.all())})
+        if np.array_equal(group[layout.DONE][:], done):
+            return bool(done.all())

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fasd.device import default_workers
 from fasd.errors import FasdError
 
 
@@ -29,7 +30,7 @@ class TrainOptions:
     no_teacher: bool = False
     seed: int = 0
     device: str = "auto"
-    workers: int = 0
+    workers: int = field(default_factory=default_workers)
     student_weights: str | None = None
     teacher: dict = field(default_factory=dict)  # the store's teacher fingerprint, filled in at start
 

@@ -22,11 +22,15 @@ def _to_float_normalised() -> list[v2.Transform]:
 
 
 def train_transform(size: int = STUDENT_INPUT_SIZE) -> StudentTransform:
-    """Random resized crop (scale 0.6-1), colour jitter, horizontal flip, ImageNet normalisation."""
+    """Random resized crop (scale 0.6-1), colour jitter, horizontal flip, ImageNet normalisation.
+
+    No hue jitter: it costs two thirds of the whole augmentation on CPU (an RGB<->HSV round trip)
+    while brightness, contrast and saturation already vary the colour.
+    """
     return v2.Compose([
         v2.ToImage(),
         v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
-        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
         v2.RandomHorizontalFlip(),
         *_to_float_normalised(),
     ])

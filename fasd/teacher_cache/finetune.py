@@ -51,7 +51,7 @@ from fasd.student_train.schedule import warmup_cosine
 from fasd.teacher_cache.arch import TINY_ARCH, openai_state_dict, random_clip
 from fasd.teacher_cache.checkpoint import FLIP_PREFIX, clip_state_dict, read_checkpoint
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
-from fasd.teacher_cache.prompts import centroids_from_embeddings, default_prompts
+from fasd.teacher_cache.prompts import CENTROID_MODES, centroids_from_embeddings, default_prompts
 from fasd.teacher_cache.teacher import build_clip, describe_arch, encode_prompts
 
 DEFAULT_EPOCHS = 10
@@ -187,14 +187,16 @@ def summary_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def _check_options(sources: list[str], out: Path, epochs: int, batch_size: int, lr: float | None,
-                   weight_decay: float, workers: int, max_frames_per_epoch: int | None) -> None:
+def _check_options(sources: list[str], out: Path, centroid_mode: str, epochs: int, batch_size: int,
+                   lr: float | None, weight_decay: float, workers: int, max_frames_per_epoch: int | None) -> None:
     if not sources:
         raise FasdError("--sources needs at least one registered dataset, e.g. --sources alpha,beta")
     repeated = sorted({s for s in sources if sources.count(s) > 1})
     if repeated:
         raise FasdError(f"--sources lists {', '.join(repeated)} more than once")
-    checks = [(epochs >= 1, f"--epochs must be >= 1, got {epochs}"),
+    checks = [(centroid_mode in CENTROID_MODES,
+               f"unknown centroid mode '{centroid_mode}'; valid: {', '.join(CENTROID_MODES)}"),
+              (epochs >= 1, f"--epochs must be >= 1, got {epochs}"),
               (batch_size >= 1, f"--batch-size must be >= 1, got {batch_size}"),
               (lr is None or lr > 0, f"--lr must be > 0, got {lr}"),
               (weight_decay >= 0, f"--weight-decay must be >= 0, got {weight_decay}"),
@@ -235,7 +237,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     Returns (and writes to ``<out>.json``) the training summary.
     """
     out = Path(out)
-    _check_options(sources, out, epochs, batch_size, lr, weight_decay, workers, max_frames_per_epoch)
+    _check_options(sources, out, centroid_mode, epochs, batch_size, lr, weight_decay, workers, max_frames_per_epoch)
     registry = load_registry(config)
     frame_sources = [open_source(registry.dataset(name)) for name in sources]
     torch_device = resolve_device(device)
@@ -263,7 +265,8 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     sampler = domain_balanced_sampler(domains, draws, generator)
     loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=workers,
                         drop_last=draws > batch_size, pin_memory=torch_device.type == "cuda", generator=generator)
-    optimizer = torch.optim.AdamW(classifier.visual.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(classifier.visual.parameters(), lr=lr, weight_decay=weight_decay,
+                                  fused=True if torch_device.type in ("cpu", "cuda") else None)
     scheduler = warmup_cosine(optimizer, len(loader), epochs)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if torch_device.type == "cuda" else None)
 

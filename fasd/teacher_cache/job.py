@@ -3,20 +3,26 @@
 Batches never straddle a chunk, so a resumed run computes exactly the batches an uninterrupted run
 would and the stored arrays are identical. Decoding runs in DataLoader workers and chunk writes in a
 background thread, both behind the teacher's compute.
+
+Several processes fill one store (each its own chunks, ``--shard I/N`` or torchrun's ranks). In a
+torch.distributed process group (torchrun), rank 0 prepares the layout before the other ranks open it and
+reports the totals after a barrier; independent shards (several machines) may all prepare it at once,
+which the store's layout code makes safe, and only shard 0 may replace a layout with ``--overwrite``.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import zarr
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from fasd import distributed
 from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.device import resolve_device
 from fasd.errors import FasdError
@@ -55,9 +61,13 @@ class CacheReport:
     def frames_per_s(self) -> float:
         return self.frames_computed / self.seconds if self.seconds > 0 else 0.0
 
-
-def default_workers() -> int:
-    return min(8, (os.cpu_count() or 2) // 2)
+    @classmethod
+    def total(cls, reports: list["CacheReport"]) -> "CacheReport":
+        """The work of several shards of one dataset, as one report (they ran in parallel)."""
+        first = reports[0]
+        return cls(first.dataset, first.rows, first.chunks, sum(r.chunks_written for r in reports),
+                   sum(r.frames_computed for r in reports), [i for r in reports for i in r.unreadable],
+                   max(r.seconds for r in reports), first.completed)
 
 
 class TeacherFrames(Dataset):
@@ -91,20 +101,39 @@ def run_cache(source: FrameSource, loaded: LoadedTeacher, store_path: str, optio
     source_rows = table.rows_in_splits(options.splits)
     if len(source_rows) == 0:
         raise FasdError(f"dataset '{source.name}' has no frames in splits {','.join(options.splits)}")
-    teacher = loaded.teacher
-    store = create_or_check_store(store_path, loaded.fingerprint, teacher.centroids.cpu().numpy(),
-                                  options.overwrite)
-    fingerprint = {**source.fingerprint(), "splits": list(options.splits)}
-    group = writer.prepare_dataset(
-        store, source.name, fingerprint, table.frame_id[source_rows], table.label[source_rows],
-        table.split[source_rows], table.video_id[source_rows], options.chunk_rows, options.overwrite)
+    group = distributed.main_first(lambda: _prepare_layout(source, source_rows, loaded, store_path, options))
     rows = len(source_rows)
     chunks = writer.pending_chunks(group, options.shard, options.num_shards)
     report = CacheReport(source.name, rows, writer.chunk_count(rows, options.chunk_rows))
     if chunks:
-        _compute_chunks(source, source_rows, teacher, group, chunks, options, report)
-    report.completed = writer.finalize(group, report.unreadable)
-    return report
+        _compute_chunks(source, source_rows, loaded.teacher, group, chunks, options, report)
+    if distributed.current().world_size == 1:
+        report.completed = writer.finalize(group)
+        return report
+    distributed.barrier()  # every rank has written its chunks
+    total = CacheReport.total(distributed.all_gather(report))
+    total.completed = distributed.broadcast(writer.finalize(group) if distributed.current().is_main else None)
+    return total
+
+
+def _prepare_layout(source: FrameSource, source_rows: np.ndarray, loaded: LoadedTeacher, store_path: str,
+                    options: CacheOptions) -> zarr.Group:
+    """Create or verify the store and the dataset's group. Only shard 0 replaces (deletes) a layout that does
+    not match, so shards started together never delete each other's chunks."""
+    table = source.table
+    replace = options.overwrite and options.shard == 0
+    fingerprint = {**source.fingerprint(), "splits": list(options.splits)}
+    try:
+        store = create_or_check_store(store_path, loaded.fingerprint, loaded.teacher.centroids.cpu().numpy(),
+                                      replace)
+        return writer.prepare_dataset(
+            store, source.name, fingerprint, table.frame_id[source_rows], table.label[source_rows],
+            table.split[source_rows], table.video_id[source_rows], options.chunk_rows, replace)
+    except FasdError as exc:
+        if options.overwrite and not replace:
+            raise FasdError(f"{exc} (with --shard {options.shard}/{options.num_shards}, only shard 0 replaces a "
+                            f"layout: run shard 0 with --overwrite first, then the others)") from None
+        raise
 
 
 def _compute_chunks(source, source_rows, teacher, group, chunks, options, report) -> None:

@@ -1,0 +1,47 @@
+"""Re-aggregate an experiment folder from its run directories (``fasd experiment --report DIR``).
+
+Writes results.csv (one row per finished run), summary.csv (mean and std per group), tables.md and the
+plots under plots/. Reads only the run directories (metrics.json, scores.csv), never trains.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fasd.errors import FasdError
+from fasd.experiment.aggregate import collect_runs, summarize, write_results, write_summary
+from fasd.experiment.figures import acer_plots, roc_plots
+from fasd.experiment.tables import render_tables
+
+PLAN_FILE = "plan.json"
+
+
+def recorded_references(out: Path) -> dict[str, float]:
+    """The references saved in OUT/plan.json by the last ``fasd experiment`` run (none without a plan)."""
+    path = Path(out) / PLAN_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return {key: float(value) for key, value in json.loads(path.read_text()).get("references", {}).items()}
+    except (ValueError, AttributeError) as exc:
+        raise FasdError(f"cannot read {path} ({exc}); delete it or pass --reference again") from None
+
+
+def report_experiment(out: Path, references: dict[str, float] | None = None) -> list[Path]:
+    """Write results.csv, summary.csv, tables.md and plots/*.png; return their paths.
+
+    ``references`` (ACER in %, see fasd.experiment.references) default to those recorded in OUT/plan.json.
+    """
+    out = Path(out)
+    if not (out / "runs").is_dir():
+        raise FasdError(f"{out} is not an experiment folder (no runs/ inside); pass the --out of a "
+                        f"`fasd experiment` run")
+    references = recorded_references(out) if references is None else references
+    runs = collect_runs(out)
+    groups = summarize(runs)
+    tables = out / "tables.md"
+    tables.write_text(render_tables(groups, references) + "\n")
+    plots = out / "plots"
+    return [write_results(runs, out / "results.csv"), write_summary(groups, out / "summary.csv"), tables,
+            *acer_plots(list(groups.values()), references, plots), *roc_plots(list(groups.values()), plots)]
