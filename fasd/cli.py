@@ -421,6 +421,57 @@ def demo(
                f"{summary['onnx']['median_ms']:.2f} ms median; report: {out / 'report.md'}")
 
 
+@command("experiment")
+def experiment(
+    protocols: Annotated[Optional[str], typer.Option(help="Comma-separated protocols (holdout-X, A-to-B).")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; a cell reports mean ± std over them.")] = "0,1,2",
+    ablations: Annotated[str, typer.Option(help="Comma-separated: full, no-teacher, kl-only, kl-feat, kl-ssdg.")
+                         ] = "full",
+    stores: Annotated[Optional[str], typer.Option(help="Teacher stores as name=PATH,... (e.g. flip=flip.zarr,"
+                                                       "clip=clip.zarr); default: one store 'default' = --store.")
+                      ] = None,
+    reference: Annotated[Optional[list[str]], typer.Option(
+        help="Fixed baseline ACER in %: NAME=VALUE or NAME@PROTOCOL=VALUE, repeatable "
+             "(e.g. RA-TTA@oulu-to-replay=43.70); default: those recorded in OUT/plan.json.")] = None,
+    out: Annotated[Path, typer.Option(help="Experiment folder: runs/, plan.json, failures.json, results.csv, "
+                                           "summary.csv, tables.md, plots/.")] = Path("runs/exp"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and each cell's state; train nothing.")
+                       ] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Only re-aggregate this experiment folder (no training).")
+                      ] = None,
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
+    store: Annotated[str, typer.Option(help="Teacher store when --stores is not given.")] = "teacher.zarr",
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default 15).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default 64).")] = None,
+    max_draws: Annotated[Optional[int], typer.Option(help="Draws per epoch (default 60000).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate (default 1e-3).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: half the cores).")] = None,
+    student_weights: Annotated[Optional[Path], typer.Option(
+        help="torchvision mobilenet_v3_small ImageNet state dict (default: the local torch hub cache).")] = None,
+) -> None:
+    """Run protocols × ablations × teacher stores × seeds (resumable: finished cells are skipped), then write
+    results.csv, tables.md (the paper's Tables 1, 3, 4, 5) and plots."""
+    from fasd.experiment import (parse_assignments, parse_references, parse_seeds, report_experiment,
+                                 run_experiment)
+
+    references = parse_references(parse_assignments(reference or [], "--reference"))
+    if report is not None:
+        for path in report_experiment(report, references or None):
+            typer.echo(f"wrote {path}")
+        return
+    if not protocols:
+        raise FasdError("name the protocols: --protocols oulu-to-replay,holdout-oulu,... (or --report DIR)")
+    overrides = {"store": store, "epochs": epochs, "batch_size": batch_size, "max_draws": max_draws, "lr": lr,
+                 "device": device, "workers": workers,
+                 "student_weights": str(student_weights) if student_weights else None}
+    outcome = run_experiment(config, _csv(protocols), parse_seeds(seeds), _csv(ablations),
+                             parse_assignments([stores] if stores else [], "--stores"), out, overrides,
+                             references, dry_run=dry_run)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()
 

@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 from fasd.config import load_registry
 from fasd.data.open_source import open_source
@@ -22,11 +23,20 @@ from fasd.teacher_cache.teacher import load_teacher
 PROTOCOLS = ["holdout-gamma", "alpha-to-beta"]
 SEEDS = [0, 1]
 ABLATIONS = ["full", "no-teacher"]
-TRAIN = {"epochs": 1, "max_draws": 32, "batch_size": 16, "device": "cpu"}
+TRAIN = {"epochs": 1, "max_draws": 32, "batch_size": 16, "device": "cpu", "workers": 0}  # workers: no forks
 ROUTES = {"holdout-gamma": "alpha + beta → gamma", "alpha-to-beta": "alpha → beta"}
 FINISHED = {f"{p}/{store}/{ablation}/seed{s}" for p in PROTOCOLS for s in SEEDS
             for store, ablation in (("flip", "full"), ("none", "no-teacher"))}
 MISSING = {f"{p}/missing/full/seed{s}" for p in PROTOCOLS for s in SEEDS}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: one intra-op thread trains ~10x faster than several."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +83,7 @@ def test_failed_cells_are_recorded_and_the_rest_finish(experiment):
     assert set(outcome.trained) == FINISHED and not outcome.skipped
     failures = json.loads((out / "failures.json").read_text())
     assert {f["cell"] for f in failures} == MISSING
-    assert all("missing.zarr" in f["error"] and f["error"].startswith("FasdError:") for f in failures)
+    assert all(f["error"].startswith("no teacher store at ") and "missing.zarr" in f["error"] for f in failures)
     assert all((out / "runs" / key / "metrics.json").is_file() for key in FINISHED)
     assert not any((out / "runs" / key).exists() for key in MISSING)
     assert _events(lines, "start") == 12 and _events(lines, "done") == 8 and _events(lines, "failed") == 4
@@ -158,6 +168,27 @@ def test_dry_run_trains_nothing(experiment, tmp_path, synth_config, flip_store):
     assert (out / "plan.json").stat().st_mtime_ns == plan_stamp
 
 
+def test_ctrl_c_stops_the_matrix_but_other_errors_do_not(monkeypatch, synth_config, tmp_path):
+    seeds = []
+
+    class FailingTrainer:
+        def __init__(self, registry, options, run_dir, progress):
+            self.seed = options.seed
+
+        def run(self, resume=False):
+            seeds.append(self.seed)
+            raise RuntimeError("boom\nmore detail") if self.seed == 0 else KeyboardInterrupt
+
+    monkeypatch.setattr("fasd.experiment.runner.Trainer", FailingTrainer)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(synth_config, ["alpha-to-beta"], [0, 1, 2], ["no-teacher"], {}, tmp_path / "exp", {}, {},
+                       progress=False, echo=lambda _: None)
+    assert seeds == [0, 1]  # seed 2 never started
+    failures = json.loads((tmp_path / "exp" / "failures.json").read_text())
+    assert [(f["cell"], f["error"]) for f in failures] == [("alpha-to-beta/none/no-teacher/seed0",
+                                                             "RuntimeError: boom")]
+
+
 def _fake_run(out: Path, protocol: str, store: str, ablation: str, seed: int, acer: float) -> None:
     run_dir = out / "runs" / protocol / store / ablation / f"seed{seed}"
     run_dir.mkdir(parents=True)
@@ -189,7 +220,7 @@ def test_report_aggregates_known_values(tmp_path):
     with open(out / "summary.csv", newline="") as handle:
         flip = next(r for r in csv.DictReader(handle) if r["store"] == "flip" and r["ablation"] == "full")
     assert float(flip["acer_at_eer_std"]) == pytest.approx(0.05) and flip["seeds"] == "0 1 2"
-    assert (out / "plots" / "acer_flip_full.png") in paths and (out / "plots" / "roc_oulu-to-replay_flip_full.png") in paths
+    assert {out / "plots" / "acer_flip_full.png", out / "plots" / "roc_oulu-to-replay_flip_full.png"} <= set(paths)
     assert all(p.is_file() for p in paths)
 
     # Explicit references replace the recorded ones.
@@ -202,7 +233,7 @@ def test_report_aggregates_known_values(tmp_path):
 def test_plan_cells_options_and_validation(synth_config, tmp_path):
     registry = load_registry(synth_config)
     cells = build_plan(registry, ["alpha-to-beta"], [3], ["kl-ssdg", "kl-only", "kl-feat", "no-teacher"], {},
-                       {"store": "teacher.zarr", "epochs": 2})
+                       {"store": "teacher.zarr", "epochs": 2, "lr": None})  # None: not given
     by_ablation = {c.ablation: c for c in cells}
     assert [c.key for c in cells] == ["alpha-to-beta/default/kl-ssdg/seed3", "alpha-to-beta/default/kl-only/seed3",
                                       "alpha-to-beta/default/kl-feat/seed3", "alpha-to-beta/none/no-teacher/seed3"]
@@ -213,7 +244,8 @@ def test_plan_cells_options_and_validation(synth_config, tmp_path):
                        "no-teacher": (1.0, 1.0, 0.5)}
     assert by_ablation["no-teacher"].options.no_teacher and by_ablation["no-teacher"].options.store is None
     assert by_ablation["kl-only"].options.store == str(Path("teacher.zarr").resolve())
-    assert all(c.options.epochs == 2 and c.options.seed == 3 and c.options.sources == ["alpha"] for c in cells)
+    assert all(c.options.epochs == 2 and c.options.lr == 1e-3 and c.options.seed == 3 for c in cells)
+    assert all(c.options.sources == ["alpha"] and c.options.target == "beta" for c in cells)
 
     for bad, message in ((dict(ablations=["kl"]), "unknown ablation"), (dict(protocols=["alpha-to-alpha"]),
                          "unknown protocol"), (dict(stores={"a/b": "x"}), "store name"),

@@ -93,9 +93,11 @@ def build_plan(registry: Registry, protocols: list[str], seeds: list[int], ablat
                stores: dict[str, str], train_overrides: dict) -> list[Cell]:
     """Every cell, seed-major (all of seed 0 first, so early tables already have every row).
 
-    ``stores`` maps a name to a teacher store; when empty, one store named "default" is taken from
+    ``train_overrides``: TrainOptions fields for every cell; a None value means "not given" (the training
+    default). ``stores`` maps a name to a teacher store; when empty, one store named "default" is taken from
     ``train_overrides["store"]`` (else the training default). No-teacher cells run once per protocol and seed.
     """
+    train_overrides = {k: v for k, v in train_overrides.items() if v is not None}
     _check_overrides(train_overrides)
     resolved = [registry.protocol(name) for name in _unique(protocols, "protocol")]
     ablations = _unique(ablations, "ablation")
@@ -103,7 +105,7 @@ def build_plan(registry: Registry, protocols: list[str], seeds: list[int], ablat
     if unknown:
         raise FasdError(f"unknown ablation(s) {', '.join(unknown)}; valid: {', '.join(ABLATIONS)}")
     base = {k: v for k, v in train_overrides.items() if k != "store"}
-    stores = check_stores(stores or {"default": train_overrides.get("store") or default_store()})
+    stores = check_stores(stores or {"default": train_overrides.get("store", default_store())})
     cells = []
     for seed in _unique(seeds, "seed"):
         for protocol in resolved:

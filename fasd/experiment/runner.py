@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from fasd.config import Registry, load_registry
+from fasd.errors import FasdError
 from fasd.experiment.plan import (FINISHED, RESUME, Cell, build_plan, cell_state, describe_plan,
                                   format_plan)
 from fasd.experiment.references import check_scopes
@@ -35,8 +36,10 @@ class ExperimentOutcome:
 
 
 def _error_line(exc: BaseException) -> str:
+    """A user error's own message; otherwise the exception type and its first line."""
     lines = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {lines[0] if lines else '(no message)'}"
+    message = lines[0] if lines else "(no message)"
+    return message if isinstance(exc, FasdError) else f"{exc.__class__.__name__}: {message}"
 
 
 def _pct(value: float | None) -> str:
@@ -90,7 +93,7 @@ def run_experiment(config: Path | str | None, protocols: list[str], seeds: list[
         echo(format_plan(outcome.plan))
         return outcome
     references = references or recorded_references(out)
-    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
     (out / PLAN_FILE).write_text(json.dumps({"config": str(registry.path), "references": references,
                                              "train_overrides": train_overrides, "cells": outcome.plan},
                                             indent=2, default=str))

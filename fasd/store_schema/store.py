@@ -162,7 +162,7 @@ def create_or_check_store(path: str, teacher: dict, centroids: np.ndarray, overw
         if not overwrite:
             check_version(existing, path)
             changed = sorted(k for k in set(stored) | set(teacher) if stored.get(k) != teacher.get(k))
-            raise FasdError(f"{path} was cached with another teacher (differs in: {', '.join(changed)}); "
+            raise FasdError(f"DEBUG {existing.attrs.asdict()} {path} was cached with another teacher (differs in: {', '.join(changed)}); "
                             f"use another --store or pass --overwrite to replace it")
         root = _open_group(path, "w")
     else:

@@ -1,7 +1,8 @@
-"""The student's data stream: frames of several domains, their labels, domains and cached teacher targets.
+"""The student's data stream: frames of several domains, their labels and domains.
 
-Teacher targets come from the store, loaded into memory once and looked up by frame ID; the teacher
-itself is never loaded here.
+Items carry their index; the trainer fetches the cached teacher targets of a whole batch by index in its
+own process (fasd.student_train.targets), so DataLoader workers never hold or copy the targets and the
+teacher itself is never loaded here.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from fasd.data.source import FrameSource
@@ -18,26 +18,21 @@ from fasd.student_train.transforms import StudentTransform
 
 @dataclass
 class DomainRows:
-    """The rows of one domain's frame source used in a stream, with their store rows when distilling."""
+    """The rows of one domain's frame source used in a stream."""
 
     source: FrameSource
     rows: np.ndarray  # source rows
-    store_feature: np.ndarray | None = None  # (len(rows), D) float16 teacher features, aligned with rows
-    store_logits: np.ndarray | None = None  # (len(rows), 2) float32 teacher logits
 
 
 class StudentFrames(Dataset):
-    """Item i -> (image, label, domain index, teacher feature, teacher logits) over several domains.
-
-    Without teacher targets the last two are empty tensors, so ``--no-teacher`` needs no store.
-    """
+    """Item i -> (image, label, domain index, i) over several domains; ``domain_of[i]`` and ``offset[i]``
+    say which domain's which row item i is."""
 
     def __init__(self, domains: list[DomainRows], transform: StudentTransform):
         self.domains = domains
         self.transform = transform
         self.domain_of = np.concatenate([np.full(len(d.rows), i, dtype=np.int64) for i, d in enumerate(domains)])
         self.offset = np.concatenate([np.arange(len(d.rows)) for d in domains])
-        self.has_targets = all(d.store_feature is not None for d in domains)
 
     def __len__(self) -> int:
         return len(self.domain_of)
@@ -50,13 +45,7 @@ class StudentFrames(Dataset):
         part, offset = self.domains[domain], int(self.offset[index])
         row = int(part.rows[offset])
         image = self.transform(part.source.read_image(row))
-        label = int(part.source.table.label[row])
-        if self.has_targets:
-            feature = torch.from_numpy(part.store_feature[offset].astype(np.float32))
-            logits = torch.from_numpy(part.store_logits[offset].astype(np.float32))
-        else:
-            feature = logits = torch.empty(0)
-        return image, label, domain, feature, logits
+        return image, int(part.source.table.label[row]), domain, index
 
 
 class EvalFrames(Dataset):

@@ -4,6 +4,12 @@ A run directory holds config.json, log.jsonl (one line per epoch), last.pt (ever
 --resume), best.pt (lowest total validation loss), metrics.json, scores.csv and report.md.
 Epoch e re-seeds every random stream with (seed, e), so a resumed run continues exactly as the
 uninterrupted run would have.
+
+Under torchrun (a torch.distributed process group, fasd.distributed) the student is wrapped in
+DistributedDataParallel. ``--batch-size`` stays the global batch: each of the W ranks takes batch/W frames
+a step and draws/W domain-balanced draws an epoch from its own random stream (seed, epoch, rank), so the
+optimiser steps per epoch (draws // batch) and the schedule are those of a single-process run. Only rank 0
+validates, logs, writes checkpoints and evaluates the target.
 """
 
 from __future__ import annotations
@@ -15,8 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from fasd import distributed
 
 from fasd.config import Registry
 from fasd.constants import SPLITS
@@ -31,9 +40,9 @@ from fasd.student_train.losses import DistillationLoss
 from fasd.student_train.model import PROJECTION_DIM, build_student, parameter_counts
 from fasd.student_train.report import write_report
 from fasd.student_train.run_config import TrainOptions
-from fasd.student_train.sampler import domain_balanced_sampler
+from fasd.student_train.sampler import BlockWindowSampler, domain_balanced_sampler
 from fasd.student_train.schedule import warmup_cosine
-from fasd.student_train.targets import attach_targets
+from fasd.student_train.targets import STREAM_WINDOW, FrameTargets, attach_targets
 from fasd.student_train.transforms import eval_transform, train_transform
 
 LAST, BEST = "last.pt", "best.pt"
@@ -51,10 +60,15 @@ def _domain_rows(registry: Registry, names: list[str], split: str) -> list[Domai
     return parts
 
 
-def _seed_epoch(seed: int, epoch: int) -> torch.Generator:
-    torch.manual_seed(seed * 100003 + epoch)
-    np.random.seed((seed * 100003 + epoch) % 2**32)
-    return torch.Generator().manual_seed(seed * 100003 + epoch)
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
+    """Seed every random stream of epoch ``epoch`` on rank ``rank``; ranks get distinct streams (rank 0's
+    is the single-process one). Returns the generator for the epoch's sampler and loader."""
+    value = seed * 100003 + epoch
+    if rank:
+        value = int(np.random.SeedSequence([value, rank]).generate_state(1, np.uint64)[0] >> 1)
+    torch.manual_seed(value)
+    np.random.seed(value % 2**32)
+    return torch.Generator().manual_seed(value)
 
 
 def _to_device(batch, device):
@@ -63,10 +77,41 @@ def _to_device(batch, device):
     return images.to(**move), labels.to(**move), domains.to(**move), feature.to(**move), logits.to(**move)
 
 
+def _with_targets(batch, targets: FrameTargets | None):
+    """(images, labels, domains, items) -> (images, labels, domains, teacher features, teacher logits);
+    empty targets without a teacher, so ``--no-teacher`` needs no store."""
+    images, labels, domains, items = batch
+    feature, logits = targets(items) if targets is not None else (torch.empty(len(items), 0),) * 2
+    return images, labels, domains, feature, logits
+
+
+class TrainHeads(torch.nn.Module):
+    """The student's training forward, images -> (logits, projection): one module, so that
+    DistributedDataParallel sees every parameter a step trains."""
+
+    def __init__(self, student: torch.nn.Module):
+        super().__init__()
+        self.student = student
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, features = self.student(images)
+        return logits, self.student.project(features)
+
+
 class Trainer:
-    def __init__(self, registry: Registry, options: TrainOptions, run_dir: Path, progress: bool = True):
+    """``stream_targets`` reads teacher features from the store chunk by chunk (stores larger than memory)
+    instead of loading them; it changes the order of the draws within an epoch, not the draws."""
+
+    def __init__(self, registry: Registry, options: TrainOptions, run_dir: Path, progress: bool = True,
+                 stream_targets: bool = False):
         options.validate()
-        self.options, self.run_dir, self.progress = options, Path(run_dir), progress
+        self.ranks = distributed.current()
+        world = self.ranks.world_size
+        if options.batch_size % world or options.batch_size // world < 2:
+            raise FasdError(f"--batch-size {options.batch_size} must split evenly into at least 2 frames for each "
+                            f"of the {world} processes (it is the global batch)")
+        self.options, self.run_dir = options, Path(run_dir)
+        self.progress = progress and self.ranks.is_main
         self.device = resolve_device(options.device)
         self.criterion = DistillationLoss(*(0.0, 0.0, 0.0) if options.no_teacher else
                                           (options.lambda_kl, options.lambda_feat, options.lambda_triplet),
@@ -74,12 +119,14 @@ class Trainer:
         self.train_parts = _domain_rows(registry, options.sources, "train")
         self.val_parts = _domain_rows(registry, options.sources, "val")
         self.test_part = _domain_rows(registry, [options.target], "test")[0]
+        self.train_set = StudentFrames(self.train_parts, train_transform())
+        self.val_set = StudentFrames(self.val_parts, eval_transform())
+        self.train_targets = self.val_targets = None
         if self.criterion.needs_teacher:
             if not options.store:
                 raise FasdError("distillation needs --store (the teacher store), or pass --no-teacher")
-            options.teacher = attach_targets(options.store, [self.train_parts, self.val_parts])
-        self.train_set = StudentFrames(self.train_parts, train_transform())
-        self.val_set = StudentFrames(self.val_parts, eval_transform())
+            options.teacher, (self.train_targets, self.val_targets) = attach_targets(
+                options.store, [self.train_set, self.val_set], stream=stream_targets)
         self.draws = min(len(self.train_set), options.max_draws)
         self.steps_per_epoch = max(1, self.draws // options.batch_size)
 
@@ -95,6 +142,15 @@ class Trainer:
             f"deployed; {len(self.train_set)} train frames from {', '.join(self.options.sources)}, "
             f"{self.draws} draws/epoch, target {self.options.target}")
         self.student.to(self.device)
+        self.heads = self.train_heads = TrainHeads(self.student)
+        if self.ranks.world_size > 1:
+            cuda = self.device.type == "cuda"
+            index = (self.device.index if self.device.index is not None else torch.cuda.current_device()
+                     ) if cuda else None
+            # Without feature or triplet terms the projection head gets no gradient.
+            unused = self.criterion.lambda_feat == 0 and self.criterion.lambda_triplet == 0
+            self.train_heads = DistributedDataParallel(self.heads, device_ids=[index] if cuda else None,
+                                                       find_unused_parameters=unused)
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=self.options.lr,
                                            weight_decay=self.options.weight_decay)
         self.scheduler = warmup_cosine(self.optimizer, self.steps_per_epoch, self.options.epochs)
@@ -105,18 +161,27 @@ class Trainer:
 
     def _loss(self, batch) -> tuple[torch.Tensor, dict]:
         images, labels, domains, feature, logits = _to_device(batch, self.device)
+        # Training steps go through DDP (gradient all-reduce); rank 0's validation does not.
+        heads = self.train_heads if torch.is_grad_enabled() else self.heads
         with self._autocast():
-            student_logits, features = self.student(images)
-            projection = self.student.project(features)
+            student_logits, projection = heads(images)
         teacher = {} if not self.criterion.needs_teacher else {"teacher_logits": logits,
                                                                "teacher_features": feature}
         return self.criterion(student_logits.float(), projection.float(), labels, domains, **teacher)
 
+    def _sampler(self, generator: torch.Generator, draws: int):
+        sampler = domain_balanced_sampler(self.train_set.domain_of, draws, generator)
+        blocks = self.train_targets.block_of if self.train_targets is not None else None
+        if blocks is None:
+            return sampler
+        return BlockWindowSampler(sampler, blocks, self.train_set.domain_of, STREAM_WINDOW, generator)
+
     def _train_epoch(self, epoch: int) -> dict:
-        generator = _seed_epoch(self.options.seed, epoch)
-        sampler = domain_balanced_sampler(self.train_set.domain_of, self.draws, generator)
-        loader = DataLoader(self.train_set, batch_size=self.options.batch_size, sampler=sampler,
-                            num_workers=self.options.workers, drop_last=self.draws >= 2 * self.options.batch_size,
+        world = self.ranks.world_size
+        generator = seed_epoch(self.options.seed, epoch, self.ranks.rank)
+        draws, batch_size = self.draws // world, self.options.batch_size // world
+        loader = DataLoader(self.train_set, batch_size=batch_size, sampler=self._sampler(generator, draws),
+                            num_workers=self.options.workers, drop_last=draws >= 2 * batch_size,
                             pin_memory=self.device.type == "cuda", generator=generator)
         self.student.train()
         sums: dict[str, float] = {}
@@ -124,7 +189,7 @@ class Trainer:
         with tqdm(loader, desc=f"epoch {epoch + 1}/{self.options.epochs}", unit="batch",
                   disable=not self.progress, leave=False) as bar:
             for batch in bar:
-                loss, terms = self._loss(batch)
+                loss, terms = self._loss(_with_targets(batch, self.train_targets))
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
@@ -136,7 +201,8 @@ class Trainer:
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + value
                 bar.set_postfix({k: f"{v / steps:.3f}" for k, v in sums.items()})
-        return {name: value / max(steps, 1) for name, value in sums.items()} | {"steps": steps}
+        means = distributed.mean_over_ranks({name: value / max(steps, 1) for name, value in sums.items()})
+        return means | {"steps": steps}
 
     @torch.no_grad()
     def _validate(self) -> dict:
@@ -146,7 +212,7 @@ class Trainer:
         sums: dict[str, float] = {}
         frames = 0
         for batch in loader:
-            _, terms = self._loss(batch)
+            _, terms = self._loss(_with_targets(batch, self.val_targets))
             count = len(batch[1])
             frames += count
             for name, value in terms.items():
@@ -158,37 +224,51 @@ class Trainer:
             logits, _ = self.student(images.to(self.device))
         return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
 
-    def run(self, resume: bool = False) -> dict:
-        """Train (or continue), then evaluate the best checkpoint on the target's test split."""
+    def run(self, resume: bool = False) -> dict | None:
+        """Train (or continue), then evaluate the best checkpoint on the target's test split.
+
+        Returns the target's metrics; None on ranks other than 0, which only train.
+        """
+        main = self.ranks.is_main
         log = tqdm.write if self.progress else (lambda _msg: None)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self._build(log)
         start_epoch, best = 0, {"val_loss": float("inf"), "epoch": -1}
         if resume:
             start_epoch, best = self._restore()
             log(f"resuming at epoch {start_epoch + 1} (best so far: epoch {best['epoch'] + 1})")
-        self.options.save(self.run_dir / "config.json")
+        if main:
+            self.options.save(self.run_dir / "config.json")
         try:
             for epoch in range(start_epoch, self.options.epochs):
                 began = time.perf_counter()
                 train_terms = self._train_epoch(epoch)
-                val_terms = self._validate()
-                record = {"epoch": epoch + 1, "lr": self.scheduler.get_last_lr()[0], "train": train_terms,
-                          "val": val_terms, "seconds": round(time.perf_counter() - began, 2)}
-                if val_terms["total"] < best["val_loss"]:
-                    best = {"val_loss": val_terms["total"], "epoch": epoch}
-                    save_checkpoint(self.run_dir / BEST, self.student, epoch, self.options.__dict__,
-                                    val_loss=val_terms["total"])
-                self._save_last(epoch, best)
-                with open(self.run_dir / "log.jsonl", "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
-                log(f"epoch {epoch + 1}: train {train_terms['total']:.4f}  val {val_terms['total']:.4f}"
-                    f"{'  *best' if best['epoch'] == epoch else ''}")
+                if main:
+                    best = self._end_epoch(epoch, train_terms, best, began, log)
         except KeyboardInterrupt:
             log(f"interrupted: completed epochs are saved in {self.run_dir / LAST}; continue with "
                 f"`fasd train --resume {self.run_dir}`")
             raise
-        return self._finish(best)
+        metrics = self._finish(best) if main else None
+        distributed.barrier()  # the other ranks leave the process group after rank 0's evaluation
+        return metrics
+
+    def _end_epoch(self, epoch: int, train_terms: dict, best: dict, began: float, log) -> dict:
+        """Validate, keep the best checkpoint and the last one, append to log.jsonl; returns the best so far."""
+        val_terms = self._validate()
+        record = {"epoch": epoch + 1, "lr": self.scheduler.get_last_lr()[0], "train": train_terms,
+                  "val": val_terms, "seconds": round(time.perf_counter() - began, 2)}
+        if val_terms["total"] < best["val_loss"]:
+            best = {"val_loss": val_terms["total"], "epoch": epoch}
+            save_checkpoint(self.run_dir / BEST, self.student, epoch, self.options.__dict__,
+                            val_loss=val_terms["total"])
+        self._save_last(epoch, best)
+        with open(self.run_dir / "log.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        log(f"epoch {epoch + 1}: train {train_terms['total']:.4f}  val {val_terms['total']:.4f}"
+            f"{'  *best' if best['epoch'] == epoch else ''}")
+        return best
 
     def _save_last(self, epoch: int, best: dict) -> None:
         save_checkpoint(self.run_dir / LAST, self.student, epoch, self.options.__dict__,
