@@ -29,3 +29,13 @@ def default_workers() -> int:
     the main process, whose multi-threaded ops oversubscribe the cores on tiny per-image tensors.
     """
     return max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def set_cpu_threads(device: torch.device, busy_workers: int) -> None:
+    """Leave a core to each busy DataLoader worker when computing on the CPU.
+
+    Measured here (2 cores, one augmenting worker): a MobileNetV3-Small training step takes 0.4 s with one
+    torch thread and over 5 s with two, because OpenMP's barrier waits stall whenever a thread is descheduled.
+    """
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - busy_workers))

@@ -80,8 +80,8 @@ def test_training_step_learns_a_fixed_batch():
     clip = random_clip(TINY_ARCH, seed=1)
     centroids = centroids_from_embeddings(encode_prompts(clip, default_prompts()), "flip")
     classifier = FlipClassifier(clip, centroids, float(clip.logit_scale.detach().exp())).train()
-    pixels = torch.randint(0, 256, (8, 224, 224, 3), dtype=torch.uint8)
-    labels = torch.tensor([0, 1] * 4)
+    pixels = torch.randint(0, 256, (4, 224, 224, 3), dtype=torch.uint8)
+    labels = torch.tensor([0, 1] * 2)
     optimizer = torch.optim.AdamW(classifier.visual.parameters(), lr=1e-3)
     text_before = clip.token_embedding.weight.clone()
     losses = [train_step(classifier, optimizer, normalize_batch(pixels), labels)[0] for _ in range(10)]
@@ -104,8 +104,8 @@ def test_unreadable_frames_do_not_count(tmp_path):
     assert torch.equal(classifier.visual.proj, before)
 
 
-@pytest.mark.parametrize("fmt", ["openai", "flip"])
-def test_init_from_a_checkpoint(fmt, synth_config, tmp_path, tiny_clip_state, tiny_flip_checkpoint):
+@pytest.mark.parametrize("fmt, lr, expected_lr", [("openai", None, 1e-6), ("flip", 1e-4, 1e-4)])
+def test_init_from_a_checkpoint(fmt, lr, expected_lr, synth_config, tmp_path, tiny_clip_state, tiny_flip_checkpoint):
     if fmt == "openai":
         init = tmp_path / "openai_clip.pt"
         torch.save(tiny_clip_state, init)
@@ -114,17 +114,11 @@ def test_init_from_a_checkpoint(fmt, synth_config, tmp_path, tiny_clip_state, ti
         init = tiny_flip_checkpoint  # fp16 CLIP tensors and an unused image_mlp head
         reference = {k: v.half().float() for k, v in tiny_clip_state.items()}
     out = tmp_path / "teacher.pt"
-    summary = finetune_teacher(synth_config, ["gamma"], out, init=init, lr=1e-4, **SHORT)
-    assert summary["init"] == f"checkpoint {init}" and summary["lr"] == 1e-4
+    summary = finetune_teacher(synth_config, ["gamma"], out, init=init, lr=lr, **SHORT)
+    # Without --lr a pretrained CLIP is fine-tuned at FLIP's own learning rate.
+    assert summary["init"] == f"checkpoint {init}" and summary["lr"] == expected_lr
     _assert_text_identical_image_changed(_saved_state(out), reference)
     assert "image_mlp.0.weight" not in read_checkpoint(out)["state_dict"]
-
-
-def test_pretrained_init_defaults_to_flips_learning_rate(synth_config, tmp_path, tiny_clip_state):
-    init = tmp_path / "openai_clip.pt"
-    torch.save(tiny_clip_state, init)
-    summary = finetune_teacher(synth_config, ["alpha"], tmp_path / "t.pt", init=init, **SHORT)
-    assert summary["lr"] == 1e-6
 
 
 def _test_only_pack(tmp_path):

@@ -12,6 +12,7 @@ verified, not recreated. Only ``overwrite`` deletes.
 from __future__ import annotations
 
 import datetime as _dt
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -116,8 +117,11 @@ class TeacherStore:
 
     def dataset_names(self) -> list[str]:
         """Datasets whose layout is finished (a group still being created by another process is left out)."""
-        return sorted(name for name, group in self.root.groups()
-                      if name != "text" and layout.SOURCE_ATTR in group.attrs)
+        with warnings.catch_warnings():
+            # Temporary files of another process's write in progress are not members.
+            warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
+            return sorted(name for name, group in self.root.groups()
+                          if name != "text" and layout.SOURCE_ATTR in group.attrs)
 
     def dataset(self, name: str) -> zarr.Group:
         if name not in self.dataset_names():
@@ -162,7 +166,7 @@ def create_or_check_store(path: str, teacher: dict, centroids: np.ndarray, overw
         if not overwrite:
             check_version(existing, path)
             changed = sorted(k for k in set(stored) | set(teacher) if stored.get(k) != teacher.get(k))
-            raise FasdError(f"DEBUG {existing.attrs.asdict()} {path} was cached with another teacher (differs in: {', '.join(changed)}); "
+            raise FasdError(f"{path} was cached with another teacher (differs in: {', '.join(changed)}); "
                             f"use another --store or pass --overwrite to replace it")
         root = _open_group(path, "w")
     else:
@@ -170,8 +174,8 @@ def create_or_check_store(path: str, teacher: dict, centroids: np.ndarray, overw
     with _store_errors(path):
         array = require_array(root, layout.CENTROIDS, centroids.shape, "f4", centroids.shape)
         array[:] = centroids.astype(np.float32)
-        # Written last: marks the layout finished for every other process.
-        root.attrs.update({layout.SCHEMA_ATTR: layout.SCHEMA_VERSION, layout.TEACHER_ATTR: teacher,
-                           "fasd_version": __version__,
-                           "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+        # Written last, in one metadata write: marks the layout finished for every other process.
+        root.update_attributes({layout.SCHEMA_ATTR: layout.SCHEMA_VERSION, layout.TEACHER_ATTR: teacher,
+                                "fasd_version": __version__,
+                                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
     return TeacherStore(path, root)

@@ -65,9 +65,10 @@ def _create_dataset(root: zarr.Group, name: str, source_fingerprint: dict, colum
     require_array(group, layout.FEATURE, (rows, dim), layout.FEATURE_DTYPE, (chunk_rows, dim), fill_value=np.nan)
     require_array(group, layout.LOGITS, (rows, 2), layout.LOGITS_DTYPE, (chunk_rows, 2), fill_value=np.nan)
     require_array(group, layout.DONE, (chunk_count(rows, chunk_rows),), bool, (1,), fill_value=False)
-    group.attrs.update({layout.SOURCE_ATTR: source_fingerprint, layout.ROWS_ATTR: rows,
-                        layout.CHUNK_ROWS_ATTR: chunk_rows, layout.COMPLETED_ATTR: rows == 0,
-                        layout.UNREADABLE_ATTR: []})
+    # One metadata write (attrs.update would write once per key, showing other shards half the attributes).
+    group.update_attributes({layout.SOURCE_ATTR: source_fingerprint, layout.ROWS_ATTR: rows,
+                             layout.CHUNK_ROWS_ATTR: chunk_rows, layout.COMPLETED_ATTR: rows == 0,
+                             layout.UNREADABLE_ATTR: []})
     return group
 
 
@@ -104,7 +105,7 @@ def finalize(group: zarr.Group) -> bool:
     """
     while True:
         done = group[layout.DONE][:]
-        group.attrs.update({layout.UNREADABLE_ATTR: unreadable_frames(group, done),
-                            layout.COMPLETED_ATTR: bool(done.all())})
+        group.update_attributes({layout.UNREADABLE_ATTR: unreadable_frames(group, done),
+                                 layout.COMPLETED_ATTR: bool(done.all())})
         if np.array_equal(group[layout.DONE][:], done):
             return bool(done.all())

@@ -14,6 +14,7 @@ FEATURE_DIM = 576  # channels of mobilenet_v3_small().features' last block
 PROJECTION_DIM = 512  # default: ViT-B/16's CLS feature size (the projection matches the teacher's D)
 NUM_CLASSES = 2  # [spoof, live], index == label
 _LOGIT_HIDDEN = 128
+BN_MOMENTUM = 0.1
 _FEATURES_PREFIX = "features."
 _HUB_PATTERN = "mobilenet_v3_small-*.pth"
 
@@ -28,6 +29,13 @@ class Student(nn.Module):
         super().__init__()
         # Named `features` so a torchvision mobilenet_v3_small state dict's `features.*` keys match.
         self.features = mobilenet_v3_small(weights=None).features
+        # torchvision builds MobileNetV3's batch norms with momentum 0.01, tuned for ImageNet's ~1 M steps.
+        # Distillation runs are a few hundred to a few thousand steps: with 0.01 the running statistics
+        # used at evaluation are still mostly their initial values and eval-mode scores collapse to a
+        # constant. PyTorch's default 0.1 converges within ~50 steps.
+        for module in self.features.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = BN_MOMENTUM
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.logit_head = nn.Sequential(
             nn.Linear(FEATURE_DIM, _LOGIT_HIDDEN),

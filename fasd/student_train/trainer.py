@@ -30,7 +30,7 @@ from fasd import distributed
 from fasd.config import Registry
 from fasd.constants import SPLITS
 from fasd.data.open_source import open_source
-from fasd.device import resolve_device
+from fasd.device import resolve_device, set_cpu_threads
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
 from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
@@ -113,6 +113,7 @@ class Trainer:
         self.options, self.run_dir = options, Path(run_dir)
         self.progress = progress and self.ranks.is_main
         self.device = resolve_device(options.device)
+        set_cpu_threads(self.device, options.workers)
         self.criterion = DistillationLoss(*(0.0, 0.0, 0.0) if options.no_teacher else
                                           (options.lambda_kl, options.lambda_feat, options.lambda_triplet),
                                           tau=options.tau, margin=options.margin)
