@@ -34,7 +34,7 @@ def raw_forward_fps(teacher, source, rows, batch_size: int, device: torch.device
                                         for r in rows]))
     batches = [normalize_batch(pixels[i:i + batch_size].to(device)) for i in range(0, len(rows), batch_size)]
     autocast = torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda")
-    with autocast:
+    with torch.inference_mode(), autocast:
         teacher(batches[0])  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -62,7 +62,8 @@ def online_teacher_loss(trainer: Trainer, teacher) -> callable:
     def loss(batch):
         images = batch[0] * imagenet_std + imagenet_mean
         images = F.interpolate(images, size=teacher.input_size, mode="bicubic", align_corners=False)
-        feature, logits = teacher((images - clip_mean) / clip_std)
+        with torch.inference_mode():
+            feature, logits = teacher((images - clip_mean) / clip_std)
         return original((batch[0], batch[1], batch[2], feature, logits))
 
     return loss

@@ -4,6 +4,7 @@ real S3 API (moto's server on loopback), and teacher targets streamed chunk by c
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -105,26 +106,26 @@ def _finish(process: subprocess.Popen) -> tuple[int, str]:
 
 def test_concurrent_shards_fill_the_store_of_one_process_and_a_killed_shard_resumes(
         tmp_path, synth_config, tiny_flip_checkpoint, reference_store):
-    args = _cache_args(synth_config, tiny_flip_checkpoint, tmp_path / "shards.zarr")
-    results = [_finish(p) for p in [_start(args + ["--shard", f"{i}/2"]) for i in range(2)]]
-    assert [rc for rc, _ in results] == [0, 0], results
+    together, killed = (_cache_args(synth_config, tiny_flip_checkpoint, tmp_path / name) for name in ("a.zarr",
+                                                                                                      "b.zarr"))
+    # Round 1: shards 0/2 and 1/2 on one store at the same time; beside them, shard 1/2 of another store dies.
+    processes = [_start(together + ["--shard", "0/2"]), _start(together + ["--shard", "1/2"]),
+                 _start(killed + ["--shard", "1/2"], dying=True)]
+    (rc0, out0), (rc1, out1), (rc_killed, out_killed) = [_finish(p) for p in processes]
+    assert (rc0, rc1, rc_killed) == (0, 0, 137), (out0, out1, out_killed)
     # Shard 0 has chunks 0, 2, 4, 6 (32 frames), shard 1 has 1, 3, 5 and 7, the last one of 4 frames.
-    assert "cached 32 frames in 4 chunk(s)" in results[0][1] and "cached 28 frames in 4 chunk(s)" in results[1][1]
-    assert any("dataset complete" in out for _, out in results), results
-    _assert_same_dataset(reference_store, str(tmp_path / "shards.zarr"), "alpha")
+    assert "cached 32 frames in 4 chunk(s)" in out0 and "cached 28 frames in 4 chunk(s)" in out1
+    assert "dataset complete" in out0 + out1
+    _assert_same_dataset(reference_store, str(tmp_path / "a.zarr"), "alpha")
+    group = zarr.open_group(str(tmp_path / "b.zarr"), mode="r")["alpha"]
+    # Chunk 1 was finished; chunk 3's features were written but it was never flagged done.
+    assert group["done"][:].tolist() == [False, True, False, False, False, False, False, False]
 
-    store = tmp_path / "killed.zarr"
-    args = _cache_args(synth_config, tiny_flip_checkpoint, store)
-    (rc0, out0), (rc1, out1) = [_finish(p) for p in [_start(args + ["--shard", "0/2"]),
-                                                     _start(args + ["--shard", "1/2"], dying=True)]]
-    assert rc0 == 0 and rc1 == 137, (out0, out1)
-    group = zarr.open_group(str(store), mode="r")["alpha"]
-    # Shard 1 owns chunks 1, 3, 5, 7: chunk 1 was finished, chunk 3's features were written but not flagged.
-    assert group["done"][:].tolist() == [True, True, True, False, True, False, True, False]
-    assert not group.attrs["completed"]
-    rc, out = _finish(_start(args + ["--shard", "1/2"]))
-    assert rc == 0 and "cached 20 frames in 3 chunk(s)" in out and "dataset complete" in out, out
-    _assert_same_dataset(reference_store, str(store), "alpha")
+    # Round 2: the killed shard re-run, beside shard 0/2.
+    (rc0, out0), (rc1, out1) = [_finish(p) for p in [_start(killed + ["--shard", "0/2"]),
+                                                     _start(killed + ["--shard", "1/2"])]]
+    assert rc0 == rc1 == 0 and "cached 20 frames in 3 chunk(s)" in out1, out1
+    _assert_same_dataset(reference_store, str(tmp_path / "b.zarr"), "alpha")
 
 
 def test_layout_of_another_shard_is_finished_not_recreated(tmp_path, synth_config, tiny_flip_checkpoint):
@@ -226,7 +227,7 @@ def _ddp_worker(rank: int, world: int, port: int, config: str, checkpoint: str, 
                                           num_shards=ranks.world_size, progress=False))
                    for name in ("alpha", "beta")]
         options = TrainOptions(protocol="holdout-gamma", sources=["alpha", "beta"], target="gamma", config=config,
-                               store=store, epochs=2, max_draws=32, batch_size=16, workers=0, device="cpu")
+                               store=store, epochs=1, max_draws=32, batch_size=16, workers=0, device="cpu")
         metrics = Trainer(registry, options, Path(run_dir), progress=False).run()
     Path(out, f"rank{rank}.json").write_text(json.dumps({
         "reports": [[r.chunks_written, r.frames_computed, r.completed] for r in reports],
@@ -245,10 +246,19 @@ def test_gloo_group_caches_like_one_process_and_ddp_keeps_the_steps_per_epoch(
         _assert_same_dataset(reference_store, store, name)
     assert [r["metrics"] for r in ranks] == [True, False]  # only rank 0 evaluates
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in log] == [1, 2]  # one writer
+    assert [r["epoch"] for r in log] == [1]  # one writer
     # 32 draws / global batch 16 = 2 optimiser steps an epoch, as in a single process (each rank: 16 / 8).
-    assert [r["train"]["steps"] for r in log] == [2, 2]
+    assert log[0]["train"]["steps"] == 2 and log[0]["train"]["kl"] > 0
     assert json.loads((run_dir / "metrics.json").read_text())["target"] == "gamma"
+
+
+@pytest.fixture()
+def one_thread():
+    """Compute on one thread like the reference store (float reductions depend on the thread count)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture()
@@ -258,6 +268,7 @@ def s3_server(monkeypatch):
     server_module = pytest.importorskip("moto.server")
     import boto3
 
+    monkeypatch.setattr(logging.getLogger("werkzeug"), "level", logging.WARNING)  # one line per request
     port = _free_port()
     server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -270,7 +281,8 @@ def s3_server(monkeypatch):
     server.stop()
 
 
-def test_cache_inspect_train_through_s3(s3_server, tmp_path, synth_config, tiny_flip_checkpoint, reference_store):
+def test_cache_inspect_train_through_s3(s3_server, one_thread, tmp_path, synth_config, tiny_flip_checkpoint,
+                                       reference_store):
     url = "s3://fasd-bucket/teacher.zarr"
     outputs = []
     for name in ("alpha", "beta"):

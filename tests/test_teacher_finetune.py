@@ -13,7 +13,8 @@ from fasd.data.hdf5_pack import PackWriter
 from fasd.errors import FasdError
 from fasd.teacher_cache.arch import TINY_ARCH, random_clip
 from fasd.teacher_cache.checkpoint import read_checkpoint
-from fasd.teacher_cache.finetune import (FlipClassifier, finetune_teacher, summary_path, train_step)
+from fasd.teacher_cache.finetune import finetune_teacher, summary_path, train_step
+from fasd.teacher_cache.teacher import Teacher
 from fasd.teacher_cache.preprocess import normalize_batch
 from fasd.teacher_cache.prompts import centroids_from_embeddings, default_prompts
 from fasd.teacher_cache.teacher import encode_prompts, load_teacher
@@ -79,7 +80,7 @@ def test_training_step_learns_a_fixed_batch():
     torch.manual_seed(0)
     clip = random_clip(TINY_ARCH, seed=1)
     centroids = centroids_from_embeddings(encode_prompts(clip, default_prompts()), "flip")
-    classifier = FlipClassifier(clip, centroids, float(clip.logit_scale.detach().exp())).train()
+    classifier = Teacher(clip, centroids, float(clip.logit_scale.detach().exp())).train()
     pixels = torch.randint(0, 256, (4, 224, 224, 3), dtype=torch.uint8)
     labels = torch.tensor([0, 1] * 2)
     optimizer = torch.optim.AdamW(classifier.visual.parameters(), lr=1e-3)
@@ -92,7 +93,7 @@ def test_training_step_learns_a_fixed_batch():
 def test_unreadable_frames_do_not_count(tmp_path):
     clip = random_clip(TINY_ARCH, seed=1)
     centroids = centroids_from_embeddings(encode_prompts(clip, default_prompts()), "flip")
-    classifier = FlipClassifier(clip, centroids, 10.0)
+    classifier = Teacher(clip, centroids, 10.0)
     optimizer = torch.optim.AdamW(classifier.visual.parameters(), lr=1e-3)
     images = torch.zeros(3, 3, 224, 224)
     _, _, counted = train_step(classifier, optimizer, images, torch.tensor([0, 1, 1]),

@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
@@ -52,9 +51,9 @@ from fasd.teacher_cache.arch import TINY_ARCH, openai_state_dict, random_clip
 from fasd.teacher_cache.checkpoint import FLIP_PREFIX, clip_state_dict, read_checkpoint
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.prompts import CENTROID_MODES, centroids_from_embeddings, default_prompts
-from fasd.teacher_cache.teacher import build_clip, describe_arch, encode_prompts
+from fasd.teacher_cache.teacher import Teacher, build_clip, describe_arch, encode_prompts
 
-DEFAULT_EPOCHS = 10
+DEFAULT_EPOCHS = 6
 DEFAULT_BATCH_SIZE = 64
 # From random weights the tiny ViT needs a large step; a pretrained CLIP keeps FLIP's own 1e-6.
 RANDOM_INIT_LR = 5e-4
@@ -62,21 +61,6 @@ PRETRAINED_LR = 1e-6
 DEFAULT_WEIGHT_DECAY = 0.05
 CROP_SCALE = (0.8, 1.0)
 CROP_RATIO = (0.9, 1.1)
-
-
-class FlipClassifier(nn.Module):
-    """The trainable image tower scored against fixed text centroids: (N, 3, S, S) -> (N, 2) logits."""
-
-    def __init__(self, clip: open_clip.model.CLIP, centroids: torch.Tensor, logit_scale: float):
-        super().__init__()
-        self.visual = clip.visual
-        self.register_buffer("centroids", centroids.float())
-        self.logit_scale = logit_scale
-        self.input_size = int(clip.visual.image_size[0])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        feature = F.normalize(self.visual(images).float(), dim=-1)
-        return self.logit_scale * feature @ self.centroids.t()
 
 
 def train_augmentation(size: int) -> v2.Compose:
@@ -132,14 +116,14 @@ def initial_clip(init: Path | None, arch: str | None, seed: int,
     return build_clip(state), origin
 
 
-def train_step(classifier: FlipClassifier, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+def train_step(classifier: Teacher, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                labels: torch.Tensor, readable: torch.Tensor | None = None, autocast=None) -> tuple[float, int, int]:
     """One optimiser step on CLIP-normalised images; returns (loss, correct, counted frames)."""
     keep = readable if readable is not None else torch.ones_like(labels, dtype=torch.bool)
     if not bool(keep.any()):
         return 0.0, 0, 0
     with autocast or nullcontext():
-        logits = classifier(images[keep])
+        _, logits = classifier(images[keep])
     loss = F.cross_entropy(logits.float(), labels[keep])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -150,7 +134,7 @@ def train_step(classifier: FlipClassifier, optimizer: torch.optim.Optimizer, ima
 
 
 @torch.no_grad()
-def evaluate(classifier: FlipClassifier, frames: Dataset, labels: np.ndarray, device: torch.device,
+def evaluate(classifier: Teacher, frames: Dataset, labels: np.ndarray, device: torch.device,
              batch_size: int, workers: int, autocast=None) -> dict:
     """Accuracy at argmax (P(live) >= 0.5) and EER of P(live) over the readable frames."""
     classifier.eval()
@@ -158,7 +142,7 @@ def evaluate(classifier: FlipClassifier, frames: Dataset, labels: np.ndarray, de
     loader = DataLoader(frames, batch_size=batch_size, num_workers=workers)
     for pixels, _, readable in loader:
         with autocast or nullcontext():
-            logits = classifier(normalize_batch(pixels.to(device)))
+            _, logits = classifier(normalize_batch(pixels.to(device)))
         p_live.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
         ok.append(readable.numpy())
     scores, ok = np.concatenate(p_live)[np.concatenate(ok)], np.concatenate(ok)
@@ -225,6 +209,34 @@ def _train_sets(sources: list[FrameSource], size: int) -> list[LabelledFrames]:
     return sets
 
 
+def _frozen_text_classifier(clip: open_clip.model.CLIP, prompts: dict, centroid_mode: str) -> Teacher:
+    """Centroids from the text tower once; then only the image tower keeps gradients."""
+    centroids = centroids_from_embeddings(encode_prompts(clip, prompts), centroid_mode)
+    for parameter in clip.parameters():
+        parameter.requires_grad_(False)
+    for parameter in clip.visual.parameters():
+        parameter.requires_grad_(True)
+    return Teacher(clip, centroids, float(clip.logit_scale.detach().exp()))
+
+
+def _train_epoch(classifier: Teacher, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device, autocast, desc: str,
+                 progress: bool) -> dict:
+    classifier.train()
+    loss_sum, correct, counted, skipped = 0.0, 0, 0, 0
+    with tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
+        for pixels, labels, readable in bar:
+            images = normalize_batch(pixels.to(device, non_blocking=True))
+            loss, right, n = train_step(classifier, optimizer, images, labels.to(device), readable.to(device),
+                                        autocast)
+            scheduler.step()
+            loss_sum, correct, counted, skipped = loss_sum + loss * n, correct + right, counted + n, \
+                skipped + len(labels) - n
+            bar.set_postfix(loss=f"{loss_sum / max(counted, 1):.3f}", acc=f"{correct / max(counted, 1):.3f}")
+    return {"train_loss": loss_sum / max(counted, 1), "train_accuracy": correct / max(counted, 1),
+            "unreadable": skipped}
+
+
 def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: Path | None = None,
                      arch: str | None = None, prompts: dict | None = None, centroid_mode: str = "flip",
                      epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE, lr: float | None = None,
@@ -245,13 +257,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     torch.manual_seed(seed)
     clip, origin = initial_clip(Path(init) if init is not None else None, arch, seed, trust_checkpoint)
     lr = lr if lr is not None else (PRETRAINED_LR if init is not None else RANDOM_INIT_LR)
-    centroids = centroids_from_embeddings(encode_prompts(clip, prompts), centroid_mode)
-    logit_scale = float(clip.logit_scale.detach().exp())
-    for parameter in clip.parameters():
-        parameter.requires_grad_(False)
-    for parameter in clip.visual.parameters():
-        parameter.requires_grad_(True)
-    classifier = FlipClassifier(clip, centroids, logit_scale).to(torch_device)
+    classifier = _frozen_text_classifier(clip, prompts, centroid_mode).to(torch_device)
     size = classifier.input_size
 
     train_sets = _train_sets(frame_sources, size)
@@ -259,40 +265,27 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     domains = np.concatenate([np.full(len(s), i) for i, s in enumerate(train_sets)])
     val_sets = [LabelledFrames(s, rows, size, augment=False) for s in frame_sources
                 if len(rows := _split_rows(s, "val"))]
-    val_labels = np.concatenate([s.labels() for s in val_sets]) if val_sets else None
     draws = min(len(train_set), max_frames_per_epoch or len(train_set))
     generator = torch.Generator().manual_seed(seed)
-    sampler = domain_balanced_sampler(domains, draws, generator)
-    loader = DataLoader(train_set, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        drop_last=draws > batch_size, pin_memory=torch_device.type == "cuda", generator=generator)
+    loader = DataLoader(train_set, batch_size=batch_size, sampler=domain_balanced_sampler(domains, draws, generator),
+                        num_workers=workers, drop_last=draws > batch_size, pin_memory=torch_device.type == "cuda",
+                        generator=generator)
     optimizer = torch.optim.AdamW(classifier.visual.parameters(), lr=lr, weight_decay=weight_decay,
                                   fused=True if torch_device.type in ("cpu", "cuda") else None)
     scheduler = warmup_cosine(optimizer, len(loader), epochs)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if torch_device.type == "cuda" else None)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if torch_device.type == "cuda" else None
 
     log = tqdm.write if progress else (lambda _msg: None)
     log(f"teacher-finetune: {describe_arch(clip)} from {origin}; {len(train_set)} train frames from "
         f"{', '.join(sources)}, {draws} draws/epoch, lr {lr:g}, {torch_device}")
     history: list[dict] = []
-    unreadable = 0
     start = time.perf_counter()
     for epoch in range(epochs):
-        classifier.train()
-        loss_sum, correct, counted = 0.0, 0, 0
-        with tqdm(loader, desc=f"finetune {epoch + 1}/{epochs}", unit="batch", disable=not progress,
-                  leave=False) as bar:
-            for pixels, labels, readable in bar:
-                images = normalize_batch(pixels.to(torch_device, non_blocking=True))
-                loss, right, n = train_step(classifier, optimizer, images, labels.to(torch_device),
-                                            readable.to(torch_device), autocast)
-                scheduler.step()
-                loss_sum, correct, counted = loss_sum + loss * n, correct + right, counted + n
-                unreadable += len(labels) - n
-                bar.set_postfix(loss=f"{loss_sum / max(counted, 1):.3f}", acc=f"{correct / max(counted, 1):.3f}")
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / max(counted, 1),
-                  "train_accuracy": correct / max(counted, 1)}
+        record = {"epoch": epoch + 1, **_train_epoch(classifier, loader, optimizer, scheduler, torch_device,
+                                                     autocast, f"finetune {epoch + 1}/{epochs}", progress)}
         if val_sets:
-            record["val"] = evaluate(classifier, ConcatDataset(val_sets), val_labels, torch_device,
+            record["val"] = evaluate(classifier, ConcatDataset(val_sets),
+                                     np.concatenate([s.labels() for s in val_sets]), torch_device,
                                      max(batch_size, 128), workers, autocast)
         history.append(record)
         val = record.get("val") or {}
@@ -302,11 +295,12 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
 
     out.parent.mkdir(parents=True, exist_ok=True)
     save_flip_checkpoint(clip, epochs, out)
+    unreadable = sum(r["unreadable"] for r in history)
     summary = {
         "out": str(out), "init": origin, "arch": describe_arch(clip), "sources": list(sources),
         "train_frames": {s.source.name: len(s) for s in train_sets}, "draws_per_epoch": draws,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-        "prompts": prompts, "centroid_mode": centroid_mode, "logit_scale": logit_scale,
+        "prompts": prompts, "centroid_mode": centroid_mode, "logit_scale": classifier.logit_scale,
         "class_order": list(CLASS_NAMES), "input_size": size,
         "augmentation": f"random resized crop scale {CROP_SCALE} ratio {CROP_RATIO} (bicubic) + horizontal flip",
         "train_loss": history[-1]["train_loss"], "train_accuracy": history[-1]["train_accuracy"],

@@ -162,7 +162,7 @@ def _compute_chunks(source, source_rows, teacher, group, chunks, options, report
         try:
             for batch_rows, (pixels, readable) in zip(batches, loader):
                 images = normalize_batch(pixels.to(device, non_blocking=True))
-                with autocast:
+                with torch.inference_mode(), autocast:
                     feature, logit = teacher(images)
                 feature, logit = feature.float().cpu().numpy(), logit.float().cpu().numpy()
                 bad = ~readable.numpy()

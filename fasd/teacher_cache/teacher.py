@@ -46,7 +46,11 @@ def encode_prompts(model: open_clip.model.CLIP, prompts: dict[str, list[str]]) -
 
 
 class Teacher(nn.Module):
-    """Maps CLIP-normalised images (N, 3, S, S) to (unit features (N, D), logits (N, 2))."""
+    """Maps CLIP-normalised images (N, 3, S, S) to (unit features (N, D), logits (N, 2)).
+
+    The forward keeps gradients so fine-tuning trains the same module; inference callers wrap it in
+    ``torch.inference_mode()``.
+    """
 
     def __init__(self, clip: open_clip.model.CLIP, centroids: torch.Tensor, logit_scale: float):
         super().__init__()
@@ -55,7 +59,6 @@ class Teacher(nn.Module):
         self.logit_scale = logit_scale
         self.input_size = int(clip.visual.image_size[0])
 
-    @torch.no_grad()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feature = F.normalize(self.visual(images).float(), dim=-1)
         return feature, self.logit_scale * feature @ self.centroids.t()

@@ -42,7 +42,8 @@ def verify_frames(store: TeacherStore, sources: list[FrameSource], checkpoint: P
             raise FasdError(f"{len(missing)} cached frame(s) of '{source.name}' are no longer in its source, "
                             f"e.g. {missing[0]}")
         pixels = np.stack([resize_uint8(source.read_image(row_of[i]), loaded.teacher.input_size) for i in ids])
-        feature, logits = loaded.teacher(normalize_batch(torch.from_numpy(pixels)))
+        with torch.inference_mode():
+            feature, logits = loaded.teacher(normalize_batch(torch.from_numpy(pixels)))
         cached_feature = torch.from_numpy(group[layout.FEATURE][:][picked].astype(np.float32))
         cosine = torch.nn.functional.cosine_similarity(feature, cached_feature, dim=1)
         logit_diff = (logits - torch.from_numpy(logits_all[:][picked])).abs().max()
