@@ -387,8 +387,11 @@ def teacher_finetune(
     prompts: Annotated[Optional[Path], typer.Option(help='JSON {"spoof": [...], "live": [...]}.')] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the module's tuned default).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Frames per step.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default depends on --arch/--init).")
-                  ] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: 5e-4 for random weights, "
+                                                    "1e-6 (FLIP's) with --init).")] = None,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
+    centroid_mode: Annotated[str, typer.Option(help="flip or clip prompt centroids.")] = "flip",
+    max_frames_per_epoch: Annotated[Optional[int], typer.Option(help="Cap the draws per epoch.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -400,8 +403,9 @@ def teacher_finetune(
 
     extra = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
     summary = finetune_teacher(config, _csv(sources), out, init=init, arch=arch, prompts=load_prompts(prompts),
-                               lr=lr, device=device, workers=workers, seed=seed, trust_checkpoint=trust_checkpoint,
-                               **extra)
+                               centroid_mode=centroid_mode, lr=lr, weight_decay=weight_decay,
+                               max_frames_per_epoch=max_frames_per_epoch, device=device, workers=workers, seed=seed,
+                               trust_checkpoint=trust_checkpoint, **extra)
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 

@@ -38,7 +38,7 @@ class Ranks:
 
 
 def _local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", 0))
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def current() -> Ranks:
@@ -54,8 +54,8 @@ def _backend() -> str:
         return "gloo"
     local_rank, gpus = _local_rank(), torch.cuda.device_count()
     if local_rank >= gpus:
-        raise FasdError(f"torchrun started local rank {local_rank} but only {gpus} GPU(s) are visible: "
-                        f"use --nproc-per-node {gpus} or fewer")
+        raise FasdError(f"torchrun started local rank {local_rank} but only {gpus} GPU(s) are visible: use "
+                        f"--nproc-per-node {gpus} or fewer (or CUDA_VISIBLE_DEVICES= to run every rank on the CPU)")
     # Each rank owns one GPU: --device auto/cuda then means this rank's GPU.
     torch.cuda.set_device(local_rank)
     return "cpu:gloo,cuda:nccl"
@@ -66,9 +66,11 @@ def process_group() -> Iterator[Ranks]:
     """Join torchrun's process group for the duration of a command; a no-op for a single process.
 
     torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; the group is initialised
-    from them (``env://``) and destroyed on the way out.
+    from them (``env://``) and destroyed on the way out. RANK/WORLD_SIZE without MASTER_ADDR (set by hand
+    or by a job array) mean independent processes: no group.
     """
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or not dist.is_available() or dist.is_initialized():
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ
+    if not launched or not dist.is_available() or dist.is_initialized():
         yield current()
         return
     dist.init_process_group(_backend(), timeout=TIMEOUT)

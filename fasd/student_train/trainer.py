@@ -26,7 +26,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fasd import distributed
-
 from fasd.config import Registry
 from fasd.constants import SPLITS
 from fasd.data.open_source import open_source

@@ -62,7 +62,7 @@ class CacheReport:
         return self.frames_computed / self.seconds if self.seconds > 0 else 0.0
 
     @classmethod
-    def total(cls, reports: list["CacheReport"]) -> "CacheReport":
+    def total(cls, reports: list[CacheReport]) -> CacheReport:
         """The work of several shards of one dataset, as one report (they ran in parallel)."""
         first = reports[0]
         return cls(first.dataset, first.rows, first.chunks, sum(r.chunks_written for r in reports),
