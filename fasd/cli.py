@@ -111,6 +111,7 @@ def cache_teacher(
 
     Resumable: a killed job continues at the first unfinished chunk; a complete job does no teacher work.
     """
+    from fasd import distributed
     from fasd.config import load_registry
     from fasd.constants import SPLITS
     from fasd.data.open_source import open_source
@@ -136,7 +137,10 @@ def cache_teacher(
     options = CacheOptions(splits=tuple(split_list), batch_size=batch_size, device=device,
                            workers=default_workers() if workers is None else workers, shard=shard_index,
                            num_shards=shard_count, chunk_rows=chunk_rows, overwrite=overwrite, strict=strict)
-    report = run_cache(source, loaded, store, options)
+    with distributed.process_group() as ranks:
+        report = run_cache(source, loaded, store, options)
+    if not ranks.is_main:
+        return
     state = "complete" if report.completed else "incomplete (other shards or a re-run will finish it)"
     if report.chunks_written == 0:
         typer.echo(f"{dataset}: nothing to do, all {report.chunks} chunk(s) of this shard already cached; "
@@ -203,7 +207,8 @@ def train(
                        ] = None,
     target: Annotated[Optional[str], typer.Option(help="Held-out target dataset (with --sources).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
-    store: Annotated[str, typer.Option(help="Teacher store written by cache-teacher.")] = "teacher.zarr",
+    store: Annotated[str, typer.Option(help="Teacher store written by cache-teacher: folder or fsspec URL "
+                                            "(s3://...).")] = "teacher.zarr",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 15,
     batch_size: Annotated[int, typer.Option(help="Frames per step.")] = 64,
     lr: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1e-3,
@@ -225,8 +230,16 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<protocol>-seed<seed>).")
                    ] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    stream_targets: Annotated[bool, typer.Option(
+        "--stream-targets/--targets-in-memory",
+        help="Read teacher features from the store chunk by chunk (stores larger than memory) instead of "
+             "loading them.")] = False,
 ) -> None:
-    """Distil the student from the cached teacher targets; evaluate the best checkpoint on the target."""
+    """Distil the student from the cached teacher targets; evaluate the best checkpoint on the target.
+
+    Several GPUs: `torchrun --nproc-per-node G -m fasd train ...` (DistributedDataParallel; --batch-size is
+    the global batch)."""
+    from fasd import distributed
     from fasd.config import load_registry
     from fasd.device import default_workers
     from fasd.evaluate.metrics import format_report
@@ -245,12 +258,14 @@ def train(
             lr=lr, weight_decay=weight_decay, max_draws=max_draws, lambda_kl=lambda_kl, lambda_feat=lambda_feat,
             lambda_triplet=lambda_triplet, tau=tau, margin=margin, no_teacher=no_teacher, seed=seed,
             device=device, workers=default_workers() if workers is None else workers,
-            student_weights=str(student_weights) if student_weights else None)
+            student_weights=str(student_weights) if student_weights else None, stream_targets=stream_targets)
         run_dir = out or Path("runs") / f"{protocol.name}-seed{seed}{'-noteacher' if no_teacher else ''}"
-    metrics = Trainer(load_registry(options.config), options, run_dir).run(resume=resume is not None)
-    typer.echo(f"{options.protocol}: held-out {options.target} test (best epoch {metrics['best_epoch']})")
-    typer.echo(format_report(metrics))
-    typer.echo(f"run directory: {run_dir}")
+    with distributed.process_group() as ranks:
+        metrics = Trainer(load_registry(options.config), options, run_dir).run(resume=resume is not None)
+    if ranks.is_main:
+        typer.echo(f"{options.protocol}: held-out {options.target} test (best epoch {metrics['best_epoch']})")
+        typer.echo(format_report(metrics))
+        typer.echo(f"run directory: {run_dir}")
 
 
 @command("evaluate")

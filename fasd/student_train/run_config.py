@@ -32,6 +32,7 @@ class TrainOptions:
     device: str = "auto"
     workers: int = field(default_factory=default_workers)
     student_weights: str | None = None
+    stream_targets: bool = False  # read features chunk by chunk instead of loading them (big stores)
     teacher: dict = field(default_factory=dict)  # the store's teacher fingerprint, filled in at start
 
     def validate(self) -> None:

@@ -98,11 +98,10 @@ class TrainHeads(torch.nn.Module):
 
 
 class Trainer:
-    """``stream_targets`` reads teacher features from the store chunk by chunk (stores larger than memory)
-    instead of loading them; it changes the order of the draws within an epoch, not the draws."""
+    """``options.stream_targets`` reads teacher features from the store chunk by chunk (stores larger than
+    memory) instead of loading them; it changes the order of the draws within an epoch, not the draws."""
 
-    def __init__(self, registry: Registry, options: TrainOptions, run_dir: Path, progress: bool = True,
-                 stream_targets: bool = False):
+    def __init__(self, registry: Registry, options: TrainOptions, run_dir: Path, progress: bool = True):
         options.validate()
         self.ranks = distributed.current()
         world = self.ranks.world_size
@@ -126,7 +125,7 @@ class Trainer:
             if not options.store:
                 raise FasdError("distillation needs --store (the teacher store), or pass --no-teacher")
             options.teacher, (self.train_targets, self.val_targets) = attach_targets(
-                options.store, [self.train_set, self.val_set], stream=stream_targets)
+                options.store, [self.train_set, self.val_set], stream=options.stream_targets)
         self.draws = min(len(self.train_set), options.max_draws)
         self.steps_per_epoch = max(1, self.draws // options.batch_size)
 
