@@ -23,6 +23,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/cache_throughput.py
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/store_io.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -244,3 +244,29 @@ def test_crop_square_pads_with_black_and_sample_evenly():
     assert crop[:4, :4].max() == 0 and crop[7:, 7:].min() > 190
     assert sample_evenly(list(range(10)), 3) == [1, 5, 8]
     assert sample_evenly([4, 7], 5) == [4, 7] and sample_evenly([4, 7], None) == [4, 7]
+
+
+def test_ingested_packs_cache_and_train_through_the_cli(oulu_root, replay_root, tmp_path, tiny_flip_checkpoint):
+    """fasd ingest --register -> fasd cache-teacher -> fasd train on the resulting packs."""
+    import json
+
+    from test_train import fasd
+
+    config = tmp_path / "fasd.toml"
+    for kind, root in (("oulu", oulu_root), ("replay", replay_root)):
+        result = fasd("ingest", kind, "--root", root, "--out", tmp_path / f"{kind}.h5", "--size", 32,
+                      "--register", kind, "--config", config)
+        assert result.exit_code == 0, result.output
+        assert f"registered '{kind}'" in result.output
+    store = tmp_path / "teacher.zarr"
+    for kind in ("oulu", "replay"):
+        result = fasd("cache-teacher", "--dataset", kind, "--config", config, "--store", store,
+                      "--checkpoint", tiny_flip_checkpoint, "--batch-size", 16)
+        assert result.exit_code == 0 and "dataset complete" in result.output, result.output
+    run_dir = tmp_path / "run"
+    result = fasd("train", "--split", "replay-to-oulu", "--config", config, "--store", store, "--epochs", 1,
+                  "--max-draws", 8, "--batch-size", 4, "--workers", 0, "--out", run_dir)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    oulu_test = HDF5FrameSource(tmp_path / "oulu.h5").table.rows_in_splits(["test"])
+    assert metrics["target"] == "oulu" and metrics["n"] == len(oulu_test) > 0
