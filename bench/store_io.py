@@ -31,17 +31,16 @@ import numpy as np
 import torch
 
 from fasd.data.source import FrameSource, FrameTable
-from fasd.store_schema import writer
-from fasd.store_schema.store import create_or_check_store, open_store
+from fasd.store_schema.store import open_store
 from fasd.student_train.data import DomainRows, StudentFrames
 from fasd.student_train.losses import DistillationLoss
 from fasd.student_train.model import build_student
 from fasd.student_train.sampler import BlockWindowSampler, domain_balanced_sampler
 from fasd.student_train.targets import STREAM_WINDOW, attach_targets
+from synthetic_targets import DIM, write_random_targets
 
-DIM, CHUNK_ROWS, BATCH = 512, 4096, 64
+CHUNK_ROWS, BATCH = 4096, 64
 SHARES = {"big": 3, "small": 1}
-TEACHER = {"name": "synthetic", "feature_dim": DIM}
 
 
 class IdsOnly(FrameSource):
@@ -66,20 +65,7 @@ def sources(rows: int) -> list[IdsOnly]:
 def write_store(path: str, rows: int) -> float:
     """Write every dataset chunk by chunk with random unit features; returns seconds."""
     began = time.perf_counter()
-    rng = np.random.default_rng(0)
-    centroids = rng.normal(size=(2, DIM)).astype(np.float32)
-    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    store = create_or_check_store(path, TEACHER, centroids, overwrite=False)
-    for source in sources(rows):
-        table = source.table
-        group = writer.prepare_dataset(store, source.name, source.fingerprint(), table.frame_id, table.label,
-                                       table.split, table.video_id, CHUNK_ROWS, overwrite=False)
-        for chunk in writer.pending_chunks(group):
-            n = min(CHUNK_ROWS, len(table) - chunk * CHUNK_ROWS)
-            feature = rng.standard_normal((n, DIM), dtype=np.float32)
-            feature /= np.linalg.norm(feature, axis=1, keepdims=True)
-            writer.write_chunk(group, chunk, feature, 100 * feature @ centroids.T)
-        writer.finalize(group)
+    write_random_targets(path, sources(rows), CHUNK_ROWS)
     return time.perf_counter() - began
 
 
