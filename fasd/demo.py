@@ -39,13 +39,13 @@ from fasd.teacher_cache.teacher import load_teacher
 
 @dataclass
 class DemoBudget:
-    """Sizes of every stage; the defaults finish in under ten minutes on a 2-core CPU."""
+    """Sizes of every stage; the defaults took 5 min 8 s on a 2-core CPU (docs/benchmarks.md)."""
 
-    frames: int = 900  # per domain
+    frames: int = 1500  # per domain
     size: int = 112
-    teacher_epochs: int = 4
-    student_epochs: int = 8
-    max_draws: int = 1024
+    teacher_epochs: int = 8
+    student_epochs: int = 10
+    max_draws: int = 1536
     batch_size: int = 64
     bench_runs: int = 300
     seed: int = 0
