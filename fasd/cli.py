@@ -74,8 +74,6 @@ def synth(
     """Write a synthetic FAS benchmark (one HDF5 pack per domain + fasd.toml); needs no download."""
     from fasd.data.synth import synthesize
 
-    if domains < 1 or frames < 10 or size < 32:
-        raise FasdError("need --domains >= 1, --frames >= 10 and --size >= 32")
     config = synthesize(out_dir, domains=domains, frames=frames, size=size, seed=seed)
     typer.echo(f"wrote {domains} synthetic domain(s) and {config}")
 
