@@ -9,6 +9,7 @@ from fasd.constants import CLASS_NAMES, SPLITS
 from fasd.evaluate.metrics import compute_metrics
 from fasd.store_schema import layout
 from fasd.store_schema.store import TeacherStore, read_strings
+from fasd.store_schema.writer import done_rows
 
 
 def p_live(logits: np.ndarray) -> np.ndarray:
@@ -29,22 +30,22 @@ def summarize_dataset(group: zarr.Group) -> dict:
     rows = int(group.attrs[layout.ROWS_ATTR])
     done = group[layout.DONE][:]
     chunk_rows = int(group.attrs[layout.CHUNK_ROWS_ATTR])
-    done_rows = np.repeat(done, chunk_rows)[:rows]
+    rows_done = done_rows(group, done)
     feature = group[layout.FEATURE][:].astype(np.float32)
     logits = group[layout.LOGITS][:]
     label = group[layout.LABEL][:]
     split = read_strings(group[layout.SPLIT])
     finite = np.isfinite(feature).all(axis=1) & np.isfinite(logits).all(axis=1)
-    valid = done_rows & finite
+    valid = rows_done & finite
     norms = np.linalg.norm(feature[valid], axis=1)
     target_bytes = _stored_bytes(group[layout.FEATURE]) + _stored_bytes(group[layout.LOGITS])
     total_bytes = sum(_stored_bytes(group[name]) for name in group.array_keys())
     summary = {
         "rows": rows, "chunk_rows": chunk_rows, "chunks_done": int(done.sum()), "chunks": int(len(done)),
-        "completed": bool(done.all()), "rows_done": int(done_rows.sum()),
+        "completed": bool(done.all()), "rows_done": int(rows_done.sum()),
         "labels": {CLASS_NAMES[int(k)]: v for k, v in _counts(label).items()},
         "splits": _counts(split),
-        "nan_rows": int((done_rows & ~finite).sum()),
+        "nan_rows": int((rows_done & ~finite).sum()),
         "unreadable": len(group.attrs.get(layout.UNREADABLE_ATTR, [])),
         "feature_norm": {"min": float(norms.min()), "max": float(norms.max())} if len(norms) else None,
         "bytes_stored": int(total_bytes),

@@ -9,6 +9,7 @@ import numpy as np
 from fasd.errors import FasdError
 from fasd.store_schema import layout
 from fasd.store_schema.store import TeacherStore, read_strings
+from fasd.store_schema.writer import done_rows
 
 
 @dataclass
@@ -49,9 +50,7 @@ def load_targets(store: TeacherStore, name: str, features: bool = True) -> Datas
     frame_id = read_strings(group[layout.FRAME_ID])
     feature = group[layout.FEATURE][:] if features else None
     logits = group[layout.LOGITS][:]
-    chunk_rows = group.attrs[layout.CHUNK_ROWS_ATTR]
-    done_rows = np.repeat(group[layout.DONE][:], chunk_rows)[: len(frame_id)]
-    valid = done_rows & np.isfinite(logits).all(axis=1)
+    valid = done_rows(group) & np.isfinite(logits).all(axis=1)
     if feature is not None and len(frame_id) and not np.isfinite(feature[valid]).all():
         raise non_finite_features(store.path, name)
     row_of = {str(f): i for i, f in enumerate(frame_id) if valid[i]}

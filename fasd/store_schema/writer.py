@@ -88,11 +88,15 @@ def write_chunk(group: zarr.Group, chunk: int, feature: np.ndarray, logits: np.n
     group[layout.DONE][chunk] = True
 
 
+def done_rows(group: zarr.Group, done: np.ndarray | None = None) -> np.ndarray:
+    """Per-row mask of rows whose chunk is done (``done``: the chunk flags, when already read)."""
+    done = group[layout.DONE][:] if done is None else done
+    return np.repeat(done, int(group.attrs[layout.CHUNK_ROWS_ATTR]))[: int(group.attrs[layout.ROWS_ATTR])]
+
+
 def unreadable_frames(group: zarr.Group, done: np.ndarray) -> list[str]:
     """Frame IDs of rows in done chunks whose targets are NaN (frames that could not be decoded)."""
-    rows, chunk_rows = int(group.attrs[layout.ROWS_ATTR]), int(group.attrs[layout.CHUNK_ROWS_ATTR])
-    done_rows = np.repeat(done, chunk_rows)[:rows]
-    bad = np.flatnonzero(done_rows & ~np.isfinite(group[layout.LOGITS][:]).all(axis=1))
+    bad = np.flatnonzero(done_rows(group, done) & ~np.isfinite(group[layout.LOGITS][:]).all(axis=1))
     return sorted(str(f) for f in group[layout.FRAME_ID].get_orthogonal_selection((bad,))) if len(bad) else []
 
 

@@ -11,6 +11,7 @@ from fasd.data.source import FrameSource
 from fasd.errors import FasdError
 from fasd.store_schema import layout
 from fasd.store_schema.store import TeacherStore, read_strings
+from fasd.store_schema.writer import done_rows
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.teacher import load_teacher
 
@@ -28,11 +29,11 @@ def verify_frames(store: TeacherStore, sources: list[FrameSource], checkpoint: P
     results = {}
     for source in sources:
         group = store.dataset(source.name)
-        chunk_rows = group.attrs[layout.CHUNK_ROWS_ATTR]
-        done_rows = np.flatnonzero(np.repeat(group[layout.DONE][:], chunk_rows)[: group.attrs[layout.ROWS_ATTR]])
-        logits_all = group[layout.LOGITS]
-        picked = np.sort(rng.choice(done_rows, size=min(count, len(done_rows)), replace=False))
-        picked = picked[np.isfinite(logits_all[:][picked]).all(axis=1)]
+        done = np.flatnonzero(done_rows(group))
+        picked = np.sort(rng.choice(done, size=min(count, len(done)), replace=False))
+        cached_logits = group[layout.LOGITS].get_orthogonal_selection((picked,))
+        readable = np.isfinite(cached_logits).all(axis=1)
+        picked, cached_logits = picked[readable], cached_logits[readable]
         if len(picked) == 0:
             raise FasdError(f"no cached frames to verify in '{source.name}'")
         row_of = {str(f): i for i, f in enumerate(source.table.frame_id)}
@@ -44,9 +45,10 @@ def verify_frames(store: TeacherStore, sources: list[FrameSource], checkpoint: P
         pixels = np.stack([resize_uint8(source.read_image(row_of[i]), loaded.teacher.input_size) for i in ids])
         with torch.inference_mode():
             feature, logits = loaded.teacher(normalize_batch(torch.from_numpy(pixels)))
-        cached_feature = torch.from_numpy(group[layout.FEATURE][:][picked].astype(np.float32))
+        cached_feature = torch.from_numpy(
+            group[layout.FEATURE].get_orthogonal_selection((picked, slice(None))).astype(np.float32))
         cosine = torch.nn.functional.cosine_similarity(feature, cached_feature, dim=1)
-        logit_diff = (logits - torch.from_numpy(logits_all[:][picked])).abs().max()
+        logit_diff = (logits - torch.from_numpy(cached_logits)).abs().max()
         results[source.name] = {"frames": int(len(picked)), "worst_cosine": float(cosine.min()),
                                 "max_logit_diff": float(logit_diff)}
     return results
