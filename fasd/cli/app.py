@@ -1,0 +1,62 @@
+"""The typer app, the command decorator (one-line errors) and small option parsers shared by commands."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Callable, Optional
+
+import typer
+
+from fasd.errors import FasdError
+
+app = typer.Typer(
+    help="fasd: distil a vision-language face anti-spoofing teacher (FLIP-MCL, CLIP ViT-B/16) into a "
+         "phone-sized MobileNetV3-Small student. Labels: 0 = spoof, 1 = live.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def command(name: str) -> Callable:
+    """Register a command whose user errors print one line (no traceback) and exit 2."""
+    def decorate(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except FasdError as exc:
+                typer.echo(f"fasd {name}: error: {exc}", err=True)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                typer.echo(f"fasd {name}: interrupted; completed work is kept, re-run the same command to "
+                           f"resume", err=True)
+                raise typer.Exit(130) from None
+        return app.command(name)(wrapper)
+    return decorate
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _shard(value: Optional[str]) -> tuple[int, int]:
+    """``--shard I/N``, else torchrun's RANK/WORLD_SIZE, else the whole job."""
+    if value is None:
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    try:
+        index, count = (int(v) for v in value.split("/"))
+    except ValueError:
+        raise FasdError(f"--shard must look like I/N (e.g. 0/4), got '{value}'") from None
+    if count < 1 or not 0 <= index < count:
+        raise FasdError(f"--shard {value}: need 0 <= I < N")
+    return index, count
+
+
+def _positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise FasdError(f"{name} must be > 0, got {value}")
+
+
+def _print_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=float))
+

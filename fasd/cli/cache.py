@@ -1,0 +1,199 @@
+"""Phase 1 commands: synth, ingest, teacher-finetune, cache-teacher, inspect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fasd.cli.app import _csv, _positive, _print_json, _shard, command
+from fasd.errors import FasdError
+
+
+@command("synth")
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the HDF5 packs and fasd.toml.")],
+    domains: Annotated[int, typer.Option(help="Number of synthetic domains (cameras/attack styles).")] = 3,
+    frames: Annotated[int, typer.Option(help="Frames per domain over all splits.")] = 600,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 112,
+    seed: Annotated[int, typer.Option(help="Random seed; the output is deterministic for a seed.")] = 0,
+) -> None:
+    """Write a synthetic FAS benchmark (one HDF5 pack per domain + fasd.toml); needs no download."""
+    from fasd.data.synth import synthesize
+
+    config = synthesize(out_dir, domains=domains, frames=frames, size=size, seed=seed)
+    typer.echo(f"wrote {domains} synthetic domain(s) and {config}")
+
+
+@command("ingest")
+def ingest(
+    kind: Annotated[str, typer.Argument(help="Native layout: oulu, replay, celeba or mcio.")],
+    root: Annotated[Path, typer.Option(help="The dataset as distributed (its top folder).")],
+    out: Annotated[Path, typer.Option(help="HDF5 frame pack to write.")],
+    size: Annotated[int, typer.Option(help="Side of the square face crops.")] = 112,
+    frames_per_video: Annotated[Optional[int], typer.Option(
+        help="Frames sampled evenly per video among annotated frames (default: all).")] = None,
+    protocol: Annotated[Optional[str], typer.Option(help="OULU protocol: Protocol_1, Protocol_2, Protocol_3/K, "
+                                                         "Protocol_4/K.")] = None,
+    margin: Annotated[Optional[float], typer.Option(help="Extra crop border, as a fraction of the face size.")
+                      ] = None,
+    workers: Annotated[int, typer.Option(help="Parallel decoding processes.")] = 1,
+    register: Annotated[Optional[str], typer.Option(help="Register the pack under this name in --config.")
+                        ] = None,
+    config: Annotated[Path, typer.Option(help="fasd.toml to register the pack in.")] = Path("fasd.toml"),
+) -> None:
+    """Turn a native dataset layout (videos + annotations, or images + labels) into an HDF5 frame pack."""
+    from fasd.config import register_dataset
+    from fasd.data.ingest import DEFAULT_MARGIN, run_ingest
+
+    summary = run_ingest(kind, root, out, size=size, frames_per_video=frames_per_video, protocol=protocol,
+                         workers=workers, margin=DEFAULT_MARGIN if margin is None else margin)
+    typer.echo(summary.format())
+    if register:
+        register_dataset(config, register, "hdf5", out)
+        typer.echo(f"registered '{register}' in {config}")
+
+
+@command("teacher-finetune")
+def teacher_finetune(
+    sources: Annotated[str, typer.Option(help="Comma-separated source datasets to fine-tune on.")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (FLIP format, read by cache-teacher).")],
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="open_clip ViT architecture with random weights, e.g. "
+                                                     "fasd-tiny-clip (CPU-sized) or ViT-B-16.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this OpenAI-format (or FLIP) CLIP checkpoint.")
+                    ] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help='JSON {"spoof": [...], "live": [...]}.')] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the module's tuned default).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: 5e-4 for random weights, "
+                                                    "1e-6 (FLIP's) with --init).")] = None,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
+    centroid_mode: Annotated[str, typer.Option(help="flip or clip prompt centroids.")] = "flip",
+    max_frames_per_epoch: Annotated[Optional[int], typer.Option(help="Cap the draws per epoch.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in --init.")] = False,
+) -> None:
+    """FLIP-style fine-tuning of a CLIP teacher: image tower trained against frozen prompt centroids."""
+    from fasd.teacher_cache.finetune import finetune_teacher
+    from fasd.teacher_cache.prompts import load_prompts
+
+    extra = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+    summary = finetune_teacher(config, _csv(sources), out, init=init, arch=arch, prompts=load_prompts(prompts),
+                               centroid_mode=centroid_mode, lr=lr, weight_decay=weight_decay,
+                               max_frames_per_epoch=max_frames_per_epoch, device=device, workers=workers, seed=seed,
+                               trust_checkpoint=trust_checkpoint, **extra)
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@command("cache-teacher")
+def cache_teacher(
+    dataset: Annotated[str, typer.Option(help="Dataset name registered in fasd.toml.")],
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
+    store: Annotated[str, typer.Option(help="Teacher store: a folder or fsspec URL (s3://...).")] = "teacher.zarr",
+    teacher: Annotated[str, typer.Option(help="flip-mcl (FLIP checkpoint) or clip (OpenAI CLIP state dict).")
+                       ] = "flip-mcl",
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint file (never downloaded).")] = None,
+    prompts: Annotated[Optional[Path], typer.Option(
+        help='JSON {"spoof": [...], "live": [...]} overriding FLIP\'s prompt ensemble.')] = None,
+    centroid_mode: Annotated[str, typer.Option(help="flip (mean raw embeddings) or clip (mean of unit ones).")
+                             ] = "flip",
+    splits: Annotated[str, typer.Option(help="Comma-separated splits to cache.")] = "train,val,test",
+    batch_size: Annotated[int, typer.Option(help="Frames per teacher forward.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader decode workers (default: half the cores, "
+                                                        "at most 8).")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="I/N: cache every N-th chunk starting at I (default: "
+                                                      "torchrun's RANK/WORLD_SIZE).")] = None,
+    chunk_rows: Annotated[int, typer.Option(help="Rows per Zarr chunk (the unit of resume).")] = 4096,
+    overwrite: Annotated[bool, typer.Option(help="Replace a store of another teacher / a changed dataset.")
+                         ] = False,
+    strict: Annotated[bool, typer.Option(help="Fail on the first unreadable frame instead of counting it.")
+                      ] = False,
+    trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in the checkpoint.")
+                                ] = False,
+) -> None:
+    """Run the frozen teacher once over a dataset and write CLS features + logits into the Zarr store.
+
+    Resumable: a killed job continues at the first unfinished chunk; a complete job does no teacher work.
+    """
+    from fasd import distributed
+    from fasd.config import load_registry
+    from fasd.constants import SPLITS
+    from fasd.data.open_source import open_source
+    from fasd.device import default_workers
+    from fasd.teacher_cache.job import CacheOptions, run_cache
+    from fasd.teacher_cache.prompts import load_prompts
+    from fasd.teacher_cache.teacher import TEACHER_KINDS, load_teacher
+
+    if teacher not in TEACHER_KINDS:
+        raise FasdError(f"unknown --teacher '{teacher}'; valid: {', '.join(TEACHER_KINDS)}")
+    if checkpoint is None:
+        raise FasdError("--checkpoint FILE is required: fasd never downloads teacher weights "
+                        "(build one with `fasd teacher-finetune` or use FLIP's released checkpoint)")
+    split_list = _csv(splits)
+    unknown = [s for s in split_list if s not in SPLITS]
+    if unknown or not split_list:
+        raise FasdError(f"--splits {splits}: valid splits are {', '.join(SPLITS)}")
+    _positive("--batch-size", batch_size)
+    _positive("--chunk-rows", chunk_rows)
+    shard_index, shard_count = _shard(shard)
+    source = open_source(load_registry(config).dataset(dataset))
+    loaded = load_teacher(teacher, checkpoint, load_prompts(prompts), centroid_mode, trust_checkpoint)
+    options = CacheOptions(splits=tuple(split_list), batch_size=batch_size, device=device,
+                           workers=default_workers() if workers is None else workers, shard=shard_index,
+                           num_shards=shard_count, chunk_rows=chunk_rows, overwrite=overwrite, strict=strict)
+    with distributed.process_group() as ranks:
+        report = run_cache(source, loaded, store, options)
+    if not ranks.is_main:
+        return
+    state = "complete" if report.completed else "incomplete (other shards or a re-run will finish it)"
+    if report.chunks_written == 0:
+        typer.echo(f"{dataset}: nothing to do, all {report.chunks} chunk(s) of this shard already cached; "
+                   f"dataset {state}")
+    else:
+        typer.echo(f"{dataset}: cached {report.frames_computed} frames in {report.chunks_written} chunk(s), "
+                   f"{report.frames_per_s:.1f} frames/s; {len(report.unreadable)} unreadable; dataset {state}")
+
+
+@command("inspect")
+def inspect(
+    store: Annotated[str, typer.Argument(help="Teacher store folder or fsspec URL.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    verify: Annotated[int, typer.Option(help="Recompute N random frames per dataset online (needs "
+                                             "--checkpoint and --config).")] = 0,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="The teacher checkpoint, for --verify.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml, for --verify's frame sources.")] = None,
+    trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in the checkpoint.")
+                                ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
+) -> None:
+    """Summarise a teacher store: teacher, completion, label/split counts, integrity, size, teacher metrics."""
+    from fasd.store_schema.inspect import format_summary, summarize_store
+    from fasd.store_schema.store import open_store
+
+    opened = open_store(store)
+    if dataset is not None:
+        opened.dataset(dataset)
+    summary = summarize_store(opened, dataset)
+    if verify:
+        if checkpoint is None:
+            raise FasdError("--verify N needs --checkpoint FILE (the teacher the store was cached with)")
+        from fasd.config import load_registry
+        from fasd.data.open_source import open_source
+        from fasd.teacher_cache.verify import verify_frames
+
+        registry = load_registry(config)
+        sources = [open_source(registry.dataset(name)) for name in summary["datasets"]]
+        summary["verify"] = verify_frames(opened, sources, checkpoint, verify, trust_checkpoint=trust_checkpoint)
+    if as_json:
+        _print_json(summary)
+        return
+    typer.echo(format_summary(summary))
+    for name, result in summary.get("verify", {}).items():
+        typer.echo(f"verify [{name}] {result['frames']} frames: worst cosine {result['worst_cosine']:.6f}, "
+                   f"max |Δlogit| {result['max_logit_diff']:.4g}")

@@ -1,0 +1,157 @@
+"""Phase 2 commands: train, experiment, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fasd.cli.app import _csv, command
+from fasd.errors import FasdError
+
+
+def _resolve_protocol(registry, split: Optional[str], sources: Optional[str], target: Optional[str]):
+    if split and (sources or target):
+        raise FasdError("give either --split PROTOCOL or --sources A,B --target C, not both")
+    if split:
+        return registry.protocol(split)
+    if sources and target:
+        return registry.explicit_protocol(_csv(sources), target)
+    raise FasdError("name the protocol: --split holdout-X / A-to-B, or --sources A,B --target C")
+
+
+@command("train")
+def train(
+    split: Annotated[Optional[str], typer.Option(help="Protocol: holdout-X (train on the other protocol "
+                                                      "domains, test on X) or A-to-B.")] = None,
+    sources: Annotated[Optional[str], typer.Option(help="Comma-separated source datasets (with --target).")
+                       ] = None,
+    target: Annotated[Optional[str], typer.Option(help="Held-out target dataset (with --sources).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
+    store: Annotated[str, typer.Option(help="Teacher store written by cache-teacher: folder or fsspec URL "
+                                            "(s3://...).")] = "teacher.zarr",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 15,
+    batch_size: Annotated[int, typer.Option(help="Frames per step.")] = 64,
+    lr: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
+    max_draws: Annotated[int, typer.Option(help="Domain-balanced draws per epoch (at most the train size).")
+                         ] = 60000,
+    lambda_kl: Annotated[float, typer.Option(help="Weight of the KL term (teacher logits).")] = 1.0,
+    lambda_feat: Annotated[float, typer.Option(help="Weight of the feature-alignment term.")] = 1.0,
+    lambda_triplet: Annotated[float, typer.Option(help="Weight of the SSDG asymmetric triplet term.")] = 0.5,
+    tau: Annotated[float, typer.Option(help="KL temperature.")] = 4.0,
+    margin: Annotated[float, typer.Option(help="Triplet margin.")] = 0.5,
+    no_teacher: Annotated[bool, typer.Option("--no-teacher", help="CE only (all λ = 0); needs no store.")
+                          ] = False,
+    seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic on CPU).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: half the cores).")] = None,
+    student_weights: Annotated[Optional[Path], typer.Option(
+        help="torchvision mobilenet_v3_small ImageNet state dict (default: the local torch hub cache).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory (default runs/<protocol>-seed<seed>).")
+                   ] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    stream_targets: Annotated[bool, typer.Option(
+        "--stream-targets/--targets-in-memory",
+        help="Read teacher features from the store chunk by chunk (stores larger than memory) instead of "
+             "loading them.")] = False,
+) -> None:
+    """Distil the student from the cached teacher targets; evaluate the best checkpoint on the target.
+
+    Several GPUs: `torchrun --nproc-per-node G -m fasd train ...` (DistributedDataParallel; --batch-size is
+    the global batch)."""
+    from fasd import distributed
+    from fasd.config import load_registry
+    from fasd.device import default_workers
+    from fasd.evaluate.metrics import format_report
+    from fasd.student_train.run_config import TrainOptions
+    from fasd.student_train.trainer import Trainer, resume_options
+
+    if resume is not None:
+        options = resume_options(resume)
+        run_dir = resume
+    else:
+        registry = load_registry(config)
+        protocol = _resolve_protocol(registry, split, sources, target)
+        options = TrainOptions(
+            protocol=protocol.name, sources=list(protocol.sources), target=protocol.target,
+            config=str(registry.path), store=None if no_teacher else store, epochs=epochs, batch_size=batch_size,
+            lr=lr, weight_decay=weight_decay, max_draws=max_draws, lambda_kl=lambda_kl, lambda_feat=lambda_feat,
+            lambda_triplet=lambda_triplet, tau=tau, margin=margin, no_teacher=no_teacher, seed=seed,
+            device=device, workers=default_workers() if workers is None else workers,
+            student_weights=str(student_weights) if student_weights else None, stream_targets=stream_targets)
+        run_dir = out or Path("runs") / f"{protocol.name}-seed{seed}{'-noteacher' if no_teacher else ''}"
+    with distributed.process_group() as ranks:
+        metrics = Trainer(load_registry(options.config), options, run_dir).run(resume=resume is not None)
+    if ranks.is_main:
+        typer.echo(f"{options.protocol}: held-out {options.target} test (best epoch {metrics['best_epoch']})")
+        typer.echo(format_report(metrics))
+        typer.echo(f"run directory: {run_dir}")
+
+
+@command("experiment")
+def experiment(
+    protocols: Annotated[Optional[str], typer.Option(help="Comma-separated protocols (holdout-X, A-to-B).")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; a cell reports mean ± std over them.")] = "0,1,2",
+    ablations: Annotated[str, typer.Option(help="Comma-separated: full, no-teacher, kl-only, kl-feat, kl-ssdg.")
+                         ] = "full",
+    stores: Annotated[Optional[str], typer.Option(help="Teacher stores as name=PATH,... (e.g. flip=flip.zarr,"
+                                                       "clip=clip.zarr); default: one store 'default' = --store.")
+                      ] = None,
+    reference: Annotated[Optional[list[str]], typer.Option(
+        help="Fixed baseline ACER in %: NAME=VALUE or NAME@PROTOCOL=VALUE, repeatable "
+             "(e.g. RA-TTA@oulu-to-replay=43.70); default: those recorded in OUT/plan.json.")] = None,
+    out: Annotated[Path, typer.Option(help="Experiment folder: runs/, plan.json, failures.json, results.csv, "
+                                           "summary.csv, tables.md, plots/.")] = Path("runs/exp"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and each cell's state; train nothing.")
+                       ] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Only re-aggregate this experiment folder (no training).")
+                      ] = None,
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
+    store: Annotated[str, typer.Option(help="Teacher store when --stores is not given.")] = "teacher.zarr",
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default 15).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default 64).")] = None,
+    max_draws: Annotated[Optional[int], typer.Option(help="Draws per epoch (default 60000).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate (default 1e-3).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: half the cores).")] = None,
+    student_weights: Annotated[Optional[Path], typer.Option(
+        help="torchvision mobilenet_v3_small ImageNet state dict (default: the local torch hub cache).")] = None,
+) -> None:
+    """Run protocols × ablations × teacher stores × seeds (resumable: finished cells are skipped), then write
+    results.csv, tables.md (the paper's Tables 1, 3, 4, 5) and plots."""
+    from fasd.experiment import (parse_assignments, parse_references, parse_seeds, report_experiment,
+                                 run_experiment)
+
+    references = parse_references(parse_assignments(reference or [], "--reference"))
+    if report is not None:
+        for path in report_experiment(report, references or None):
+            typer.echo(f"wrote {path}")
+        return
+    if not protocols:
+        raise FasdError("name the protocols: --protocols oulu-to-replay,holdout-oulu,... (or --report DIR)")
+    overrides = {"store": store, "epochs": epochs, "batch_size": batch_size, "max_draws": max_draws, "lr": lr,
+                 "device": device, "workers": workers,
+                 "student_weights": str(student_weights) if student_weights else None}
+    outcome = run_experiment(config, _csv(protocols), parse_seeds(seeds), _csv(ablations),
+                             parse_assignments([stores] if stores else [], "--stores"), out, overrides,
+                             references, dry_run=dry_run)
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+@command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for data, teacher, store, runs, report.md, summary.json.")
+                   ] = Path("runs/demo"),
+) -> None:
+    """The end-to-end default on synthetic data: fine-tune teacher, cache, distil vs no-teacher, evaluate,
+    export, bench, report. Re-running reuses finished stages."""
+    from fasd.demo import run_demo
+
+    summary = run_demo(out, log=typer.echo)
+    d, p = summary["distilled"]["at_eer"]["acer"], summary["no_teacher"]["at_eer"]["acer"]
+    typer.echo(f"held-out ACER@EER: distilled {100 * d:.2f} %, no teacher {100 * p:.2f} %, teacher "
+               f"{100 * summary['teacher']['at_eer']['acer']:.2f} %; ONNX {summary['onnx']['bytes'] / 1e6:.2f} MB, "
+               f"{summary['onnx']['median_ms']:.2f} ms median; report: {out / 'report.md'}")
