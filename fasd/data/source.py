@@ -53,6 +53,6 @@ class FrameSource(ABC):
         """Decode frame ``row``; raise UnreadableFrame when it cannot be decoded."""
 
     def fingerprint(self) -> dict:
-        """What identifies this source's frames: a store records it and training checks it."""
-        return {"format": self.format, "path": str(self.path), "frames": len(self.table),
-                "frame_ids_sha256": self.table.ids_hash()}
+        """What identifies this source's frames: a store records it and training checks it. No path: the same
+        frames read from another folder, machine or mount point are the same source."""
+        return {"format": self.format, "frames": len(self.table), "frame_ids_sha256": self.table.ids_hash()}
