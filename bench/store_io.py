@@ -35,7 +35,7 @@ from fasd.store_schema.store import open_store
 from fasd.student_train.data import DomainRows, StudentFrames
 from fasd.student_train.losses import DistillationLoss
 from fasd.student_train.model import build_student
-from fasd.student_train.sampler import BlockWindowSampler, domain_balanced_sampler
+from fasd.training.sampler import BlockWindowSampler, domain_balanced_sampler
 from fasd.student_train.targets import STREAM_WINDOW, attach_targets
 from synthetic_targets import DIM, write_random_targets
 
@@ -100,7 +100,7 @@ def measure(store: str, rows: int, mode: str, draws: int) -> dict:
     for start in range(0, len(order), BATCH):
         lookup(order[start:start + BATCH])
     lookup_s = time.perf_counter() - began
-    reads = lookup.domains[0].features.cache.reads if mode != "memory" else 0
+    reads = lookup.domains[0].chunked["feature"].cache.reads if mode != "memory" else 0
     return {"mode": mode, "draws": len(order), "load_s": load_s, "frames_per_s": len(order) / lookup_s,
             "rss_before_mb": before, "rss_loaded_mb": loaded, "peak_rss_mb": peak_rss_mb(), "chunks_read": reads}
 

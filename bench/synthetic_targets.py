@@ -10,10 +10,12 @@ import numpy as np
 
 from fasd.data.source import FrameSource
 from fasd.store_schema import writer
+from fasd.store_schema.specs import specs_to_json, v1_specs
 from fasd.store_schema.store import create_or_check_store
 
 DIM = 512
-TEACHER = {"name": "synthetic", "feature_dim": DIM}
+TEACHER = {"name": "synthetic", "arch": "random", "checkpoint_sha256": "none", "input_size": 224,
+           "targets": specs_to_json(v1_specs(DIM))}
 
 
 def write_random_targets(path: str, sources: list[FrameSource], chunk_rows: int = 4096, seed: int = 0) -> None:
@@ -21,15 +23,16 @@ def write_random_targets(path: str, sources: list[FrameSource], chunk_rows: int 
     rng = np.random.default_rng(seed)
     centroids = rng.normal(size=(2, DIM)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    store = create_or_check_store(path, TEACHER, centroids, overwrite=False)
+    store = create_or_check_store(path, TEACHER, {"centroids": centroids}, overwrite=False)
     for source in sources:
         table = source.table
         fingerprint = {**source.fingerprint(), "splits": ["train", "val", "test"]}
-        group = writer.prepare_dataset(store, source.name, fingerprint, table.frame_id, table.label,
-                                       table.split, table.video_id, chunk_rows, overwrite=False)
+        columns = writer.frame_columns(table.frame_id, table.label, table.split, table.video_id, table.attack_type)
+        group = writer.prepare_dataset(store, source.name, fingerprint, str(source.path), columns, chunk_rows,
+                                       overwrite=False)
         for chunk in writer.pending_chunks(group):
             n = min(chunk_rows, len(table) - chunk * chunk_rows)
             feature = rng.standard_normal((n, DIM), dtype=np.float32)
             feature /= np.linalg.norm(feature, axis=1, keepdims=True)
-            writer.write_chunk(group, chunk, feature, 100 * feature @ centroids.T)
+            writer.write_chunk(group, chunk, {"feature": feature, "logits": 100 * feature @ centroids.T})
         writer.finalize(group)

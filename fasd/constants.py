@@ -17,6 +17,9 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# Input normalisations by name (`--normalize`); each teacher kind declares its own default.
+NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
+
 TEACHER_INPUT_SIZE = 224
 STUDENT_INPUT_SIZE = 112
 

@@ -25,7 +25,7 @@ from fasd.evaluate.scoring import metrics_for, score_rows
 from fasd.export.latency import bench_onnx
 from fasd.export.onnx_export import export_onnx
 from fasd.export.onnx_model import load_scorer
-from fasd.store_schema.inspect import p_live
+from fasd.evaluate.store_metrics import p_live
 from fasd.store_schema.reader import load_targets
 from fasd.store_schema.store import open_store
 from fasd.student_train.run_config import TrainOptions
@@ -34,7 +34,7 @@ from fasd.teacher_cache.arch import TINY_ARCH
 from fasd.teacher_cache.finetune import finetune_teacher
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.prompts import default_prompts
-from fasd.teacher_cache.teacher import load_teacher
+from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
 
 @dataclass
@@ -89,7 +89,7 @@ def run_demo(out: Path, budget: DemoBudget | None = None, progress: bool = True,
 
     store = out / "teacher.zarr"
     _stage(log, "cache-teacher: all three domains", began)
-    loaded = load_teacher("flip-mcl", teacher_path, default_prompts())
+    loaded = load_teacher("flip-mcl", TeacherOptions(teacher_path))
     for name in registry.domains:
         run_cache(open_source(registry.dataset(name)), loaded, str(store),
                   CacheOptions(batch_size=64, chunk_rows=1024, progress=progress))
@@ -129,11 +129,11 @@ def run_demo(out: Path, budget: DemoBudget | None = None, progress: bool = True,
 
 def _teacher_on_target(store_path: Path, registry, target: str) -> tuple[dict, tuple]:
     """The teacher alone on the held-out test split, from its cached logits."""
-    targets = load_targets(open_store(str(store_path)), target)
+    targets = load_targets(open_store(str(store_path)), target, ("logits",))
     source = open_source(registry.dataset(target))
     rows = source.table.rows_in_splits(["test"])
     store_rows = targets.rows_for(source.table.frame_id[rows])
-    scores = p_live(targets.logits[store_rows])
+    scores = p_live(targets.arrays["logits"][store_rows])
     labels = source.table.label[rows]
     return compute_metrics(labels, scores, source.table.attack_type[rows]), (labels, scores)
 

@@ -46,11 +46,11 @@ def synth_store(tmp_path_factory, synth_config, tiny_flip_checkpoint) -> str:
     from fasd.data.open_source import open_source
     from fasd.teacher_cache.job import CacheOptions, run_cache
     from fasd.teacher_cache.prompts import default_prompts
-    from fasd.teacher_cache.teacher import load_teacher
+    from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
     store = str(tmp_path_factory.mktemp("store") / "teacher.zarr")
     registry = load_registry(synth_config)
-    loaded = load_teacher("flip-mcl", tiny_flip_checkpoint, default_prompts())
+    loaded = load_teacher("flip-mcl", TeacherOptions(tiny_flip_checkpoint))
     for name in registry.datasets:
         run_cache(open_source(registry.dataset(name)), loaded, store, CacheOptions(batch_size=32, progress=False))
     return store

@@ -17,7 +17,7 @@ from fasd.store_schema.store import open_store, read_strings
 from fasd.teacher_cache.arch import openai_state_dict, random_clip
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.prompts import default_prompts
-from fasd.teacher_cache.teacher import load_teacher
+from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
 from conftest import save_flip_checkpoint
 
@@ -50,7 +50,7 @@ def test_vit_b16_flip_checkpoint_matches_flip_evaluation(tmp_path, synth_config)
     # FLIP stores fp16 weights: the reference uses the same fp16-rounded weights.
     model.load_state_dict({k: v.half().float() for k, v in state.items()})
     source = _source(synth_config)
-    loaded = load_teacher("flip-mcl", checkpoint, default_prompts())
+    loaded = load_teacher("flip-mcl", TeacherOptions(checkpoint))
     assert loaded.fingerprint["arch"] == "ViT-12L-768W/16@224-D512"
     store_path = str(tmp_path / "teacher.zarr")
     run_cache(source, loaded, store_path, CacheOptions(splits=("test",), batch_size=8, chunk_rows=8,
@@ -68,7 +68,7 @@ def test_vit_b16_flip_checkpoint_matches_flip_evaluation(tmp_path, synth_config)
 
 def _cache(config, checkpoint, store, **overrides):
     options = CacheOptions(**{"batch_size": 4, "chunk_rows": 8, "progress": False, **overrides})
-    loaded = load_teacher("flip-mcl", checkpoint, default_prompts())
+    loaded = load_teacher("flip-mcl", TeacherOptions(checkpoint))
     return run_cache(_source(config), loaded, str(store), options)
 
 
@@ -77,8 +77,8 @@ def test_killed_job_resumes_to_identical_store(tmp_path, synth_config, tiny_flip
     assert full.completed and full.chunks_written == full.chunks
 
     # Simulate Ctrl-C in the middle of the third chunk (chunk 8 rows, batch 4: the 6th forward).
-    loaded = load_teacher("flip-mcl", tiny_flip_checkpoint, default_prompts())
-    real_forward = loaded.teacher.forward
+    loaded = load_teacher("flip-mcl", TeacherOptions(tiny_flip_checkpoint))
+    real_forward = loaded.module.forward
     calls = {"n": 0}
 
     def interrupted_forward(images):
@@ -87,7 +87,7 @@ def test_killed_job_resumes_to_identical_store(tmp_path, synth_config, tiny_flip
             raise KeyboardInterrupt
         return real_forward(images)
 
-    monkeypatch.setattr(loaded.teacher, "forward", interrupted_forward)
+    monkeypatch.setattr(loaded.module, "forward", interrupted_forward)
     options = CacheOptions(batch_size=4, chunk_rows=8, progress=False)
     with pytest.raises(KeyboardInterrupt):
         run_cache(_source(synth_config), loaded, str(tmp_path / "resumed.zarr"), options)
@@ -143,7 +143,7 @@ def test_unreadable_frames_are_counted_or_fatal(tmp_path, synth_config, tiny_fli
         return original(self, row)
 
     monkeypatch.setattr(type(source), "read_image", flaky)
-    loaded = load_teacher("flip-mcl", tiny_flip_checkpoint, default_prompts())
+    loaded = load_teacher("flip-mcl", TeacherOptions(tiny_flip_checkpoint))
     options = CacheOptions(batch_size=4, chunk_rows=8, progress=False)
     report = run_cache(source, loaded, str(tmp_path / "u.zarr"), options)
     assert report.unreadable == [str(source.table.frame_id[bad_row])]

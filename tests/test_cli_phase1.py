@@ -9,6 +9,7 @@ import zarr
 
 from fasd.store_schema import writer
 from fasd.store_schema.inspect import summarize_store
+from fasd.store_schema.specs import specs_to_json, v1_specs
 from fasd.store_schema.store import create_or_check_store, open_store
 
 from test_train import assert_user_error, fasd
@@ -47,15 +48,16 @@ def test_store_bytes_per_frame_for_vit_b16_features(tmp_path):
     rng = np.random.default_rng(0)
     centroids = rng.normal(size=(2, 512)).astype(np.float32)
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
-    store = create_or_check_store(str(tmp_path / "s.zarr"), {"name": "x"}, centroids, overwrite=False)
+    teacher = {"name": "x", "targets": specs_to_json(v1_specs(512))}
+    store = create_or_check_store(str(tmp_path / "s.zarr"), teacher, {"centroids": centroids}, overwrite=False)
     rows = 8192
     ids = np.array([f"f{i:06d}" for i in range(rows)])
-    group = writer.prepare_dataset(store, "d", {"frames": rows}, ids, np.zeros(rows, np.int8),
-                                   np.full(rows, "train"), np.full(rows, ""), 4096, overwrite=False)
+    columns = writer.frame_columns(ids, np.zeros(rows, np.int8), np.full(rows, "train"), np.full(rows, ""))
+    group = writer.prepare_dataset(store, "d", {"frames": rows}, "", columns, 4096, overwrite=False)
     for chunk in range(2):
         feature = rng.normal(size=(4096, 512)).astype(np.float32)
         feature /= np.linalg.norm(feature, axis=1, keepdims=True)
-        writer.write_chunk(group, chunk, feature, 100 * feature @ centroids.T)
+        writer.write_chunk(group, chunk, {"feature": feature, "logits": 100 * feature @ centroids.T})
     summary = summarize_store(open_store(str(tmp_path / "s.zarr")))["datasets"]["d"]
     assert summary["completed"] and 900 < summary["target_bytes_per_frame"] <= 1100
 

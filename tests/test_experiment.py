@@ -18,7 +18,7 @@ from fasd.experiment import (parse_assignments, parse_references, parse_seeds, r
 from fasd.experiment.plan import build_plan
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.prompts import default_prompts
-from fasd.teacher_cache.teacher import load_teacher
+from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
 PROTOCOLS = ["holdout-gamma", "alpha-to-beta"]
 SEEDS = [0, 1]
@@ -42,7 +42,7 @@ def one_torch_thread():
 @pytest.fixture(scope="module")
 def flip_store(tmp_path_factory, synth_config, tiny_flip_checkpoint) -> str:
     registry = load_registry(synth_config)
-    loaded = load_teacher("flip-mcl", tiny_flip_checkpoint, default_prompts())
+    loaded = load_teacher("flip-mcl", TeacherOptions(tiny_flip_checkpoint))
     path = str(tmp_path_factory.mktemp("store") / "flip.zarr")
     for name in registry.domains:
         run_cache(open_source(registry.dataset(name)), loaded, path, CacheOptions(batch_size=32, progress=False))

@@ -20,7 +20,7 @@ from fasd.export.onnx_model import (OnnxStudent, TorchStudentScorer, decode_meta
 from fasd.export.predict import format_predictions, predict_paths
 from fasd.student_train.checkpoint import save_checkpoint
 from fasd.student_train.model import Student
-from fasd.student_train.transforms import eval_transform
+from fasd.training.transforms import eval_transform
 
 EER = 0.42
 

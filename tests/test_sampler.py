@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fasd.errors import FasdError
-from fasd.student_train.sampler import domain_balanced_sampler
+from fasd.training.sampler import domain_balanced_sampler
 
 
 def test_unbalanced_domains_are_drawn_equally_often():

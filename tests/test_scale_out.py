@@ -20,15 +20,16 @@ from fasd.config import load_registry
 from fasd.data.open_source import open_source
 from fasd.errors import FasdError
 from fasd.store_schema import writer
+from fasd.store_schema.specs import specs_to_json, v1_specs
 from fasd.store_schema.store import create_or_check_store, open_store
 from fasd.student_train.data import DomainRows, StudentFrames
-from fasd.student_train.sampler import BlockWindowSampler, block_window_order, domain_balanced_sampler
+from fasd.training.sampler import BlockWindowSampler, block_window_order, domain_balanced_sampler
 from fasd.student_train.targets import attach_targets
 from fasd.student_train.trainer import seed_epoch
-from fasd.student_train.transforms import eval_transform
+from fasd.training.transforms import eval_transform
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.prompts import default_prompts
-from fasd.teacher_cache.teacher import load_teacher
+from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
 from test_train import TINY, assert_user_error, fasd
 
@@ -64,7 +65,7 @@ def reference_store(tmp_path_factory, synth_config, tiny_flip_checkpoint) -> str
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        loaded = load_teacher("flip-mcl", tiny_flip_checkpoint, default_prompts())
+        loaded = load_teacher("flip-mcl", TeacherOptions(tiny_flip_checkpoint))
         for name in ("alpha", "beta"):
             run_cache(open_source(registry.dataset(name)), loaded, store,
                       CacheOptions(batch_size=BATCH, chunk_rows=CHUNK_ROWS, progress=False))
@@ -79,13 +80,13 @@ _DYING_SHARD = """
 import os, sys
 from fasd.store_schema import writer
 original, calls = writer.write_chunk, []
-def dying(group, chunk, feature, logits):
+def dying(group, chunk, targets):
     calls.append(chunk)
     if len(calls) == 2:
-        rows = group.attrs["chunk_rows"]
+        rows, feature = group.attrs["chunk_rows"], targets["feature"]
         group["feature"][chunk * rows:chunk * rows + len(feature)] = feature.astype("f2")
         os._exit(137)
-    original(group, chunk, feature, logits)
+    original(group, chunk, targets)
 writer.write_chunk = dying
 from fasd.cli import main
 sys.argv = ["fasd", *sys.argv[1:]]
@@ -134,25 +135,26 @@ def test_layout_of_another_shard_is_finished_not_recreated(tmp_path, synth_confi
     rng = np.random.default_rng(0)
     centroids = rng.normal(size=(2, 16)).astype(np.float32)
     path = str(tmp_path / "s.zarr")
-    store = create_or_check_store(path, {"name": "x"}, centroids, overwrite=False)
+    teacher = {"name": "x", "targets": specs_to_json(v1_specs(16))}
+    store = create_or_check_store(path, teacher, {"centroids": centroids}, overwrite=False)
     ids = np.array([f"f{i}" for i in range(20)])
-    meta = (ids, np.zeros(20, np.int8), np.full(20, "train"), np.full(20, "v"))
+    meta = writer.frame_columns(ids, np.zeros(20, np.int8), np.full(20, "train"), np.full(20, "v"))
     half = store.root.create_group("d")
     half.create_array("frame_id", shape=(20,), dtype=str, chunks=(8,))
     assert store.dataset_names() == []  # unfinished: not listed as cached
-    group = writer.prepare_dataset(store, "d", {"n": 20}, *meta, 8, overwrite=False)
-    writer.write_chunk(group, 0, np.ones((8, 16)), np.zeros((8, 2)))
-    again = writer.prepare_dataset(create_or_check_store(path, {"name": "x"}, centroids, False), "d", {"n": 20},
-                                   *meta, 8, overwrite=False)
+    group = writer.prepare_dataset(store, "d", {"n": 20}, "", meta, 8, overwrite=False)
+    writer.write_chunk(group, 0, {"feature": np.ones((8, 16)), "logits": np.zeros((8, 2))})
+    again = writer.prepare_dataset(create_or_check_store(path, teacher, {"centroids": centroids}, False), "d",
+                                   {"n": 20}, "", meta, 8, overwrite=False)
     assert again["done"][:].tolist() == [True, False, False] and (again["feature"][:8] == 1).all()
     with pytest.raises(FasdError, match="chunk-rows 8"):
-        writer.prepare_dataset(store, "d", {"n": 20}, *meta, 4, overwrite=False)
+        writer.prepare_dataset(store, "d", {"n": 20}, "", meta, 4, overwrite=False)
 
-    loaded = load_teacher("flip-mcl", tiny_flip_checkpoint, default_prompts())
+    loaded = load_teacher("flip-mcl", TeacherOptions(tiny_flip_checkpoint))
     source = open_source(load_registry(synth_config).dataset("alpha"))
     with pytest.raises(FasdError, match="only shard 0 replaces"):
         run_cache(source, loaded, path, CacheOptions(shard=1, num_shards=2, overwrite=True, progress=False))
-    assert store.root.attrs["teacher"] == {"name": "x"}  # shard 1 deleted nothing
+    assert store.root.attrs["teacher"] == teacher  # shard 1 deleted nothing
 
 
 def test_streamed_targets_equal_memory_and_read_each_chunk_once(reference_store, synth_config):
@@ -163,8 +165,10 @@ def test_streamed_targets_equal_memory_and_read_each_chunk_once(reference_store,
     _, (memory,) = attach_targets(reference_store, [frames])
     _, (streamed,) = attach_targets(reference_store, [frames], stream=True, window=2)
     everything = np.arange(len(frames))
-    for a, b in zip(memory(everything), streamed(everything)):
-        assert a.dtype == torch.float32 and torch.equal(a, b)
+    expected, found = memory(everything), streamed(everything)
+    assert set(expected) == set(found) == {"feature", "logits"}
+    for name in expected:
+        assert expected[name].dtype == torch.float32 and torch.equal(expected[name], found[name])
 
     draws = np.fromiter(domain_balanced_sampler(frames.domain_of, 400, torch.Generator().manual_seed(0)), int)
     blocks = streamed.block_of
@@ -172,10 +176,10 @@ def test_streamed_targets_equal_memory_and_read_each_chunk_once(reference_store,
     assert sorted(ordered.tolist()) == sorted(draws.tolist())  # the same draws, in another order
     for order, expected_reads in ((ordered, len(np.unique(blocks[draws]))), (draws, None)):
         _, (lookup,) = attach_targets(reference_store, [frames], stream=True, window=2)
-        cache = lookup.domains[0].features.cache
+        cache = lookup.domains[0].chunked["feature"].cache
         for start in range(0, len(order), 16):
-            feature, _ = lookup(order[start:start + 16])
-            assert torch.equal(feature, memory(order[start:start + 16])[0])
+            feature = lookup(order[start:start + 16])["feature"]
+            assert torch.equal(feature, memory(order[start:start + 16])["feature"])
         if expected_reads is not None:
             assert cache.reads == expected_reads  # every chunk decompressed once per epoch
         else:
@@ -220,7 +224,7 @@ def _ddp_worker(rank: int, world: int, port: int, config: str, checkpoint: str, 
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     registry = load_registry(config)
-    loaded = load_teacher("flip-mcl", checkpoint, default_prompts())
+    loaded = load_teacher("flip-mcl", TeacherOptions(checkpoint))
     with distributed.process_group() as ranks:
         reports = [run_cache(open_source(registry.dataset(name)), loaded, store,
                              CacheOptions(batch_size=BATCH, chunk_rows=CHUNK_ROWS, shard=ranks.rank,
@@ -310,7 +314,8 @@ def test_cache_inspect_train_through_s3(s3_server, one_thread, tmp_path, synth_c
     _, (streamed,) = attach_targets(url, [frames], stream=True)
     _, (local,) = attach_targets(reference_store, [frames])
     items = np.arange(len(frames))
-    assert all(torch.equal(a, b) for a, b in zip(streamed(items), local(items)))
+    expected, found = local(items), streamed(items)
+    assert set(found) == set(expected) and all(torch.equal(found[n], expected[n]) for n in expected)
 
     missing = fasd("inspect", "s3://fasd-bucket/nothing.zarr")
     outputs.append(missing.output)

@@ -14,7 +14,7 @@ from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
 from fasd.errors import FasdError
 from fasd.student_train.model import (DeployedStudent, Student, build_student,
                                       load_imagenet_weights, parameter_counts)
-from fasd.student_train.transforms import eval_transform, train_transform
+from fasd.training.transforms import eval_transform, train_transform
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_train_transform_is_random_with_the_right_shape():
 
 def test_student_side_never_imports_the_teacher_side():
     code = ("import sys, fasd.student_train.model, fasd.student_train.losses, "
-            "fasd.student_train.sampler, fasd.student_train.transforms; "
+            "fasd.training.sampler, fasd.training.transforms; "
             "bad = [m for m in sys.modules if m.split('.')[0] == 'open_clip' "
             "or m.startswith('fasd.teacher_cache')]; print(bad); sys.exit(bool(bad))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

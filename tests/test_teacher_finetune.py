@@ -14,10 +14,11 @@ from fasd.errors import FasdError
 from fasd.teacher_cache.arch import TINY_ARCH, random_clip
 from fasd.teacher_cache.checkpoint import read_checkpoint
 from fasd.teacher_cache.finetune import finetune_teacher, summary_path, train_step
-from fasd.teacher_cache.teacher import Teacher
+from fasd.teacher_cache.clip import Teacher, encode_prompts
+from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
 from fasd.teacher_cache.preprocess import normalize_batch
 from fasd.teacher_cache.prompts import centroids_from_embeddings, default_prompts
-from fasd.teacher_cache.teacher import encode_prompts, load_teacher
+from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
 # Two optimiser steps of 8 frames: enough to move every image weight, cheap on a laptop CPU.
 SHORT = {"epochs": 1, "batch_size": 8, "max_frames_per_epoch": 16, "progress": False}
@@ -58,10 +59,11 @@ def test_finetune_writes_a_flip_checkpoint_that_load_teacher_reads(finetuned, ti
     assert not out.with_name(out.name + ".tmp").exists()
     _assert_text_identical_image_changed(_saved_state(out), tiny_clip_state)
 
-    loaded = load_teacher("flip-mcl", out, default_prompts(), "flip")
+    loaded = load_teacher("flip-mcl", TeacherOptions(out, prompts=default_prompts(), centroid_mode="flip"))
     assert loaded.fingerprint["logit_scale"] == pytest.approx(summary["logit_scale"])
-    assert loaded.teacher.input_size == summary["input_size"] == 224
-    feature, logits = loaded.teacher(torch.zeros(2, 3, 224, 224))
+    assert loaded.input_size == summary["input_size"] == 224
+    outputs = loaded.module(torch.zeros(2, 3, 224, 224))
+    feature, logits = outputs["feature"], outputs["logits"]
     assert feature.shape == (2, 128) and logits.shape == (2, 2) and torch.isfinite(logits).all()
 
 
@@ -85,7 +87,8 @@ def test_training_step_learns_a_fixed_batch():
     labels = torch.tensor([0, 1] * 2)
     optimizer = torch.optim.AdamW(classifier.visual.parameters(), lr=1e-3)
     text_before = clip.token_embedding.weight.clone()
-    losses = [train_step(classifier, optimizer, normalize_batch(pixels), labels)[0] for _ in range(10)]
+    images = normalize_batch(pixels, IMAGENET_MEAN, IMAGENET_STD)
+    losses = [train_step(classifier, optimizer, images, labels)[0] for _ in range(10)]
     assert losses[-1] < 0.5 * losses[0]
     assert torch.equal(clip.token_embedding.weight, text_before)
 

@@ -57,6 +57,23 @@ def _positive(name: str, value: float) -> None:
         raise FasdError(f"{name} must be > 0, got {value}")
 
 
+def _layers(value: str) -> list[int]:
+    """``--layers 4,6,8``: distinct 0-based block indices (the model checks they exist)."""
+    try:
+        layers = [int(v) for v in _csv(value)]
+    except ValueError:
+        raise FasdError(f"--layers must be comma-separated block indices like 4,6,8, got '{value}'") from None
+    if not layers or len(set(layers)) != len(layers) or min(layers) < 0:
+        raise FasdError(f"--layers must name distinct blocks >= 0, got '{value}'")
+    return layers
+
+
+def _finite_in(name: str, value: float, low: float, high: float) -> None:
+    """Refuse nan, inf and values outside [low, high]."""
+    if not low <= value <= high:  # False for nan
+        raise FasdError(f"{name} must be a number in [{low}, {high}], got {value}")
+
+
 def _print_json(obj: object) -> None:
     typer.echo(json.dumps(obj, indent=2, default=float))
 

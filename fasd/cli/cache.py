@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fasd.cli.app import _csv, _positive, _print_json, _shard, command
+from fasd.cli.app import _csv, _layers, _positive, _print_json, _shard, command
 from fasd.errors import FasdError
 
 
@@ -95,9 +95,19 @@ def cache_teacher(
     dataset: Annotated[str, typer.Option(help="Dataset name registered in fasd.toml.")],
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
     store: Annotated[str, typer.Option(help="Teacher store: a folder or fsspec URL (s3://...).")] = "teacher.zarr",
-    teacher: Annotated[str, typer.Option(help="flip-mcl (FLIP checkpoint) or clip (OpenAI CLIP state dict).")
+    teacher: Annotated[str, typer.Option(help="Registered teacher kind: flip-mcl (a FLIP checkpoint), clip (an "
+                                              "OpenAI CLIP state dict) or vit (a timm ViT/DeiT checkpoint).")
                        ] = "flip-mcl",
     checkpoint: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint file (never downloaded).")] = None,
+    normalize: Annotated[Optional[str], typer.Option(
+        help="Input mean/std: imagenet or clip (default: the kind's own contract — flip-mcl imagenet as FLIP "
+             "trained it, clip clip, vit imagenet).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="vit: the timm model name, e.g. deit_base_patch16_224.")
+                    ] = None,
+    layers: Annotated[Optional[str], typer.Option(
+        help="Also cache the CLS token at these 0-based blocks as layer_cls, e.g. 4,6,8 (default: none).")] = None,
+    layer_tap: Annotated[str, typer.Option(help="block (output of block k, before the final norm) or official "
+                                                "(HaTFAS code: blk.attn(blk.norm1(x0))[:, 0]).")] = "block",
     prompts: Annotated[Optional[Path], typer.Option(
         help='JSON {"spoof": [...], "live": [...]} overriding FLIP\'s prompt ensemble.')] = None,
     centroid_mode: Annotated[str, typer.Option(help="flip (mean raw embeddings) or clip (mean of unit ones).")
@@ -117,7 +127,8 @@ def cache_teacher(
     trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in the checkpoint.")
                                 ] = False,
 ) -> None:
-    """Run the frozen teacher once over a dataset and write CLS features + logits into the Zarr store.
+    """Run the frozen teacher once over a dataset and write its targets (logits, CLS feature, layer tokens, ...)
+    into the Zarr store.
 
     Resumable: a killed job continues at the first unfinished chunk; a complete job does no teacher work.
     """
@@ -128,10 +139,10 @@ def cache_teacher(
     from fasd.device import default_workers
     from fasd.teacher_cache.job import CacheOptions, run_cache
     from fasd.teacher_cache.prompts import load_prompts
-    from fasd.teacher_cache.teacher import TEACHER_KINDS, load_teacher
+    from fasd.teacher_cache.registry import TeacherOptions, load_teacher, teacher_kinds
 
-    if teacher not in TEACHER_KINDS:
-        raise FasdError(f"unknown --teacher '{teacher}'; valid: {', '.join(TEACHER_KINDS)}")
+    if teacher not in teacher_kinds():
+        raise FasdError(f"unknown --teacher '{teacher}'; registered: {', '.join(teacher_kinds())}")
     if checkpoint is None:
         raise FasdError("--checkpoint FILE is required: fasd never downloads teacher weights "
                         "(build one with `fasd teacher-finetune` or use FLIP's released checkpoint)")
@@ -143,7 +154,9 @@ def cache_teacher(
     _positive("--chunk-rows", chunk_rows)
     shard_index, shard_count = _shard(shard)
     source = open_source(load_registry(config).dataset(dataset))
-    loaded = load_teacher(teacher, checkpoint, load_prompts(prompts), centroid_mode, trust_checkpoint)
+    loaded = load_teacher(teacher, TeacherOptions(
+        checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, normalize=normalize, prompts=load_prompts(prompts),
+        centroid_mode=centroid_mode, arch=arch, layers=tuple(_layers(layers)) if layers else (), layer_tap=layer_tap))
     options = CacheOptions(splits=tuple(split_list), batch_size=batch_size, device=device,
                            workers=default_workers() if workers is None else workers, shard=shard_index,
                            num_shards=shard_count, chunk_rows=chunk_rows, overwrite=overwrite, strict=strict)
@@ -173,6 +186,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
     """Summarise a teacher store: teacher, completion, label/split counts, integrity, size, teacher metrics."""
+    from fasd.evaluate.store_metrics import teacher_metrics
     from fasd.store_schema.inspect import format_summary, summarize_store
     from fasd.store_schema.store import open_store
 
@@ -180,6 +194,8 @@ def inspect(
     if dataset is not None:
         opened.dataset(dataset)
     summary = summarize_store(opened, dataset)
+    for name, entry in summary["datasets"].items():
+        entry["teacher_metrics"] = teacher_metrics(opened, name)
     if verify:
         if checkpoint is None:
             raise FasdError("--verify N needs --checkpoint FILE (the teacher the store was cached with)")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fasd.cli.app import _csv, command
+from fasd.cli.app import _csv, _finite_in, _layers, command
 from fasd.errors import FasdError
 
 
@@ -31,17 +31,42 @@ def train(
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
     store: Annotated[str, typer.Option(help="Teacher store written by cache-teacher: folder or fsspec URL "
                                             "(s3://...).")] = "teacher.zarr",
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 15,
-    batch_size: Annotated[int, typer.Option(help="Frames per step.")] = 64,
-    lr: Annotated[float, typer.Option(help="AdamW peak learning rate.")] = 1e-3,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 1e-4,
-    max_draws: Annotated[int, typer.Option(help="Domain-balanced draws per epoch (at most the train size).")
-                         ] = 60000,
-    lambda_kl: Annotated[float, typer.Option(help="Weight of the KL term (teacher logits).")] = 1.0,
-    lambda_feat: Annotated[float, typer.Option(help="Weight of the feature-alignment term.")] = 1.0,
-    lambda_triplet: Annotated[float, typer.Option(help="Weight of the SSDG asymmetric triplet term.")] = 0.5,
-    tau: Annotated[float, typer.Option(help="KL temperature.")] = 4.0,
-    margin: Annotated[float, typer.Option(help="Triplet margin.")] = 0.5,
+    recipe: Annotated[str, typer.Option(help="Named defaults: vlmkd (paper A: MobileNetV3-Small, CE + KL + feature "
+                                             "+ SSDG triplet) or hatfas (paper C: DeiT-Tiny, (1-α) CE + α KL + β "
+                                             "head-aware). Every flag below overrides.")] = "vlmkd",
+    student: Annotated[Optional[str], typer.Option(help="Registered student: mobilenetv3-small or deit-tiny "
+                                                        "(default: the recipe's).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: vlmkd 15, hatfas 300).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default: vlmkd 64, hatfas 128).")
+                          ] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate (default: vlmkd 1e-3, hatfas "
+                                                     "5e-4·batch/512).")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay (default: vlmkd 1e-4, hatfas "
+                                                               "0.05).")] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(help="Linear warm-up epochs before the cosine decay "
+                                                              "(default: vlmkd 1, hatfas 5).")] = None,
+    max_draws: Annotated[Optional[int], typer.Option(help="Domain-balanced draws per epoch, at most the train "
+                                                          "size (default 60000).")] = None,
+    lambda_ce: Annotated[Optional[float], typer.Option(help="Weight of cross-entropy (default: vlmkd 1, hatfas "
+                                                            "1-α = 0.3).")] = None,
+    lambda_kl: Annotated[Optional[float], typer.Option(help="Weight of the KL term on teacher logits (default: "
+                                                            "vlmkd 1, hatfas α = 0.7).")] = None,
+    lambda_feat: Annotated[Optional[float], typer.Option(help="Weight of the feature-alignment term (default: "
+                                                              "vlmkd 1, hatfas 0).")] = None,
+    lambda_triplet: Annotated[Optional[float], typer.Option(help="Weight of the SSDG asymmetric triplet term "
+                                                                 "(default: vlmkd 0.5, hatfas 0).")] = None,
+    lambda_head_aware: Annotated[Optional[float], typer.Option(help="Weight of the head-aware layer term "
+                                                                    "(default: vlmkd 0, hatfas β = 1).")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="HaTFAS shorthand: sets --lambda-ce 1-α and --lambda-kl "
+                                                        "α (default: unset).")] = None,
+    beta: Annotated[Optional[float], typer.Option(help="HaTFAS shorthand: sets --lambda-head-aware β (default: "
+                                                       "unset).")] = None,
+    tau: Annotated[Optional[float], typer.Option(help="KL temperature (default: vlmkd 4, hatfas 3).")] = None,
+    margin: Annotated[Optional[float], typer.Option(help="Triplet margin (default 0.5).")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Student blocks whose CLS tokens meet the teacher's "
+                                                       "layer_cls, 0-based (default: hatfas 4,6,8).")] = None,
+    layer_tap: Annotated[Optional[str], typer.Option(help="block or official; must match the store's (default: "
+                                                          "block).")] = None,
     no_teacher: Annotated[bool, typer.Option("--no-teacher", help="CE only (all λ = 0); needs no store.")
                           ] = False,
     seed: Annotated[int, typer.Option(help="Random seed (runs are deterministic on CPU).")] = 0,
@@ -66,22 +91,39 @@ def train(
     from fasd.device import default_workers
     from fasd.evaluate.metrics import format_report
     from fasd.student_train.run_config import TrainOptions
-    from fasd.student_train.trainer import Trainer, resume_options
+    from fasd.student_train.trainer import Trainer, existing_run, refuse_changed_options, resume_options
 
+    overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                 "warmup_epochs": warmup_epochs, "max_draws": max_draws, "lambda_ce": lambda_ce,
+                 "lambda_kl": lambda_kl, "lambda_feat": lambda_feat, "lambda_triplet": lambda_triplet,
+                 "lambda_head_aware": lambda_head_aware, "tau": tau, "margin": margin, "student": student,
+                 "layer_tap": layer_tap, "layers": _layers(layers) if layers else None}
+    if alpha is not None:
+        if lambda_ce is not None or lambda_kl is not None:
+            raise FasdError("--alpha sets --lambda-ce and --lambda-kl: give one or the other")
+        _finite_in("--alpha", alpha, 0.0, 1.0)
+        overrides |= {"lambda_ce": 1.0 - alpha, "lambda_kl": alpha}
+    if beta is not None:
+        if lambda_head_aware is not None:
+            raise FasdError("--beta sets --lambda-head-aware: give one or the other")
+        overrides["lambda_head_aware"] = beta
     if resume is not None:
         options = resume_options(resume)
+        refuse_changed_options(options, {**overrides, "seed": seed if seed != 0 else None})
         run_dir = resume
     else:
         registry = load_registry(config)
         protocol = _resolve_protocol(registry, split, sources, target)
-        options = TrainOptions(
-            protocol=protocol.name, sources=list(protocol.sources), target=protocol.target,
-            config=str(registry.path), store=None if no_teacher else store, epochs=epochs, batch_size=batch_size,
-            lr=lr, weight_decay=weight_decay, max_draws=max_draws, lambda_kl=lambda_kl, lambda_feat=lambda_feat,
-            lambda_triplet=lambda_triplet, tau=tau, margin=margin, no_teacher=no_teacher, seed=seed,
+        options = TrainOptions.for_recipe(
+            recipe, protocol=protocol.name, sources=list(protocol.sources), target=protocol.target,
+            config=str(registry.path), store=None if no_teacher else store, no_teacher=no_teacher, seed=seed,
             device=device, workers=default_workers() if workers is None else workers,
-            student_weights=str(student_weights) if student_weights else None, stream_targets=stream_targets)
+            student_weights=str(student_weights) if student_weights else None, stream_targets=stream_targets,
+            **overrides)
         run_dir = out or Path("runs") / f"{protocol.name}-seed{seed}{'-noteacher' if no_teacher else ''}"
+        existing = existing_run(run_dir, options)
+        if existing is not None:
+            resume, options = run_dir, existing
     with distributed.process_group() as ranks:
         metrics = Trainer(load_registry(options.config), options, run_dir).run(resume=resume is not None)
     if ranks.is_main:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from fasd.constants import MODALITIES
 
 
 class UnreadableFrame(Exception):
@@ -37,20 +40,41 @@ class FrameTable:
         return digest.hexdigest()
 
 
+def modality_mask(present: Iterable[str]) -> np.ndarray:
+    """(len(MODALITIES),) bool: which of rgb, depth, ir are in ``present``."""
+    present = set(present)
+    return np.array([name in present for name in MODALITIES], dtype=bool)
+
+
+RGB_ONLY = modality_mask(("rgb",))
+
+
 class FrameSource(ABC):
-    """A dataset's frames with random access by row. Images are uint8 RGB arrays (H, W, 3)."""
+    """A dataset's frames with random access by row. Images are uint8 RGB arrays (H, W, 3).
+
+    ``modalities`` names the modalities the source holds (a subset of MODALITIES, in that order); a
+    source of RGB frames only keeps the default ("rgb",) and inherits ``read_modalities``.
+    """
 
     name: str
     format: str
     path: str
     table: FrameTable
+    modalities: tuple[str, ...] = ("rgb",)
 
     def __len__(self) -> int:
         return len(self.table)
 
     @abstractmethod
     def read_image(self, row: int) -> np.ndarray:
-        """Decode frame ``row``; raise UnreadableFrame when it cannot be decoded."""
+        """Decode frame ``row``'s RGB image; raise UnreadableFrame when it cannot be decoded."""
+
+    def read_modalities(self, row: int) -> dict[str, np.ndarray]:
+        """Every modality of MODALITIES as (H, W, 3) uint8, an absent one all zeros (the MMDG/DADM
+        convention), and ``"mask"``: (len(MODALITIES),) bool, True where the frame has that modality."""
+        rgb = self.read_image(row)
+        return {**{name: rgb if name == "rgb" else np.zeros_like(rgb) for name in MODALITIES},
+                "mask": RGB_ONLY.copy()}
 
     def fingerprint(self) -> dict:
         """What identifies this source's frames: a store records it and training checks it. No path: the same

@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from fasd.data.source import FrameSource
 from fasd.evaluate.metrics import compute_metrics, video_level
-from fasd.student_train.data import EvalFrames
-from fasd.student_train.transforms import eval_transform
+from fasd.training.frames import EvalFrames
+from fasd.training.transforms import eval_transform
 
 PLive = Callable[[torch.Tensor], np.ndarray]  # normalised images (N, 3, 112, 112) -> P(live) (N,)
 

@@ -13,7 +13,7 @@ from fasd.data.image_io import decode_image
 from fasd.data.source import UnreadableFrame
 from fasd.errors import FasdError
 from fasd.export.onnx_model import load_scorer
-from fasd.student_train.transforms import eval_transform
+from fasd.training.transforms import eval_transform
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 DEFAULT_THRESHOLD = 0.5  # when the model carries no EER threshold

@@ -1,10 +1,16 @@
-"""Names, version and shape contract of the teacher store (see DESIGN.md, "The teacher store")."""
+"""Names, versions and shape contract of the teacher store (see DESIGN.md, "The teacher store").
+
+Schema 2 stores any named targets, each described by a TargetSpec in the teacher fingerprint's ``targets``;
+schema 1 (fasd 0.1) stores exactly ``feature`` (N, D) f2 and ``logits`` (N, 2) f4 and still reads.
+"""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # what this fasd writes
+READABLE_VERSIONS = (1, 2)
 SCHEMA_ATTR = "fasd_store"
 TEACHER_ATTR = "teacher"
+TEXT_GROUP = "text"
 CENTROIDS = "text/centroids"
 
 # Per-dataset group arrays.
@@ -12,14 +18,15 @@ FRAME_ID = "frame_id"
 LABEL = "label"
 SPLIT = "split"
 VIDEO_ID = "video_id"
+ATTACK_TYPE = "attack_type"  # schema 2
 FEATURE = "feature"
 LOGITS = "logits"
 DONE = "done"
-META_ARRAYS = (FRAME_ID, LABEL, SPLIT, VIDEO_ID)
-TARGET_ARRAYS = (FEATURE, LOGITS)
+META_ARRAYS = (FRAME_ID, LABEL, SPLIT, VIDEO_ID, ATTACK_TYPE)
 
 # Per-dataset group attrs.
 SOURCE_ATTR = "source"  # the frame source's fingerprint + cached splits
+SOURCE_PATH_ATTR = "source_path"  # informational only: where the frames were read from
 CHUNK_ROWS_ATTR = "chunk_rows"
 ROWS_ATTR = "rows"
 COMPLETED_ATTR = "completed"

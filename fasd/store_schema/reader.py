@@ -9,17 +9,16 @@ import numpy as np
 from fasd.errors import FasdError
 from fasd.store_schema import layout
 from fasd.store_schema.store import TeacherStore, read_strings
-from fasd.store_schema.writer import done_rows
+from fasd.store_schema.writer import same_source, valid_rows
 
 
 @dataclass
 class DatasetTargets:
-    """One dataset's cached targets held in memory (fp16 features: ~1 KB a frame)."""
+    """One dataset's cached targets held in memory: the arrays asked for, by target name."""
 
     name: str
     frame_id: np.ndarray
-    feature: np.ndarray | None  # (N, D) float16, unit norm; None when features are streamed (ChunkedFeatures)
-    logits: np.ndarray  # (N, 2) float32 [spoof, live]
+    arrays: dict[str, np.ndarray]  # (N, *shape) per loaded target
     _row_of: dict[str, int]
 
     def rows_for(self, frame_ids: np.ndarray) -> np.ndarray:
@@ -31,27 +30,36 @@ class DatasetTargets:
 def source_mismatch(store: TeacherStore, name: str, fingerprint: dict) -> str | None:
     """Why the store's copy of dataset ``name`` no longer matches its frame source, or None."""
     stored = dict(store.dataset(name).attrs.get(layout.SOURCE_ATTR, {}))
-    changed = sorted(k for k in fingerprint if k != "splits" and stored.get(k) != fingerprint[k])
-    return f"its source changed ({', '.join(changed)})" if changed else None
+    stored.pop("splits", None)
+    if same_source(stored, fingerprint):
+        return None
+    changed = sorted(k for k in fingerprint if stored.get(k) != fingerprint[k])
+    return f"its source changed ({', '.join(changed)})"
 
 
-def non_finite_features(path: str, name: str) -> FasdError:
-    return FasdError(f"{path}/{name} holds non-finite features in completed chunks; re-cache it")
+def non_finite_targets(path: str, name: str, target: str) -> FasdError:
+    return FasdError(f"{path}/{name} holds non-finite '{target}' targets in completed chunks; re-cache it with "
+                     f"`fasd cache-teacher --dataset {name} --store {path} --overwrite`")
 
 
-def load_targets(store: TeacherStore, name: str, features: bool = True) -> DatasetTargets:
-    """Load one dataset's targets into memory; frames whose chunk is not done or whose targets are NaN
+def load_targets(store: TeacherStore, name: str, targets: tuple[str, ...]) -> DatasetTargets:
+    """Load one dataset's ``targets`` into memory; frames whose chunk is not done or whose targets are NaN
     (unreadable frames) are left out of the lookup so they count as missing.
 
-    ``features=False`` loads only the lookup and the logits (8 bytes a frame) for a trainer that streams the
-    features (1 KB a frame) chunk by chunk instead.
+    A trainer that streams some targets chunk by chunk loads only the lookup and the small ones here.
     """
     group = store.dataset(name)
+    missing = [t for t in targets if t not in store.targets]
+    if missing:
+        raise FasdError(f"{store.path} has no '{missing[0]}' targets (it holds: {', '.join(store.targets)}); "
+                        f"cache a teacher that provides them")
     frame_id = read_strings(group[layout.FRAME_ID])
-    feature = group[layout.FEATURE][:] if features else None
-    logits = group[layout.LOGITS][:]
-    valid = done_rows(group) & np.isfinite(logits).all(axis=1)
-    if feature is not None and len(frame_id) and not np.isfinite(feature[valid]).all():
-        raise non_finite_features(store.path, name)
+    valid = valid_rows(group)
+    arrays = {}
+    for target in targets:
+        values = group[target][:]
+        if len(frame_id) and not np.isfinite(values[valid]).all():
+            raise non_finite_targets(store.path, name, target)
+        arrays[target] = values
     row_of = {str(f): i for i, f in enumerate(frame_id) if valid[i]}
-    return DatasetTargets(name, frame_id, feature, logits, row_of)
+    return DatasetTargets(name, frame_id, arrays, row_of)

@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import zarr
@@ -24,6 +25,7 @@ import zarr.errors
 from fasd import __version__
 from fasd.errors import FasdError
 from fasd.store_schema import layout
+from fasd.store_schema.specs import TargetSpec, v1_specs
 
 
 class StoreNotFound(FasdError):
@@ -91,29 +93,49 @@ def read_strings(array: zarr.Array) -> np.ndarray:
     return values.astype(object).astype(str) if len(values) else np.array([], dtype=str)
 
 
-def check_version(group: zarr.Group, path: str) -> None:
+def check_version(group: zarr.Group, path: str) -> int:
+    """The store's schema version; refuses a group that is not a fasd store or has a version this fasd
+    cannot read."""
     found = group.attrs.get(layout.SCHEMA_ATTR)
     if found is None:
         raise FasdError(f"{path} is not a fasd teacher store (no '{layout.SCHEMA_ATTR}' attribute)")
-    if found != layout.SCHEMA_VERSION:
-        raise FasdError(f"{path} has store schema version {found}, but this fasd reads version "
-                        f"{layout.SCHEMA_VERSION}: re-cache it with this fasd version")
+    if found not in layout.READABLE_VERSIONS:
+        readable = " and ".join(f"version {v}" for v in layout.READABLE_VERSIONS)
+        raise FasdError(f"{path} has store schema version {found}, but this fasd reads {readable}: "
+                        f"use the fasd version that wrote it, or re-cache it with this one")
+    return int(found)
 
 
 @dataclass
 class TeacherStore:
-    """A validated store: its root group, the teacher fingerprint and the text centroids."""
+    """A validated store: its root group, schema version, teacher fingerprint and target specs."""
 
     path: str
     root: zarr.Group
+
+    @property
+    def version(self) -> int:
+        return int(self.root.attrs[layout.SCHEMA_ATTR])
 
     @property
     def teacher(self) -> dict:
         return dict(self.root.attrs[layout.TEACHER_ATTR])
 
     @property
-    def centroids(self) -> np.ndarray:
-        return self.root[layout.CENTROIDS][:]
+    def targets(self) -> dict[str, TargetSpec]:
+        """Every cached target by name (a schema-1 store: feature + logits)."""
+        if self.version == 1:
+            return v1_specs(self.root[layout.CENTROIDS].shape[1])
+        return {name: TargetSpec.from_json(spec) for name, spec in self.teacher["targets"].items()}
+
+    def text(self, name: str) -> np.ndarray | None:
+        """An array of the store's ``text/`` group (centroids, captions, ...), None when absent."""
+        key = f"{layout.TEXT_GROUP}/{name}"
+        return self.root[key][:] if key in self.root else None
+
+    @property
+    def centroids(self) -> np.ndarray | None:
+        return self.text("centroids")
 
     def dataset_names(self) -> list[str]:
         """Datasets whose layout is finished (a group still being created by another process is left out)."""
@@ -121,7 +143,7 @@ class TeacherStore:
             # Temporary files of another process's write in progress are not members.
             warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr hierarchy")
             return sorted(name for name, group in self.root.groups()
-                          if name != "text" and layout.SOURCE_ATTR in group.attrs)
+                          if name != layout.TEXT_GROUP and layout.SOURCE_ATTR in group.attrs)
 
     def dataset(self, name: str) -> zarr.Group:
         if name not in self.dataset_names():
@@ -135,28 +157,46 @@ def open_store(path: str, writable: bool = False) -> TeacherStore:
     """Open an existing store and check its schema version and shape contract."""
     root = _open_group(str(path), "r+" if writable else "r")
     check_version(root, str(path))
-    if layout.TEACHER_ATTR not in root.attrs or layout.CENTROIDS not in root:
+    if layout.TEACHER_ATTR not in root.attrs or (root.attrs[layout.SCHEMA_ATTR] == 1 and layout.CENTROIDS not in root):
         raise FasdError(f"{path} is missing its teacher fingerprint or text centroids; re-cache it")
     store = TeacherStore(str(path), root)
-    dim = store.centroids.shape[1]
+    specs = store.targets
     for name in store.dataset_names():
         group = root[name]
         rows = group.attrs.get(layout.ROWS_ATTR)
-        feature, logits = group[layout.FEATURE], group[layout.LOGITS]
-        if feature.shape != (rows, dim) or logits.shape != (rows, 2):
-            raise FasdError(f"{path}/{name}: feature {feature.shape} / logits {logits.shape} do not match "
-                            f"{rows} rows of dimension {dim}; the store is damaged, re-cache with --overwrite")
+        for target, spec in specs.items():
+            found = group[target].shape if target in group else None
+            if found != (rows, *spec.shape):
+                raise FasdError(f"{path}/{name}: target '{target}' has shape {found}, expected "
+                                f"{(rows, *spec.shape)}; the store is damaged, re-cache with --overwrite")
     return store
 
 
-def create_or_check_store(path: str, teacher: dict, centroids: np.ndarray, overwrite: bool) -> TeacherStore:
-    """Create a store for ``teacher``, or reuse one cached with the same teacher fingerprint.
+def _refuse_foreign(path: str, existing: zarr.Group | None) -> None:
+    """fasd only ever replaces or writes into a store it made: refuse a foreign Zarr group or a local folder that
+    holds other files."""
+    if existing is not None:
+        if existing.attrs.asdict() and layout.SCHEMA_ATTR not in existing.attrs:
+            raise FasdError(f"{path} is a Zarr group that fasd did not create; fasd will not write into or "
+                            f"replace it: choose another --store")
+        return
+    local = Path(path)
+    if "://" not in path and local.exists() and (not local.is_dir() or any(local.iterdir())):
+        raise FasdError(f"{path} exists and is not a fasd teacher store; fasd will not write into or replace it: "
+                        f"choose another --store")
 
-    A store of another teacher (or schema version) is refused unless ``overwrite``, which replaces it whole.
-    Safe when several processes call it at once on the same store (see the module docstring).
+
+def create_or_check_store(path: str, teacher: dict, texts: dict[str, np.ndarray], overwrite: bool) -> TeacherStore:
+    """Create a store for ``teacher`` (with its ``text/`` arrays, e.g. centroids), or reuse one cached with the
+    same teacher fingerprint.
+
+    A store of another teacher (or schema version) is refused unless ``overwrite``, which replaces it whole —
+    and only ever a store fasd made. Safe when several processes call it at once on the same store (see the
+    module docstring).
     """
     path = str(path)
     existing = _try_open(path)
+    _refuse_foreign(path, existing)
     # A root without attributes is a layout another process has only begun: finish it alongside.
     if existing is not None and existing.attrs.asdict():
         stored = dict(existing.attrs.get(layout.TEACHER_ATTR, {}))
@@ -164,7 +204,10 @@ def create_or_check_store(path: str, teacher: dict, centroids: np.ndarray, overw
         if same_version and stored == teacher:
             return open_store(path, writable=True)
         if not overwrite:
-            check_version(existing, path)
+            version = check_version(existing, path)
+            if version != layout.SCHEMA_VERSION:
+                raise FasdError(f"{path} was written with store schema {version}; this fasd writes schema "
+                                f"{layout.SCHEMA_VERSION}: use another --store or pass --overwrite to replace it")
             changed = sorted(k for k in set(stored) | set(teacher) if stored.get(k) != teacher.get(k))
             raise FasdError(f"{path} was cached with another teacher (differs in: {', '.join(changed)}); "
                             f"use another --store or pass --overwrite to replace it")
@@ -172,8 +215,9 @@ def create_or_check_store(path: str, teacher: dict, centroids: np.ndarray, overw
     else:
         root = _open_or_create(path)
     with _store_errors(path):
-        array = require_array(root, layout.CENTROIDS, centroids.shape, "f4", centroids.shape)
-        array[:] = centroids.astype(np.float32)
+        for name, values in texts.items():
+            array = require_array(root, f"{layout.TEXT_GROUP}/{name}", values.shape, values.dtype, values.shape)
+            array[:] = values
         # Written last, in one metadata write: marks the layout finished for every other process.
         root.update_attributes({layout.SCHEMA_ATTR: layout.SCHEMA_VERSION, layout.TEACHER_ATTR: teacher,
                                 "fasd_version": __version__,

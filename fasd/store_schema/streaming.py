@@ -1,9 +1,9 @@
-"""Teacher features read chunk by chunk, for stores larger than memory (``fasd train --stream-targets``).
+"""Teacher targets read chunk by chunk, for stores larger than memory (``fasd train --stream-targets``).
 
 A Zarr chunk is the unit of compression: reading one frame's feature decompresses its whole chunk
 (chunk_rows x D fp16, 4 MB at the default 4096 rows). Frames read in random order would decompress one
 chunk per frame. The trainer instead orders its draws so that frames of the same chunk come together
-(fasd.student_train.sampler.BlockWindowSampler), and this reader keeps the last few decompressed chunks,
+(fasd.training.sampler.BlockWindowSampler), and this reader keeps the last few decompressed chunks,
 so each chunk is decompressed about once per epoch.
 """
 
@@ -37,17 +37,17 @@ class BlockCache:
         return values
 
 
-class ChunkedFeatures:
-    """One dataset's feature array, read through a shared BlockCache."""
+class ChunkedTargets:
+    """One dataset's target array (N, *shape), read through a shared BlockCache."""
 
     def __init__(self, array: zarr.Array, cache: BlockCache):
         self.array, self.cache = array, cache
         self.chunk_rows = int(array.chunks[0])
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """Features of store ``rows`` (any order), decompressing each chunk they touch at most once."""
+        """Targets of store ``rows`` (any order), decompressing each chunk they touch at most once."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.array.shape[1]), dtype=self.array.dtype)
+        out = np.empty((len(rows), *self.array.shape[1:]), dtype=self.array.dtype)
         chunks = rows // self.chunk_rows
         for chunk in np.unique(chunks):
             mask = chunks == chunk

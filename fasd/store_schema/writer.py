@@ -15,6 +15,7 @@ import zarr
 
 from fasd.errors import FasdError
 from fasd.store_schema import layout
+from fasd.store_schema.specs import TargetSpec
 from fasd.store_schema.store import TeacherStore, require_array
 
 
@@ -22,53 +23,70 @@ def chunk_count(rows: int, chunk_rows: int) -> int:
     return (rows + chunk_rows - 1) // chunk_rows
 
 
-def prepare_dataset(store: TeacherStore, name: str, source_fingerprint: dict, frame_id: np.ndarray,
-                    label: np.ndarray, split: np.ndarray, video_id: np.ndarray, chunk_rows: int,
-                    overwrite: bool) -> zarr.Group:
-    """Return the dataset's group, creating it when new; refuse a group cached from other frames."""
+def same_source(stored: dict, fingerprint: dict) -> bool:
+    """Whether a stored source fingerprint describes these frames. A fasd 0.1 fingerprint also held the
+    pack's absolute path, which is not compared: a store moved to another machine or mount point still fits."""
+    return {k: v for k, v in stored.items() if k != "path"} == fingerprint
+
+
+def prepare_dataset(store: TeacherStore, name: str, source_fingerprint: dict, source_path: str,
+                    columns: dict[str, np.ndarray], chunk_rows: int, overwrite: bool) -> zarr.Group:
+    """Return the dataset's group, creating it when new; refuse a group cached from other frames.
+
+    ``columns``: the per-frame metadata arrays of layout.META_ARRAYS, one entry per store row.
+    """
     root = store.root
     if name in store.dataset_names():
         group = root[name]
         stored = dict(group.attrs.get(layout.SOURCE_ATTR, {}))
         same_rows = group.attrs.get(layout.CHUNK_ROWS_ATTR) == chunk_rows
-        if stored == source_fingerprint and same_rows:
+        if same_source(stored, source_fingerprint) and same_rows:
             return group
         if not overwrite:
-            what = "its frames or splits changed" if stored != source_fingerprint else (
+            what = "its frames or splits changed" if not same_source(stored, source_fingerprint) else (
                 f"it was cached with --chunk-rows {group.attrs.get(layout.CHUNK_ROWS_ATTR)}")
             raise FasdError(f"dataset '{name}' in {store.path} does not match this run ({what}); "
                             f"pass --overwrite to re-cache it")
         del root[name]
-    columns = {layout.FRAME_ID: (frame_id, str), layout.LABEL: (label, "i1"), layout.SPLIT: (split, str),
-               layout.VIDEO_ID: (video_id, str)}
+    attrs = {layout.SOURCE_ATTR: source_fingerprint, layout.SOURCE_PATH_ATTR: source_path}
     try:
-        return _create_dataset(root, name, source_fingerprint, columns, store.centroids.shape[1], chunk_rows)
+        return _create_dataset(root, name, attrs, columns, store.targets, chunk_rows)
     except FasdError:
         if not overwrite or name not in root:
             raise
         del root[name]  # an unfinished group of another layout (e.g. other --chunk-rows) that --overwrite replaces
-        return _create_dataset(root, name, source_fingerprint, columns, store.centroids.shape[1], chunk_rows)
+        return _create_dataset(root, name, attrs, columns, store.targets, chunk_rows)
 
 
-def _create_dataset(root: zarr.Group, name: str, source_fingerprint: dict, columns: dict, dim: int,
-                    chunk_rows: int) -> zarr.Group:
+def frame_columns(frame_id: np.ndarray, label: np.ndarray, split: np.ndarray, video_id: np.ndarray,
+                  attack_type: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The per-frame metadata arrays a dataset group stores (attack types '' when unknown)."""
+    return {layout.FRAME_ID: frame_id, layout.LABEL: label, layout.SPLIT: split, layout.VIDEO_ID: video_id,
+            layout.ATTACK_TYPE: np.full(len(frame_id), "") if attack_type is None else attack_type}
+
+
+_COLUMN_DTYPES = {layout.FRAME_ID: str, layout.LABEL: "i1", layout.SPLIT: str, layout.VIDEO_ID: str,
+                  layout.ATTACK_TYPE: str}
+
+
+def _create_dataset(root: zarr.Group, name: str, attrs: dict, columns: dict[str, np.ndarray],
+                    targets: dict[str, TargetSpec], chunk_rows: int) -> zarr.Group:
     """Create whatever of the group is missing, write its frame metadata, then its attributes (last)."""
-    rows = len(columns[layout.FRAME_ID][0])
+    rows = len(columns[layout.FRAME_ID])
     try:
         group = root.require_group(name)
     except zarr.errors.ContainsGroupError:  # created by another shard between zarr's check and write
         group = root[name]
-    for array_name, (values, dtype) in columns.items():
+    for array_name, dtype in _COLUMN_DTYPES.items():
         array = require_array(group, array_name, (rows,), dtype, (chunk_rows,))
         if rows:
-            array[:] = np.asarray(values).astype(dtype)
-    require_array(group, layout.FEATURE, (rows, dim), layout.FEATURE_DTYPE, (chunk_rows, dim), fill_value=np.nan)
-    require_array(group, layout.LOGITS, (rows, 2), layout.LOGITS_DTYPE, (chunk_rows, 2), fill_value=np.nan)
+            array[:] = np.asarray(columns[array_name]).astype(dtype)
+    for target, spec in targets.items():
+        require_array(group, target, (rows, *spec.shape), spec.dtype, (chunk_rows, *spec.shape), fill_value=np.nan)
     require_array(group, layout.DONE, (chunk_count(rows, chunk_rows),), bool, (1,), fill_value=False)
     # One metadata write (attrs.update would write once per key, showing other shards half the attributes).
-    group.update_attributes({layout.SOURCE_ATTR: source_fingerprint, layout.ROWS_ATTR: rows,
-                             layout.CHUNK_ROWS_ATTR: chunk_rows, layout.COMPLETED_ATTR: rows == 0,
-                             layout.UNREADABLE_ATTR: []})
+    group.update_attributes({**attrs, layout.ROWS_ATTR: rows, layout.CHUNK_ROWS_ATTR: chunk_rows,
+                             layout.COMPLETED_ATTR: rows == 0, layout.UNREADABLE_ATTR: []})
     return group
 
 
@@ -78,13 +96,12 @@ def pending_chunks(group: zarr.Group, shard: int = 0, num_shards: int = 1) -> li
     return [c for c in range(len(done)) if c % num_shards == shard and not done[c]]
 
 
-def write_chunk(group: zarr.Group, chunk: int, feature: np.ndarray, logits: np.ndarray) -> None:
-    """Write one whole chunk's targets, then mark it done."""
-    chunk_rows = group.attrs[layout.CHUNK_ROWS_ATTR]
-    start = chunk * chunk_rows
-    end = start + len(feature)
-    group[layout.FEATURE][start:end] = feature.astype(np.float16)
-    group[layout.LOGITS][start:end] = logits.astype(np.float32)
+def write_chunk(group: zarr.Group, chunk: int, targets: dict[str, np.ndarray]) -> None:
+    """Write one whole chunk of every target (converted to its stored dtype), then mark it done."""
+    start = chunk * group.attrs[layout.CHUNK_ROWS_ATTR]
+    for name, values in targets.items():
+        array = group[name]
+        array[start:start + len(values)] = values.astype(array.dtype)
     group[layout.DONE][chunk] = True
 
 
@@ -94,9 +111,14 @@ def done_rows(group: zarr.Group, done: np.ndarray | None = None) -> np.ndarray:
     return np.repeat(done, int(group.attrs[layout.CHUNK_ROWS_ATTR]))[: int(group.attrs[layout.ROWS_ATTR])]
 
 
+def valid_rows(group: zarr.Group, done: np.ndarray | None = None) -> np.ndarray:
+    """Rows whose chunk is done and whose logits are finite (NaN logits mark an unreadable frame)."""
+    return done_rows(group, done) & np.isfinite(group[layout.LOGITS][:]).all(axis=1)
+
+
 def unreadable_frames(group: zarr.Group, done: np.ndarray) -> list[str]:
     """Frame IDs of rows in done chunks whose targets are NaN (frames that could not be decoded)."""
-    bad = np.flatnonzero(done_rows(group, done) & ~np.isfinite(group[layout.LOGITS][:]).all(axis=1))
+    bad = np.flatnonzero(done_rows(group, done) & ~valid_rows(group, done))
     return sorted(str(f) for f in group[layout.FRAME_ID].get_orthogonal_selection((bad,))) if len(bad) else []
 
 

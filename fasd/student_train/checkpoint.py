@@ -1,8 +1,10 @@
 """Student checkpoints: what a training run keeps and what export, evaluate and predict read.
 
-Format: ``torch.save({"fasd_student": 1, "model": Student state dict, "epoch": int, "config": dict,
-"eer_threshold": float | None, "val_loss": float | None, "optimizer": ..., "scheduler": ...})``.
-Only tensors and plain Python values, so ``weights_only=True`` loading works.
+Format: ``torch.save({"fasd_student": 1, "model": state dict, "student_config": StudentConfig as a dict,
+"epoch": int, "config": the run's options (``config["student"]``: the registered student),
+"eer_threshold": float | None, "val_loss": float | None, "optimizer": ..., "scheduler": ..., "scaler": ...})``.
+Only tensors and plain Python values, so ``weights_only=True`` loading works. Checkpoints of fasd 0.1 (no
+student name or config) are MobileNetV3-Small students.
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ from pathlib import Path
 import torch
 
 from fasd.errors import FasdError
-from fasd.student_train.model import Student
+from fasd.student_train.students import StudentConfig, student_kind
 
 CHECKPOINT_VERSION = 1
 
 
-def save_checkpoint(path: Path, student: Student, epoch: int, config: dict, eer_threshold: float | None = None,
-                    val_loss: float | None = None, extra: dict | None = None) -> None:
+DEFAULT_STUDENT = "mobilenetv3-small"  # the only student of fasd 0.1
+
+
+def save_checkpoint(path: Path, student: torch.nn.Module, epoch: int, config: dict,
+                    eer_threshold: float | None = None, val_loss: float | None = None,
+                    extra: dict | None = None) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a truncated checkpoint."""
-    payload = {"fasd_student": CHECKPOINT_VERSION, "model": student.state_dict(), "epoch": epoch,
-               "config": config, "eer_threshold": eer_threshold, "val_loss": val_loss, **(extra or {})}
+    payload = {"fasd_student": CHECKPOINT_VERSION, "model": student.state_dict(),
+               "student_config": student.config.to_json(), "epoch": epoch, "config": config,
+               "eer_threshold": eer_threshold, "val_loss": val_loss, **(extra or {})}
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
@@ -44,13 +51,21 @@ def read_checkpoint(path: Path) -> dict:
     return payload
 
 
-def load_student(path: Path) -> tuple[Student, dict]:
-    """A Student in eval mode with the checkpoint's weights, and the checkpoint's metadata."""
-    payload = read_checkpoint(path)
+def student_config_of(payload: dict) -> StudentConfig:
+    """The checkpoint's StudentConfig (fasd 0.1: a projection head sized by its weights)."""
+    if "student_config" in payload:
+        return StudentConfig(**payload["student_config"])
     projection = payload["model"].get("projection_head.2.weight")
-    student = Student(projection.shape[0]) if projection is not None else Student()
+    return StudentConfig(projection_dim=None if projection is None else int(projection.shape[0]))
+
+
+def load_student(path: Path) -> tuple[torch.nn.Module, dict]:
+    """The registered student in eval mode with the checkpoint's weights, and the checkpoint's metadata."""
+    payload = read_checkpoint(path)
+    name = (payload.get("config") or {}).get("student", DEFAULT_STUDENT)
+    student = student_kind(name).build(student_config_of(payload))
     try:
         student.load_state_dict(payload["model"])
     except RuntimeError as exc:
-        raise FasdError(f"{path} does not match the MobileNetV3-Small student: {str(exc).splitlines()[0]}") from None
+        raise FasdError(f"{path} does not match the {name} student: {str(exc).splitlines()[0]}") from None
     return student.eval(), {k: v for k, v in payload.items() if k != "model"}

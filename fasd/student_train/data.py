@@ -7,21 +7,11 @@ teacher itself is never loaded here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from torch.utils.data import Dataset
 
-from fasd.data.source import FrameSource
-from fasd.student_train.transforms import StudentTransform
-
-
-@dataclass
-class DomainRows:
-    """The rows of one domain's frame source used in a stream."""
-
-    source: FrameSource
-    rows: np.ndarray  # source rows
+from fasd.training.frames import DomainRows
+from fasd.training.transforms import StudentTransform
 
 
 class StudentFrames(Dataset):
@@ -46,16 +36,3 @@ class StudentFrames(Dataset):
         row = int(part.rows[offset])
         image = self.transform(part.source.read_image(row))
         return image, int(part.source.table.label[row]), domain, index
-
-
-class EvalFrames(Dataset):
-    """Item i -> (image, i) for scoring one source's rows with the evaluation transform."""
-
-    def __init__(self, source: FrameSource, rows: np.ndarray, transform: StudentTransform):
-        self.source, self.rows, self.transform = source, rows, transform
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int):
-        return self.transform(self.source.read_image(int(self.rows[index]))), index

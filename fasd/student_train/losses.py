@@ -1,10 +1,17 @@
-"""The composite distillation loss L = L_CE + λ_KL·L_KL + λ_F·L_F + λ_T·L_T.
+"""Loss terms as functions of tensors, the loss-term registry and the weighted composite every recipe trains.
 
+Each term is importable as a plain function (``ce_loss``, ``kl_loss``, ``feature_loss``, ``triplet_loss``,
+``head_aware_loss``, ``rs2_align_loss``) and registered by name with the teacher targets and student outputs it
+reads; a composite with weight 0 for a term neither computes it nor needs its targets.
 Labels: 0 = spoof, 1 = live (fasd.constants); logits are ordered [spoof, live].
 Every term is computed in float32, whatever autocast produced.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +72,129 @@ def triplet_loss(projection: torch.Tensor, labels: torch.Tensor, domains: torch.
     return hinge.sum() / valid.sum().clamp_min(1)
 
 
-class DistillationLoss(nn.Module):
-    """L = L_CE + λ_KL·L_KL + λ_F·L_F + λ_T·L_T; a term whose λ is 0 is not computed.
+@dataclass
+class StepBatch:
+    """What a loss term may read: the student's outputs, labels, domains and the teacher's targets by name."""
+
+    outputs: dict[str, torch.Tensor]  # logits, and when the student has them: projection, layer_cls
+    labels: torch.Tensor
+    domains: torch.Tensor
+    targets: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """Hyper-parameters of the terms (not weights)."""
+
+    tau: float = 4.0  # KL temperature
+    margin: float = 0.5  # triplet margin
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    name: str
+    flag: str  # the CLI option setting its weight
+    help: str
+    targets: tuple[str, ...]  # teacher targets it reads
+    outputs: tuple[str, ...]  # student outputs it reads
+    compute: Callable[[StepBatch, LossSettings], torch.Tensor]
+
+
+TERMS: dict[str, LossTerm] = {}
+
+
+def register_loss(name: str, flag: str, help: str, targets: tuple[str, ...] = (),
+                  outputs: tuple[str, ...] = ("logits",)) -> Callable:
+    """Register ``compute(batch, settings) -> scalar`` as loss term ``name``."""
+    def decorate(compute: Callable) -> Callable:
+        if name in TERMS:
+            raise ValueError(f"loss term {name} registered twice")
+        TERMS[name] = LossTerm(name, flag, help, targets, outputs, compute)
+        return compute
+    return decorate
+
+
+@register_loss("ce", "--lambda-ce", "cross-entropy on the label")
+def _ce(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
+    return ce_loss(batch.outputs["logits"], batch.labels)
+
+
+@register_loss("kl", "--lambda-kl", "tau^2 KL(p_T || p_S) on the teacher's logits", targets=("logits",))
+def _kl(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
+    return kl_loss(batch.outputs["logits"], batch.targets["logits"], settings.tau)
+
+
+@register_loss("feat", "--lambda-feat", "||normalize(g(f_S)) - f_T||^2 on the teacher's unit feature",
+               targets=("feature",), outputs=("projection",))
+def _feat(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
+    return feature_loss(batch.outputs["projection"], batch.targets["feature"])
+
+
+@register_loss("triplet", "--lambda-triplet", "SSDG asymmetric triplet on the projection (paper A)",
+               outputs=("projection",))
+def _triplet(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
+    return triplet_loss(batch.outputs["projection"], batch.labels, batch.domains, settings.margin)
+
+
+def _check_weight(flag: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise FasdError(f"{flag} must be a finite number >= 0, got {value}")
+
+
+class CompositeLoss(nn.Module):
+    """Σ weight·term over registered terms; a term of weight 0 is not computed.
+
+    Returns (total, logged): every weighted term's unweighted value (0.0 when skipped) and 'total', as floats.
+    """
+
+    def __init__(self, weights: dict[str, float], settings: LossSettings = LossSettings()) -> None:
+        super().__init__()
+        unknown = [name for name in weights if name not in TERMS]
+        if unknown:
+            raise FasdError(f"unknown loss term '{unknown[0]}'; registered: {', '.join(TERMS)}")
+        for name, value in weights.items():
+            _check_weight(TERMS[name].flag, value)
+        _check_weight("--margin", settings.margin)
+        if not math.isfinite(settings.tau) or settings.tau <= 0:
+            raise FasdError(f"--tau must be a finite number > 0, got {settings.tau}")
+        if not any(value > 0 for value in weights.values()):
+            raise FasdError("every loss weight is 0: give at least one term a weight > 0")
+        self.weights, self.settings = dict(weights), settings
+
+    def active(self) -> list[LossTerm]:
+        return [TERMS[name] for name, weight in self.weights.items() if weight > 0]
+
+    @property
+    def needed_targets(self) -> tuple[str, ...]:
+        """Teacher targets the active terms read (none: the run needs no store)."""
+        return tuple(dict.fromkeys(t for term in self.active() for t in term.targets))
+
+    @property
+    def needs_teacher(self) -> bool:
+        return bool(self.needed_targets)
+
+    @property
+    def needed_outputs(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(o for term in self.active() for o in term.outputs))
+
+    def forward(self, batch: StepBatch) -> tuple[torch.Tensor, dict[str, float]]:
+        computed = {term.name: term.compute(batch, self.settings) for term in self.active()}
+        total = None
+        for name, value in computed.items():
+            weighted = value if self.weights[name] == 1.0 else self.weights[name] * value
+            total = weighted if total is None else total + weighted
+        computed["total"] = total
+        names = list(computed)
+        # One device sync for all logged values instead of one per term.
+        values = torch.stack([computed[name].detach() for name in names]).tolist()
+        logged = dict.fromkeys(self.weights, 0.0)
+        logged.update(zip(names, values))
+        return total, logged
+
+
+class DistillationLoss(CompositeLoss):
+    """Paper A's loss L = L_CE + λ_KL·L_KL + λ_F·L_F + λ_T·L_T with its tensors as arguments (the ``vlmkd``
+    recipe's terms; a term whose λ is 0 is not computed).
 
     Returns (total, terms) where terms maps 'ce', 'kl', 'feat', 'triplet', 'total' to floats
     (unweighted term values; 0.0 for skipped terms).
@@ -74,48 +202,22 @@ class DistillationLoss(nn.Module):
 
     def __init__(self, lambda_kl: float = 1.0, lambda_feat: float = 1.0,
                  lambda_triplet: float = 0.5, tau: float = 4.0, margin: float = 0.5) -> None:
-        super().__init__()
-        for flag, value in (("--lambda-kl", lambda_kl), ("--lambda-feat", lambda_feat),
-                            ("--lambda-triplet", lambda_triplet), ("--margin", margin)):
-            if value < 0:
-                raise FasdError(f"{flag} must be >= 0, got {value}")
-        if tau <= 0:
-            raise FasdError(f"--tau must be > 0, got {tau}")
-        self.lambda_kl = lambda_kl
-        self.lambda_feat = lambda_feat
-        self.lambda_triplet = lambda_triplet
-        self.tau = tau
-        self.margin = margin
-
-    @property
-    def needs_teacher(self) -> bool:
-        """Whether cached teacher targets are needed (False for --no-teacher)."""
-        return self.lambda_kl > 0 or self.lambda_feat > 0
+        super().__init__({"ce": 1.0, "kl": lambda_kl, "feat": lambda_feat, "triplet": lambda_triplet},
+                         LossSettings(tau=tau, margin=margin))
 
     def forward(self, student_logits: torch.Tensor, projection: torch.Tensor,
                 labels: torch.Tensor, domains: torch.Tensor,
                 teacher_logits: torch.Tensor | None = None,
                 teacher_features: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, float]]:
-        terms = {"ce": ce_loss(student_logits, labels)}
-        total = terms["ce"]
-        if self.lambda_kl > 0:
-            if teacher_logits is None:
-                raise ValueError("lambda_kl > 0 needs teacher_logits")
-            terms["kl"] = kl_loss(student_logits, teacher_logits, self.tau)
-            total = total + self.lambda_kl * terms["kl"]
-        if self.lambda_feat > 0:
-            if teacher_features is None:
-                raise ValueError("lambda_feat > 0 needs teacher_features")
-            terms["feat"] = feature_loss(projection, teacher_features)
-            total = total + self.lambda_feat * terms["feat"]
-        if self.lambda_triplet > 0:
-            terms["triplet"] = triplet_loss(projection, labels, domains, self.margin)
-            total = total + self.lambda_triplet * terms["triplet"]
-        terms["total"] = total
-        names = list(terms)
-        # One device sync for all logged values instead of one per term.
-        values = torch.stack([terms[name].detach() for name in names]).tolist()
-        logged = {"ce": 0.0, "kl": 0.0, "feat": 0.0, "triplet": 0.0}
-        logged.update(zip(names, values))
-        return total, logged
+        targets = {name: value for name, value in (("logits", teacher_logits), ("feature", teacher_features))
+                   if value is not None}
+        for term, argument in (("kl", "teacher_logits"), ("feat", "teacher_features")):
+            if self.weights[term] > 0 and TERMS[term].targets[0] not in targets:
+                raise ValueError(f"lambda_{term} > 0 needs {argument}")
+        return super().forward(StepBatch({"logits": student_logits, "projection": projection}, labels, domains,
+                                         targets))
+
+
+# RS2's alignment term (MMDA, paper B eq. 4–5) lives in a neutral module the MMDA teacher also imports.
+from fasd.rs2_math import RS2_MIN_MODES, rs2_align_loss  # noqa: E402  (re-export)

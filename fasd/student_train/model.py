@@ -1,4 +1,5 @@
-"""The MobileNetV3-Small student, its deployable subset and ImageNet weight loading."""
+"""The MobileNetV3-Small student (``--student mobilenetv3-small``), its deployable subset and ImageNet weight
+loading."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_small
 
+from fasd.constants import STUDENT_INPUT_SIZE
 from fasd.errors import FasdError
+from fasd.student_train.students import StudentConfig, register_student
 
 FEATURE_DIM = 576  # channels of mobilenet_v3_small().features' last block
 PROJECTION_DIM = 512  # default: ViT-B/16's CLS feature size (the projection matches the teacher's D)
@@ -20,13 +23,17 @@ _HUB_PATTERN = "mobilenet_v3_small-*.pth"
 
 
 class Student(nn.Module):
-    """Encoder + logit head h + projection head g (g only matters during training).
+    """Encoder + logit head h + projection head g (g only exists when a loss term reads it, and only matters
+    during training).
 
     Input: ImageNet-normalised float images, N x 3 x 112 x 112.
     """
 
-    def __init__(self, projection_dim: int = PROJECTION_DIM) -> None:
+    input_size = STUDENT_INPUT_SIZE
+
+    def __init__(self, projection_dim: int | None = PROJECTION_DIM) -> None:
         super().__init__()
+        self.config = StudentConfig(projection_dim=projection_dim)
         # Named `features` so a torchvision mobilenet_v3_small state dict's `features.*` keys match.
         self.features = mobilenet_v3_small(weights=None).features
         # torchvision builds MobileNetV3's batch norms with momentum 0.01, tuned for ImageNet's ~1 M steps.
@@ -43,7 +50,7 @@ class Student(nn.Module):
             nn.ReLU(inplace=True),
             nn.Linear(_LOGIT_HIDDEN, NUM_CLASSES),
         )
-        self.projection_head = nn.Sequential(
+        self.projection_head = None if projection_dim is None else nn.Sequential(
             nn.Linear(FEATURE_DIM, projection_dim),
             nn.GELU(),
             nn.Linear(projection_dim, projection_dim),
@@ -61,6 +68,16 @@ class Student(nn.Module):
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """g(f^S), unnormalised; the losses normalise it."""
         return self.projection_head(features)
+
+    def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training outputs: logits and, with a projection head, the projection g(f^S)."""
+        logits, features = self(x)
+        if self.projection_head is None:
+            return {"logits": logits}
+        return {"logits": logits, "projection": self.project(features)}
+
+    def deployable(self) -> "DeployedStudent":
+        return DeployedStudent(self)
 
 
 class DeployedStudent(nn.Module):
@@ -92,7 +109,7 @@ def parameter_counts(student: Student) -> dict[str, int]:
     return {
         "total": _count(student),
         "deployed": _count(DeployedStudent(student)),
-        "projection": _count(student.projection_head),
+        "projection": _count(student.projection_head) if student.projection_head is not None else 0,
     }
 
 
@@ -150,7 +167,13 @@ def load_imagenet_weights(student: Student, weights: Path | None = None) -> str 
 
 
 def build_student(weights: Path | None = None,
-                  projection_dim: int = PROJECTION_DIM) -> tuple[Student, str | None]:
+                  projection_dim: int | None = PROJECTION_DIM) -> tuple[Student, str | None]:
     """A fresh student with ImageNet weights where available, and the fallback warning if any."""
     student = Student(projection_dim)
     return student, load_imagenet_weights(student, weights)
+
+
+@register_student("mobilenetv3-small", help="torchvision MobileNetV3-Small at 112 px (paper A); ships encoder + "
+                  "logit head", input_size=STUDENT_INPUT_SIZE, pretrained=load_imagenet_weights)
+def build_mobilenet(config: StudentConfig) -> Student:
+    return Student(config.projection_dim)

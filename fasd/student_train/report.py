@@ -11,9 +11,11 @@ def _pct(value: float | None) -> str:
 
 def write_report(run_dir: Path, metrics: dict) -> Path:
     weights = metrics["loss_weights"]
+    terms = ", ".join(f"λ_{name[len('lambda_'):]} {value:g}" for name, value in weights.items()
+                      if name.startswith("lambda_"))
     teacher = "none (--no-teacher)" if metrics["no_teacher"] else (
-        f"λ_KL {weights['lambda_kl']}, λ_F {weights['lambda_feat']}, λ_T {weights['lambda_triplet']}, "
-        f"τ {weights['tau']}, margin {weights['margin']}")
+        f"recipe {metrics.get('recipe', 'vlmkd')}, student {metrics.get('student', 'mobilenetv3-small')}; {terms}; "
+        f"τ {weights['tau']:g}, margin {weights['margin']:g}")
     lines = [
         f"# {metrics['protocol']} (seed {metrics['seed']})",
         "",

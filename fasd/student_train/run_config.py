@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from fasd.device import default_workers
 from fasd.errors import FasdError
+from fasd.student_train.recipes import RECIPES
+from fasd.student_train.recipes import recipe as get_recipe
+
+VLMKD_TERMS = tuple(RECIPES["vlmkd"].weights)
 
 
 @dataclass
@@ -34,20 +39,59 @@ class TrainOptions:
     student_weights: str | None = None
     stream_targets: bool = False  # read features chunk by chunk instead of loading them (big stores)
     teacher: dict = field(default_factory=dict)  # the store's teacher fingerprint, filled in at start
+    # fasd 0.2: recipes. The defaults above and below are the vlmkd recipe's (fasd 0.1's run configs load as it).
+    recipe: str = "vlmkd"
+    student: str = "mobilenetv3-small"
+    lambda_ce: float = 1.0
+    lambda_head_aware: float = 0.0
+    layers: list[int] = field(default_factory=list)
+    layer_tap: str = "block"
+    warmup_epochs: int = 1
+
+    @classmethod
+    def for_recipe(cls, name: str, **overrides) -> "TrainOptions":
+        """Options with recipe ``name``'s defaults; ``overrides`` that are None keep the recipe's value."""
+        chosen = get_recipe(name)
+        weights = chosen.weights
+        batch_size = overrides.get("batch_size") or chosen.batch_size
+        defaults = {"recipe": name, "student": chosen.student, "epochs": chosen.epochs, "batch_size": batch_size,
+                    "lr": chosen.lr_for(batch_size), "weight_decay": chosen.weight_decay,
+                    "max_draws": chosen.max_draws, "tau": chosen.tau, "margin": chosen.margin,
+                    "lambda_ce": weights.get("ce", 0.0), "lambda_kl": weights.get("kl", 0.0),
+                    "lambda_feat": weights.get("feat", 0.0), "lambda_triplet": weights.get("triplet", 0.0),
+                    "lambda_head_aware": weights.get("head-aware", 0.0), "layers": list(chosen.layers),
+                    "layer_tap": chosen.layer_tap, "warmup_epochs": chosen.warmup_epochs}
+        return cls(**(defaults | {k: v for k, v in overrides.items() if v is not None}))
 
     def validate(self) -> None:
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise FasdError(f"--{item.name.replace('_', '-')} must be a finite number, got {value}")
         for flag, value in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--lr", self.lr),
                             ("--max-draws", self.max_draws)):
             if value <= 0:
                 raise FasdError(f"{flag} must be > 0, got {value}")
+        if self.warmup_epochs < 0:
+            raise FasdError(f"--warmup-epochs must be >= 0, got {self.warmup_epochs}")
         if self.batch_size < 2:
             raise FasdError("--batch-size must be at least 2 (batch norm needs two frames)")
         if self.weight_decay < 0 or self.workers < 0:
             raise FasdError("--weight-decay and --workers must be >= 0")
 
     def loss_weights(self) -> dict[str, float]:
-        return {"lambda_kl": self.lambda_kl, "lambda_feat": self.lambda_feat,
-                "lambda_triplet": self.lambda_triplet, "tau": self.tau, "margin": self.margin}
+        """Weight per loss term (fasd.student_train.losses.TERMS); --no-teacher keeps only CE."""
+        weights = {"ce": self.lambda_ce, "kl": self.lambda_kl, "feat": self.lambda_feat,
+                   "triplet": self.lambda_triplet, "head-aware": self.lambda_head_aware}
+        if self.no_teacher:
+            weights = {name: value if name == "ce" else 0.0 for name, value in weights.items()}
+        # paper A's four terms are always logged (0.0 when off), as fasd 0.1 did; the others only when used
+        return {name: value for name, value in weights.items() if name in VLMKD_TERMS or value > 0}
+
+    def loss_settings(self) -> dict[str, float]:
+        """The weights and settings as metrics.json records them: lambda_<term>, tau, margin."""
+        return {**{f"lambda_{name.replace('-', '_')}": value for name, value in self.loss_weights().items()},
+                "tau": self.tau, "margin": self.margin}
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2))

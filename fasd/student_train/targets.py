@@ -1,12 +1,13 @@
 """Attach cached teacher targets to the student's streams, checking the store first; look them up per batch.
 
 Every frame the trainer will use must be in the store, and each dataset's source fingerprint must
-still match; otherwise one line says what is missing and which command caches it.
+still match; otherwise one line says what is missing and which command caches it. Only the targets the
+active loss terms read are loaded.
 
 Targets are held one of two ways (``fasd train --targets-in-memory``, the default, or ``--stream-targets``):
-in memory, every used frame's fp16 feature is loaded once (~1 KB a frame); streamed, only the frame-ID
-lookup and the logits are loaded and the features are read chunk by chunk through a small cache
-(fasd.store_schema.streaming), while the trainer orders its draws in windows of chunks
+in memory, every used frame's targets are loaded once (~1 KB a frame for vlmkd); streamed, only the frame-ID
+lookup and the logits are loaded and the larger targets (features, layer tokens) are read chunk by chunk
+through a small cache (fasd.store_schema.streaming), while the trainer orders its draws in windows of chunks
 (sampler.BlockWindowSampler) so each chunk is decompressed about once per epoch rather than once per frame.
 """
 
@@ -19,68 +20,81 @@ import torch
 
 from fasd.errors import FasdError
 from fasd.store_schema import layout
-from fasd.store_schema.reader import load_targets, non_finite_features, source_mismatch
-from fasd.store_schema.store import open_store
-from fasd.store_schema.streaming import BlockCache, ChunkedFeatures
+from fasd.store_schema.reader import load_targets, non_finite_targets, source_mismatch
+from fasd.store_schema.store import TeacherStore, open_store
+from fasd.store_schema.streaming import BlockCache, ChunkedTargets
 from fasd.student_train.data import StudentFrames
 
 # Store chunks per window of the streamed draw order. The cache holds two windows (a batch may straddle
 # two): 2 x 16 x 4 MB at the default 4096-row chunks of 512-d features.
 STREAM_WINDOW = 16
+# Targets always held in memory, even when streaming (8 bytes a frame).
+IN_MEMORY = (layout.LOGITS,)
+
+
+def projection_dim(store: TeacherStore) -> int:
+    """The teacher's feature dimension: what a student's projection head maps into."""
+    if layout.FEATURE not in store.targets:
+        raise FasdError(f"{store.path} has no 'feature' targets for the feature/triplet terms; set their "
+                        f"weights to 0 (--lambda-feat 0 --lambda-triplet 0) or cache a teacher with features")
+    return store.targets[layout.FEATURE].shape[0]
 
 
 @dataclass
 class ArrayTargets:
     """One domain's targets in memory, aligned with its rows."""
 
-    feature: np.ndarray  # (rows, D) float16
-    logits: np.ndarray  # (rows, 2) float32
+    arrays: dict[str, np.ndarray]
 
     @property
     def blocks(self) -> None:
         return None  # no chunk order to respect
 
-    def take(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.feature[offsets], self.logits[offsets]
+    def take(self, offsets: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: values[offsets] for name, values in self.arrays.items()}
 
 
 @dataclass
 class StreamedTargets:
-    """One domain's targets: logits in memory, features read from the store chunk by chunk."""
+    """One domain's targets: small ones in memory, the others read from the store chunk by chunk."""
 
-    features: ChunkedFeatures
+    chunked: dict[str, ChunkedTargets]
     store_rows: np.ndarray  # store row of each of the domain's rows
-    logits: np.ndarray  # (rows, 2) float32
+    in_memory: dict[str, np.ndarray]  # aligned with the domain's rows
     where: tuple[str, str]  # (store path, dataset) for error messages
 
     @property
     def blocks(self) -> np.ndarray:
         """The store chunk of each of the domain's rows."""
-        return self.store_rows // self.features.chunk_rows
+        chunk_rows = next(iter(self.chunked.values())).chunk_rows
+        return self.store_rows // chunk_rows
 
-    def take(self, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feature = self.features.take(self.store_rows[offsets])
-        if not np.isfinite(feature).all():
-            raise non_finite_features(*self.where)
-        return feature, self.logits[offsets]
+    def take(self, offsets: np.ndarray) -> dict[str, np.ndarray]:
+        values = {name: array[offsets] for name, array in self.in_memory.items()}
+        for name, chunked in self.chunked.items():
+            values[name] = chunked.take(self.store_rows[offsets])
+            if not np.isfinite(values[name]).all():
+                raise non_finite_targets(*self.where, name)
+        return values
 
 
 class FrameTargets:
     """The teacher targets of a stream's items (its domains concatenated), fetched a batch at a time."""
 
-    def __init__(self, frames: StudentFrames, domains: list[ArrayTargets | StreamedTargets], dim: int):
-        self.domain_of, self.offset, self.domains, self.dim = frames.domain_of, frames.offset, domains, dim
+    def __init__(self, frames: StudentFrames, domains: list[ArrayTargets | StreamedTargets],
+                 specs: dict[str, tuple[int, ...]]):
+        self.domain_of, self.offset, self.domains, self.specs = frames.domain_of, frames.offset, domains, specs
 
-    def __call__(self, items: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (n, D), logits (n, 2)) as float32 tensors for item indices ``items``."""
+    def __call__(self, items: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+        """{target: (n, *shape) float32 tensor} for item indices ``items``."""
         items = np.asarray(items, dtype=np.int64)
         domain, offset = self.domain_of[items], self.offset[items]
-        feature = np.empty((len(items), self.dim), dtype=np.float32)
-        logits = np.empty((len(items), 2), dtype=np.float32)
+        out = {name: np.empty((len(items), *shape), dtype=np.float32) for name, shape in self.specs.items()}
         for d in np.unique(domain):
             mask = domain == d
-            feature[mask], logits[mask] = self.domains[d].take(offset[mask])
-        return torch.from_numpy(feature), torch.from_numpy(logits)
+            for name, values in self.domains[d].take(offset[mask]).items():
+                out[name][mask] = values
+        return {name: torch.from_numpy(values) for name, values in out.items()}
 
     @property
     def block_of(self) -> np.ndarray | None:
@@ -96,15 +110,24 @@ class FrameTargets:
         return out
 
 
-def attach_targets(store_path: str, streams: list[StudentFrames], stream: bool = False,
-                   window: int = STREAM_WINDOW) -> tuple[dict, list[FrameTargets]]:
-    """Check the store holds every frame of ``streams`` (e.g. [train, val]) and build their target lookups.
+def attach_targets(store_path: str, streams: list[StudentFrames],
+                   names: tuple[str, ...] = (layout.FEATURE, layout.LOGITS), stream: bool = False,
+                   window: int = STREAM_WINDOW) -> tuple[TeacherStore, list[FrameTargets]]:
+    """Check the store holds targets ``names`` of every frame of ``streams`` (e.g. [train, val]) and build their
+    lookups.
 
-    ``stream`` reads features chunk by chunk through one cache of two ``window``s of chunks instead of
+    ``stream`` reads the larger targets chunk by chunk through one cache of two ``window``s of chunks instead of
     loading them (``window``: the BlockWindowSampler's).
-    Returns the store's teacher fingerprint (recorded in the run's config) and one FrameTargets per stream.
+    Returns the store (its teacher fingerprint is recorded in the run's config) and one FrameTargets per stream.
     """
     store = open_store(store_path)
+    specs = store.targets
+    missing = [name for name in names if name not in specs]
+    if missing:
+        raise FasdError(f"the loss needs '{missing[0]}' targets but {store_path} holds only "
+                        f"{', '.join(specs)}; cache a teacher that provides them or set that term's weight to 0")
+    chunked_names = tuple(n for n in names if n not in IN_MEMORY) if stream else ()
+    memory_names = tuple(n for n in names if n not in chunked_names)
     cache = BlockCache(2 * window)
     loaded = {}
     lookups = []
@@ -118,21 +141,21 @@ def attach_targets(store_path: str, streams: list[StudentFrames], stream: bool =
                 if why:
                     raise FasdError(f"the store's copy of '{name}' is stale: {why}; re-cache it with "
                                     f"`fasd cache-teacher --dataset {name} --store {store_path} --overwrite`")
-                loaded[name] = load_targets(store, name, features=not stream)
+                loaded[name] = load_targets(store, name, memory_names)
             targets = loaded[name]
             frame_ids = part.source.table.frame_id[part.rows]
             store_rows = targets.rows_for(frame_ids)
-            missing = frame_ids[store_rows < 0]
-            if len(missing):
+            absent = frame_ids[store_rows < 0]
+            if len(absent):
                 raise FasdError(
-                    f"{len(missing)} of {len(frame_ids)} frames of '{name}' needed for training are missing from "
-                    f"{store_path} (e.g. {', '.join(map(str, missing[:3]))}); cache them with "
+                    f"{len(absent)} of {len(frame_ids)} frames of '{name}' needed for training are missing from "
+                    f"{store_path} (e.g. {', '.join(map(str, absent[:3]))}); cache them with "
                     f"`fasd cache-teacher --dataset {name} --store {store_path}`")
-            if stream:
-                features = ChunkedFeatures(store.dataset(name)[layout.FEATURE], cache)
-                per_domain.append(StreamedTargets(features, store_rows, targets.logits[store_rows],
-                                                  (store_path, name)))
+            in_memory = {n: targets.arrays[n][store_rows] for n in memory_names}
+            if chunked_names:
+                chunked = {n: ChunkedTargets(store.dataset(name)[n], cache) for n in chunked_names}
+                per_domain.append(StreamedTargets(chunked, store_rows, in_memory, (store_path, name)))
             else:
-                per_domain.append(ArrayTargets(targets.feature[store_rows], targets.logits[store_rows]))
-        lookups.append(FrameTargets(frames, per_domain, store.centroids.shape[1]))
-    return store.teacher, lookups
+                per_domain.append(ArrayTargets(in_memory))
+        lookups.append(FrameTargets(frames, per_domain, {n: specs[n].shape for n in names}))
+    return store, lookups

@@ -1,7 +1,9 @@
-"""The distillation trainer: streams frames + cached teacher targets into the MobileNetV3-Small student.
+"""The distillation trainer: streams frames + cached teacher targets into a registered student and trains the
+recipe's weighted loss terms.
 
 A run directory holds config.json, log.jsonl (one line per epoch), last.pt (every completed epoch, for
---resume), best.pt (lowest total validation loss), metrics.json, scores.csv and report.md.
+--resume), best.pt (lowest total validation loss), metrics.json, scores.csv and report.md
+(fasd.training.rundir).
 Epoch e re-seeds every random stream with (seed, e), so a resumed run continues exactly as the
 uninterrupted run would have.
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,17 +36,18 @@ from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
 from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
 from fasd.student_train.checkpoint import read_checkpoint, save_checkpoint
-from fasd.student_train.data import DomainRows, StudentFrames
-from fasd.student_train.losses import DistillationLoss
-from fasd.student_train.model import PROJECTION_DIM, build_student, parameter_counts
+from fasd.student_train.data import StudentFrames
+from fasd.student_train.losses import CompositeLoss, LossSettings, StepBatch
 from fasd.student_train.report import write_report
 from fasd.student_train.run_config import TrainOptions
-from fasd.student_train.sampler import BlockWindowSampler, domain_balanced_sampler
-from fasd.student_train.schedule import warmup_cosine
-from fasd.student_train.targets import STREAM_WINDOW, FrameTargets, attach_targets
-from fasd.student_train.transforms import eval_transform, train_transform
-
-LAST, BEST = "last.pt", "best.pt"
+from fasd.student_train.students import StudentConfig, student_kind
+from fasd.student_train.targets import STREAM_WINDOW, FrameTargets, attach_targets, projection_dim
+from fasd.training.frames import DomainRows
+from fasd.training.precision import autocast, grad_scaler
+from fasd.training.rundir import BEST, CONFIG, LAST, LOG, METRICS, SCORES
+from fasd.training.sampler import BlockWindowSampler, domain_balanced_sampler
+from fasd.training.schedule import warmup_cosine
+from fasd.training.transforms import eval_transform, train_transform
 
 
 def _domain_rows(registry: Registry, names: list[str], split: str) -> list[DomainRows]:
@@ -70,31 +73,23 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(value)
 
 
-def _to_device(batch, device):
-    images, labels, domains, feature, logits = batch
-    move = {"device": device, "non_blocking": True}
-    return images.to(**move), labels.to(**move), domains.to(**move), feature.to(**move), logits.to(**move)
-
-
 def _with_targets(batch, targets: FrameTargets | None):
-    """(images, labels, domains, items) -> (images, labels, domains, teacher features, teacher logits);
-    empty targets without a teacher, so ``--no-teacher`` needs no store."""
+    """(images, labels, domains, items) -> (images, labels, domains, {target: tensor}); no targets without a
+    teacher, so ``--no-teacher`` needs no store."""
     images, labels, domains, items = batch
-    feature, logits = targets(items) if targets is not None else (torch.empty(len(items), 0),) * 2
-    return images, labels, domains, feature, logits
+    return images, labels, domains, targets(items) if targets is not None else {}
 
 
 class TrainHeads(torch.nn.Module):
-    """The student's training forward, images -> (logits, projection): one module, so that
-    DistributedDataParallel sees every parameter a step trains."""
+    """The student's training forward, images -> its outputs dict: one module, so that DistributedDataParallel
+    sees every parameter a step trains."""
 
     def __init__(self, student: torch.nn.Module):
         super().__init__()
         self.student = student
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, features = self.student(images)
-        return logits, self.student.project(features)
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.student.outputs(images)
 
 
 class Trainer:
@@ -112,61 +107,71 @@ class Trainer:
         self.progress = progress and self.ranks.is_main
         self.device = resolve_device(options.device)
         set_cpu_threads(self.device, options.workers)
-        self.criterion = DistillationLoss(*(0.0, 0.0, 0.0) if options.no_teacher else
-                                          (options.lambda_kl, options.lambda_feat, options.lambda_triplet),
-                                          tau=options.tau, margin=options.margin)
+        self.criterion = CompositeLoss(options.loss_weights(), LossSettings(tau=options.tau, margin=options.margin))
+        self.kind = student_kind(options.student)
         self.train_parts = _domain_rows(registry, options.sources, "train")
         self.val_parts = _domain_rows(registry, options.sources, "val")
         self.test_part = _domain_rows(registry, [options.target], "test")[0]
-        self.train_set = StudentFrames(self.train_parts, train_transform())
-        self.val_set = StudentFrames(self.val_parts, eval_transform())
+        self.student_config = StudentConfig(layers=list(options.layers), layer_tap=options.layer_tap)
+        self.input_size = self.kind.input_size
+        self.train_set = StudentFrames(self.train_parts, train_transform(self.input_size))
+        self.val_set = StudentFrames(self.val_parts, eval_transform(self.input_size))
         self.train_targets = self.val_targets = None
         if self.criterion.needs_teacher:
             if not options.store:
                 raise FasdError("distillation needs --store (the teacher store), or pass --no-teacher")
-            options.teacher, (self.train_targets, self.val_targets) = attach_targets(
-                options.store, [self.train_set, self.val_set], stream=options.stream_targets)
+            store, (self.train_targets, self.val_targets) = attach_targets(
+                options.store, [self.train_set, self.val_set], self.criterion.needed_targets,
+                stream=options.stream_targets)
+            options.teacher = store.teacher
+            if "projection" in self.criterion.needed_outputs:
+                # The projection head maps into the teacher's feature space, whatever its dimension.
+                self.student_config.projection_dim = projection_dim(store)
         self.draws = min(len(self.train_set), options.max_draws)
         self.steps_per_epoch = max(1, self.draws // options.batch_size)
 
     def _build(self, log) -> None:
         torch.manual_seed(self.options.seed)
+        self.student = self.kind.build(self.student_config)
         weights = Path(self.options.student_weights) if self.options.student_weights else None
-        # The projection head maps into the teacher's feature space, whatever its dimension.
-        self.student, warning = build_student(weights, self.options.teacher.get("feature_dim", PROJECTION_DIM))
-        if warning:
-            log(f"warning: {warning}")
-        counts = parameter_counts(self.student)
-        log(f"student: {counts['total'] / 1e6:.2f} M parameters in training, {counts['deployed'] / 1e6:.2f} M "
+        if self.kind.pretrained is not None:
+            warning = self.kind.pretrained(self.student, weights)
+            if warning:
+                log(f"warning: {warning}")
+        elif weights is not None:
+            raise FasdError(f"--student-weights: the {self.options.student} student trains from scratch and "
+                            f"loads no pre-trained weights")
+        total = sum(p.numel() for p in self.student.parameters())
+        deployed = sum(p.numel() for p in self.student.deployable().parameters())
+        log(f"student {self.options.student}: {total / 1e6:.2f} M parameters in training, {deployed / 1e6:.2f} M "
             f"deployed; {len(self.train_set)} train frames from {', '.join(self.options.sources)}, "
             f"{self.draws} draws/epoch, target {self.options.target}")
         self.student.to(self.device)
+        self.deployed = self.student.deployable()
         self.heads = self.train_heads = TrainHeads(self.student)
         if self.ranks.world_size > 1:
             cuda = self.device.type == "cuda"
             index = (self.device.index if self.device.index is not None else torch.cuda.current_device()
                      ) if cuda else None
-            # Without feature or triplet terms the projection head gets no gradient.
-            unused = self.criterion.lambda_feat == 0 and self.criterion.lambda_triplet == 0
+            # Outputs no active term reads (e.g. layer tokens of a CE-only run) get no gradient.
             self.train_heads = DistributedDataParallel(self.heads, device_ids=[index] if cuda else None,
-                                                       find_unused_parameters=unused)
+                                                       find_unused_parameters=True)
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=self.options.lr,
                                            weight_decay=self.options.weight_decay)
-        self.scheduler = warmup_cosine(self.optimizer, self.steps_per_epoch, self.options.epochs)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.device.type == "cuda")
-
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda" else nullcontext()
+        self.scheduler = warmup_cosine(self.optimizer, self.steps_per_epoch, self.options.epochs,
+                                       self.options.warmup_epochs)
+        self.scaler = grad_scaler(self.device)
 
     def _loss(self, batch) -> tuple[torch.Tensor, dict]:
-        images, labels, domains, feature, logits = _to_device(batch, self.device)
+        move = {"device": self.device, "non_blocking": True}
+        images, labels, domains, targets = batch
         # Training steps go through DDP (gradient all-reduce); rank 0's validation does not.
         heads = self.train_heads if torch.is_grad_enabled() else self.heads
-        with self._autocast():
-            student_logits, projection = heads(images)
-        teacher = {} if not self.criterion.needs_teacher else {"teacher_logits": logits,
-                                                               "teacher_features": feature}
-        return self.criterion(student_logits.float(), projection.float(), labels, domains, **teacher)
+        with autocast(self.device):
+            outputs = heads(images.to(**move))
+        return self.criterion(StepBatch({name: value.float() for name, value in outputs.items()},
+                                        labels.to(**move), domains.to(**move),
+                                        {name: value.to(**move) for name, value in targets.items()}))
 
     def _sampler(self, generator: torch.Generator, draws: int):
         sampler = domain_balanced_sampler(self.train_set.domain_of, draws, generator)
@@ -219,8 +224,8 @@ class Trainer:
         return {name: value / frames for name, value in sums.items()}
 
     def _p_live(self, images: torch.Tensor) -> np.ndarray:
-        with torch.no_grad(), self._autocast():
-            logits, _ = self.student(images.to(self.device))
+        with torch.no_grad(), autocast(self.device):
+            logits, _ = self.deployed(images.to(self.device))
         return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
 
     def run(self, resume: bool = False) -> dict | None:
@@ -238,7 +243,7 @@ class Trainer:
             start_epoch, best = self._restore()
             log(f"resuming at epoch {start_epoch + 1} (best so far: epoch {best['epoch'] + 1})")
         if main:
-            self.options.save(self.run_dir / "config.json")
+            self.options.save(self.run_dir / CONFIG)
         try:
             for epoch in range(start_epoch, self.options.epochs):
                 began = time.perf_counter()
@@ -263,7 +268,7 @@ class Trainer:
             save_checkpoint(self.run_dir / BEST, self.student, epoch, self.options.__dict__,
                             val_loss=val_terms["total"])
         self._save_last(epoch, best)
-        with open(self.run_dir / "log.jsonl", "a") as handle:
+        with open(self.run_dir / LOG, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         log(f"epoch {epoch + 1}: train {train_terms['total']:.4f}  val {val_terms['total']:.4f}"
             f"{'  *best' if best['epoch'] == epoch else ''}")
@@ -272,13 +277,15 @@ class Trainer:
     def _save_last(self, epoch: int, best: dict) -> None:
         save_checkpoint(self.run_dir / LAST, self.student, epoch, self.options.__dict__,
                         extra={"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                               "best": best})
+                               "scaler": self.scaler.state_dict(), "best": best})
 
     def _restore(self) -> tuple[int, dict]:
         payload = read_checkpoint(self.run_dir / LAST)
         self.student.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
+        if "scaler" in payload:
+            self.scaler.load_state_dict(payload["scaler"])
         return payload["epoch"] + 1, payload["best"]
 
     def _finish(self, best: dict) -> dict:
@@ -294,13 +301,14 @@ class Trainer:
         test = self.test_part
         scores = score_rows(self._p_live, test.source, test.rows, progress=self.progress,
                             desc=f"test {self.options.target}")
-        write_scores(self.run_dir / "scores.csv", test.source, test.rows, scores)
+        write_scores(self.run_dir / SCORES, test.source, test.rows, scores)
         metrics = metrics_for(test.source, test.rows, scores, val_threshold=val_threshold)
-        metrics.update({"protocol": self.options.protocol, "sources": self.options.sources,
+        metrics.update({"recipe": self.options.recipe, "student": self.options.student,
+                        "protocol": self.options.protocol, "sources": self.options.sources,
                         "target": self.options.target, "seed": self.options.seed,
-                        "no_teacher": self.options.no_teacher, "loss_weights": self.options.loss_weights(),
+                        "no_teacher": self.options.no_teacher, "loss_weights": self.options.loss_settings(),
                         "best_epoch": best["epoch"] + 1, "epochs": self.options.epochs})
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (self.run_dir / METRICS).write_text(json.dumps(metrics, indent=2))
         write_report(self.run_dir, metrics)
         return metrics
 
@@ -309,4 +317,43 @@ def resume_options(run_dir: Path) -> TrainOptions:
     run_dir = Path(run_dir)
     if not (run_dir / LAST).is_file():
         raise FasdError(f"{run_dir} has no {LAST} to resume from (no epoch completed yet, or not a run directory)")
-    return TrainOptions.load(run_dir / "config.json")
+    return TrainOptions.load(run_dir / CONFIG)
+
+
+# Options that only say where or how fast a run executes; they may differ between a run and its resumption.
+_EXECUTION_OPTIONS = ("device", "workers", "teacher", "config")
+
+
+def refuse_changed_options(saved: TrainOptions, given: dict) -> None:
+    """``--resume DIR`` continues DIR's run exactly: a flag given with another value than the run's is refused."""
+    changed = [name for name, value in given.items()
+               if value is not None and name not in _EXECUTION_OPTIONS and getattr(saved, name) != value]
+    if changed:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in changed)
+        raise FasdError(f"--resume continues the run with its own options; {flags} differ from the run's "
+                        f"{CONFIG}: drop them, or train into a new --out")
+
+
+def existing_run(run_dir: Path, options: TrainOptions) -> TrainOptions | None:
+    """What to do when a plain `fasd train` targets a run directory that already exists: the saved options when
+    it is the same, interrupted run (so it resumes instead of appending a second history); None for a new
+    directory. A finished run or another run's directory is refused."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return None
+    if not (run_dir / CONFIG).is_file():
+        if any(run_dir.iterdir()):
+            raise FasdError(f"{run_dir} exists and is not a fasd run directory; choose another --out")
+        return None
+    saved = TrainOptions.load(run_dir / CONFIG)
+    mine = {k: v for k, v in asdict(options).items() if k not in _EXECUTION_OPTIONS}
+    theirs = {k: v for k, v in asdict(saved).items() if k not in _EXECUTION_OPTIONS}
+    if mine != theirs:
+        raise FasdError(f"{run_dir} holds another run (different options); choose another --out")
+    if (run_dir / METRICS).is_file():
+        raise FasdError(f"{run_dir} holds this run, already finished (see {run_dir / METRICS}); choose another "
+                        f"--out to train again")
+    if not (run_dir / LAST).is_file():
+        return None  # interrupted before its first epoch ended: start it again
+    tqdm.write(f"{run_dir} holds this run, interrupted: resuming it (as `fasd train --resume {run_dir}`)")
+    return saved

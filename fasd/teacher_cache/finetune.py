@@ -39,19 +39,20 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from fasd.config import load_registry
-from fasd.constants import CLASS_NAMES, SPLITS
+from fasd.constants import CLASS_NAMES, NORMALIZATIONS, SPLITS
 from fasd.data.open_source import open_source
 from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.device import resolve_device
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
-from fasd.student_train.sampler import domain_balanced_sampler
-from fasd.student_train.schedule import warmup_cosine
+from fasd.training.sampler import domain_balanced_sampler
+from fasd.training.schedule import warmup_cosine
 from fasd.teacher_cache.arch import TINY_ARCH, openai_state_dict, random_clip
 from fasd.teacher_cache.checkpoint import FLIP_PREFIX, clip_state_dict, read_checkpoint
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.prompts import CENTROID_MODES, centroids_from_embeddings, default_prompts
-from fasd.teacher_cache.teacher import Teacher, build_clip, describe_arch, encode_prompts
+from fasd.teacher_cache.clip import Teacher, build_clip, describe_arch, encode_prompts
+from fasd.teacher_cache.registry import teacher_kinds
 
 DEFAULT_EPOCHS = 6
 DEFAULT_BATCH_SIZE = 64
@@ -97,6 +98,10 @@ class LabelledFrames(Dataset):
         return torch.from_numpy(np.array(pixels)), label, True
 
 
+# The checkpoint is FLIP's format, read back as `--teacher flip-mcl`: train on that kind's input contract
+# (ImageNet mean/std, as FLIP itself trained) so the cached targets see the distribution it learned on.
+_INPUT_STATS = NORMALIZATIONS[teacher_kinds()["flip-mcl"].default_normalize]
+
 def initial_clip(init: Path | None, arch: str | None, seed: int,
                  trust_checkpoint: bool = False) -> tuple[open_clip.model.CLIP, str]:
     """The CLIP to fine-tune and a description of where it came from.
@@ -118,12 +123,12 @@ def initial_clip(init: Path | None, arch: str | None, seed: int,
 
 def train_step(classifier: Teacher, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                labels: torch.Tensor, readable: torch.Tensor | None = None, autocast=None) -> tuple[float, int, int]:
-    """One optimiser step on CLIP-normalised images; returns (loss, correct, counted frames)."""
+    """One optimiser step on normalised images; returns (loss, correct, counted frames)."""
     keep = readable if readable is not None else torch.ones_like(labels, dtype=torch.bool)
     if not bool(keep.any()):
         return 0.0, 0, 0
     with autocast or nullcontext():
-        _, logits = classifier(images[keep])
+        logits = classifier(images[keep])["logits"]
     loss = F.cross_entropy(logits.float(), labels[keep])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -142,7 +147,7 @@ def evaluate(classifier: Teacher, frames: Dataset, labels: np.ndarray, device: t
     loader = DataLoader(frames, batch_size=batch_size, num_workers=workers)
     for pixels, _, readable in loader:
         with autocast or nullcontext():
-            _, logits = classifier(normalize_batch(pixels.to(device)))
+            logits = classifier(normalize_batch(pixels.to(device), *_INPUT_STATS))["logits"]
         p_live.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
         ok.append(readable.numpy())
     scores, ok = np.concatenate(p_live)[np.concatenate(ok)], np.concatenate(ok)
@@ -226,7 +231,7 @@ def _train_epoch(classifier: Teacher, loader: DataLoader, optimizer: torch.optim
     loss_sum, correct, counted, skipped = 0.0, 0, 0, 0
     with tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
         for pixels, labels, readable in bar:
-            images = normalize_batch(pixels.to(device, non_blocking=True))
+            images = normalize_batch(pixels.to(device, non_blocking=True), *_INPUT_STATS)
             loss, right, n = train_step(classifier, optimizer, images, labels.to(device), readable.to(device),
                                         autocast)
             scheduler.step()

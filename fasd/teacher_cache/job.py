@@ -29,7 +29,8 @@ from fasd.errors import FasdError
 from fasd.store_schema import writer
 from fasd.store_schema.store import create_or_check_store, read_strings
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
-from fasd.teacher_cache.teacher import LoadedTeacher
+from fasd.teacher_cache.registry import LoadedTeacher
+from fasd.training.precision import autocast
 
 
 @dataclass
@@ -106,7 +107,7 @@ def run_cache(source: FrameSource, loaded: LoadedTeacher, store_path: str, optio
     chunks = writer.pending_chunks(group, options.shard, options.num_shards)
     report = CacheReport(source.name, rows, writer.chunk_count(rows, options.chunk_rows))
     if chunks:
-        _compute_chunks(source, source_rows, loaded.teacher, group, chunks, options, report)
+        _compute_chunks(source, source_rows, loaded, group, chunks, options, report)
     if distributed.current().world_size == 1:
         report.completed = writer.finalize(group)
         return report
@@ -123,12 +124,12 @@ def _prepare_layout(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
     table = source.table
     replace = options.overwrite and options.shard == 0
     fingerprint = {**source.fingerprint(), "splits": list(options.splits)}
+    columns = writer.frame_columns(table.frame_id[source_rows], table.label[source_rows], table.split[source_rows],
+                                   table.video_id[source_rows], table.attack_type[source_rows])
     try:
-        store = create_or_check_store(store_path, loaded.fingerprint, loaded.teacher.centroids.cpu().numpy(),
-                                      replace)
-        return writer.prepare_dataset(
-            store, source.name, fingerprint, table.frame_id[source_rows], table.label[source_rows],
-            table.split[source_rows], table.video_id[source_rows], options.chunk_rows, replace)
+        store = create_or_check_store(store_path, loaded.fingerprint, loaded.texts, replace)
+        return writer.prepare_dataset(store, source.name, fingerprint, str(source.path), columns,
+                                      options.chunk_rows, replace)
     except FasdError as exc:
         if options.overwrite and not replace:
             raise FasdError(f"{exc} (with --shard {options.shard}/{options.num_shards}, only shard 0 replaces a "
@@ -136,35 +137,32 @@ def _prepare_layout(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
         raise
 
 
-def _compute_chunks(source, source_rows, teacher, group, chunks, options, report) -> None:
+def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: LoadedTeacher, group: zarr.Group,
+                    chunks: list[int], options: CacheOptions, report: CacheReport) -> None:
     device = resolve_device(options.device)
-    teacher.to(device)
+    teacher = loaded.module.to(device)
     rows = len(source_rows)
     batches = chunk_batches(chunks, rows, options.chunk_rows, options.batch_size)
-    loader = DataLoader(TeacherFrames(source, source_rows, teacher.input_size), batch_sampler=batches,
+    loader = DataLoader(TeacherFrames(source, source_rows, loaded.input_size), batch_sampler=batches,
                         num_workers=options.workers, pin_memory=device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if options.workers else None)
     frame_ids = read_strings(group["frame_id"])
     total = sum(len(b) for b in batches)
     pending: list[Future] = []
-    feats: list[np.ndarray] = []
-    logits: list[np.ndarray] = []
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in loaded.targets}
     filled = 0
     chunk_iter = iter(chunks)
     chunk = next(chunk_iter)
     chunk_size = min(options.chunk_rows, rows - chunk * options.chunk_rows)
     start = time.perf_counter()
-    autocast = torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
     with ThreadPoolExecutor(max_workers=1) as writes, tqdm(
             total=total, unit="frame", desc=f"cache {source.name}", disable=not options.progress,
             smoothing=0.1) as bar:
         try:
             for batch_rows, (pixels, readable) in zip(batches, loader):
-                images = normalize_batch(pixels.to(device, non_blocking=True))
-                with torch.inference_mode(), autocast:
-                    feature, logit = teacher(images)
-                feature, logit = feature.float().cpu().numpy(), logit.float().cpu().numpy()
+                images = normalize_batch(pixels.to(device, non_blocking=True), loaded.mean, loaded.std)
+                with torch.inference_mode(), autocast(device):
+                    result = {name: value.float().cpu().numpy() for name, value in teacher(images).items()}
                 bad = ~readable.numpy()
                 if bad.any():
                     ids = [str(i) for i in frame_ids[np.asarray(batch_rows)[bad]]]
@@ -172,17 +170,18 @@ def _compute_chunks(source, source_rows, teacher, group, chunks, options, report
                         raise FasdError(f"{len(ids)} unreadable frame(s) in '{source.name}' "
                                         f"(--strict): {', '.join(ids[:5])}")
                     report.unreadable += ids
-                    feature[bad], logit[bad] = np.nan, np.nan
-                feats.append(feature)
-                logits.append(logit)
+                    for values in result.values():
+                        values[bad] = np.nan
+                for name in outputs:
+                    outputs[name].append(result[name])
                 filled += len(batch_rows)
                 bar.update(len(batch_rows))
                 if filled == chunk_size:
                     pending.append(writes.submit(writer.write_chunk, group, chunk,
-                                                 np.concatenate(feats), np.concatenate(logits)))
+                                                 {name: np.concatenate(parts) for name, parts in outputs.items()}))
                     report.chunks_written += 1
                     report.frames_computed += filled
-                    feats, logits, filled = [], [], 0
+                    outputs, filled = {name: [] for name in loaded.targets}, 0
                     chunk = next(chunk_iter, None)
                     if chunk is not None:
                         chunk_size = min(options.chunk_rows, rows - chunk * options.chunk_rows)

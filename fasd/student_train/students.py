@@ -1,0 +1,71 @@
+"""The student registry: every student `fasd train --student NAME` accepts, registered by name.
+
+A student is an nn.Module with
+- ``outputs(images) -> dict``: ``logits`` (N, 2) [spoof, live] and, when built for them, ``projection``
+  (N, D) (into the teacher's feature space) and ``layer_cls`` (N, L, W) (CLS tokens at the requested layers);
+- ``deployable() -> nn.Module``: the part that ships, forward(x) -> (logits, p_live);
+- ``input_size`` and ``config`` (the StudentConfig it was built from, saved in checkpoints).
+Students take ImageNet-normalised images (fasd.training.transforms).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch.nn as nn
+
+from fasd.errors import FasdError
+
+MEMBERS = ("fasd.student_train.model",)
+
+
+@dataclass
+class StudentConfig:
+    """How a student is built; saved in its checkpoints so export and evaluation rebuild it exactly."""
+
+    projection_dim: int | None = None  # None: no projection head (nothing in the loss reads it)
+    layers: list[int] = field(default_factory=list)  # CLS tokens returned as layer_cls
+    layer_tap: str = "block"
+    arch: str | None = None  # timm students: the timm model name (None: the student's default)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StudentKind:
+    name: str
+    help: str
+    build: Callable[[StudentConfig], nn.Module]
+    input_size: int  # the square image side it takes
+    # Loads pre-trained weights into a built student (None: the student trains from scratch); returns a
+    # warning when it falls back to random initialisation.
+    pretrained: Callable[[nn.Module, Path | None], str | None] | None = None
+
+
+_KINDS: dict[str, StudentKind] = {}
+
+
+def register_student(name: str, help: str, input_size: int, pretrained: Callable | None = None) -> Callable:
+    def decorate(build: Callable) -> Callable:
+        if name in _KINDS:
+            raise ValueError(f"student {name} registered twice")
+        _KINDS[name] = StudentKind(name, help, build, input_size, pretrained)
+        return build
+    return decorate
+
+
+def student_kinds() -> dict[str, StudentKind]:
+    for module in MEMBERS:
+        importlib.import_module(module)
+    return dict(_KINDS)
+
+
+def student_kind(name: str) -> StudentKind:
+    kinds = student_kinds()
+    if name not in kinds:
+        raise FasdError(f"unknown --student '{name}'; registered: {', '.join(kinds)}")
+    return kinds[name]
