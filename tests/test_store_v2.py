@@ -1,0 +1,89 @@
+"""Store schema v2: named targets with specs, v1 stores still train, portable fingerprints, never replacing what
+fasd did not make."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import zarr
+from typer.testing import CliRunner
+
+from fasd.cli import app
+from fasd.store_schema.store import open_store
+
+TINY = ["--epochs", "1", "--max-draws", "32", "--batch-size", "16", "--workers", "0"]
+
+
+def fasd(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def downgrade_to_v1(path) -> None:
+    """Rewrite a v2 store in fasd 0.1's layout: schema 1, no target specs, no attack types, absolute paths in the
+    source fingerprints."""
+    root = zarr.open_group(str(path), mode="r+")
+    teacher = dict(root.attrs["teacher"])
+    del teacher["targets"], teacher["normalize"], teacher["interpolation"]
+    root.attrs.update({"fasd_store": 1, "teacher": teacher})
+    for name, group in root.groups():
+        if name == "text":
+            continue
+        del group["attack_type"]
+        source = dict(group.attrs["source"]) | {"path": f"/old/machine/{name}.h5"}
+        group.attrs.update({"source": source})
+        del group.attrs["source_path"]
+
+
+def test_inspect_lists_every_target_with_shape_dtype_and_bytes(synth_store):
+    result = fasd("inspect", synth_store, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["schema_version"] == 2
+    assert summary["targets"] == {"feature": {"shape": [128], "dtype": "f2", "bytes_per_frame": 256},
+                                  "logits": {"shape": [2], "dtype": "f4", "bytes_per_frame": 8}}
+    text = fasd("inspect", synth_store).output
+    assert "feature      128" in text and "256 B/frame" in text and "logits" in text
+
+
+def test_v1_store_still_reads_and_trains(tmp_path, synth_config, synth_store):
+    old = tmp_path / "v1.zarr"
+    shutil.copytree(synth_store, old)
+    downgrade_to_v1(old)
+    store = open_store(str(old))
+    assert store.version == 1 and set(store.targets) == {"feature", "logits"}
+    assert store.targets["feature"].shape == (128,)
+    result = fasd("train", "--split", "holdout-gamma", "--config", synth_config, "--store", old, *TINY,
+                  "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    log = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[0])
+    assert log["train"]["kl"] > 0 and log["train"]["feat"] > 0
+    assert "schema v1" in fasd("inspect", old).output
+
+
+def test_packs_moved_to_another_folder_still_match_the_store(tmp_path, synth_config, synth_store):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(synth_config.parent, moved)
+    result = fasd("train", "--split", "holdout-gamma", "--config", moved / "fasd.toml", "--store", synth_store,
+                  *TINY, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+
+
+def test_cache_never_writes_into_or_replaces_a_folder_fasd_did_not_make(tmp_path, synth_config,
+                                                                       tiny_flip_checkpoint):
+    precious = tmp_path / "mine"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    for extra in ([], ["--overwrite"]):
+        result = fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--checkpoint",
+                      tiny_flip_checkpoint, "--store", precious, *extra)
+        assert result.exit_code == 2 and "not a fasd teacher store" in result.output, result.output
+    assert sorted(p.name for p in precious.iterdir()) == ["thesis.tex"]
+    foreign = zarr.open_group(str(tmp_path / "foreign.zarr"), mode="w")
+    foreign.attrs["owner"] = "someone else"
+    foreign.create_array("data", shape=(3,), dtype="f4")
+    result = fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--checkpoint",
+                  tiny_flip_checkpoint, "--store", tmp_path / "foreign.zarr", "--overwrite")
+    assert result.exit_code == 2 and "did not create" in result.output, result.output
+    assert np.array_equal(zarr.open_group(str(tmp_path / "foreign.zarr"), mode="r")["data"].shape, (3,))
