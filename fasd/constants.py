@@ -40,3 +40,7 @@ FLIP_LIVE_PROMPTS = (
     "a photo of a real face",
     "This is not a spoof face",
 )
+
+# Frame modalities, in the order of a pack's per-frame ``modalities`` mask; depth and IR are stored as
+# 3-channel uint8 images like RGB (the MMDG lists' convention), and an absent one reads as all zeros.
+MODALITIES = ("rgb", "depth", "ir")

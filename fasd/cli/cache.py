@@ -29,7 +29,8 @@ def synth(
 
 @command("ingest")
 def ingest(
-    kind: Annotated[str, typer.Argument(help="Native layout: oulu, replay, celeba or mcio.")],
+    kind: Annotated[str, typer.Argument(help="Native layout: oulu, replay, celeba, mcio or mmdg (the MMDG "
+                                             "benchmark lists: RGB, depth and IR).")],
     root: Annotated[Path, typer.Option(help="The dataset as distributed (its top folder).")],
     out: Annotated[Path, typer.Option(help="HDF5 frame pack to write.")],
     size: Annotated[int, typer.Option(help="Side of the square face crops.")] = 112,
@@ -39,6 +40,10 @@ def ingest(
                                                          "Protocol_4/K.")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Extra crop border, as a fraction of the face size.")
                       ] = None,
+    lists: Annotated[Optional[Path], typer.Option(help="mmdg: folder of the X-{train,val,test}.txt lists "
+                                                       "(default: --root).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="mmdg: which lists to ingest, e.g. W (one pack per "
+                                                        "dataset; needed when --lists holds several).")] = None,
     workers: Annotated[int, typer.Option(help="Parallel decoding processes.")] = 1,
     register: Annotated[Optional[str], typer.Option(help="Register the pack under this name in --config.")
                         ] = None,
@@ -49,7 +54,8 @@ def ingest(
     from fasd.data.ingest import DEFAULT_MARGIN, run_ingest
 
     summary = run_ingest(kind, root, out, size=size, frames_per_video=frames_per_video, protocol=protocol,
-                         workers=workers, margin=DEFAULT_MARGIN if margin is None else margin)
+                         workers=workers, margin=DEFAULT_MARGIN if margin is None else margin, lists=lists,
+                         dataset=dataset)
     typer.echo(summary.format())
     if register:
         register_dataset(config, register, "hdf5", out)

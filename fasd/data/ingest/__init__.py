@@ -1,4 +1,4 @@
-"""``fasd ingest``: OULU-NPU, Replay-Attack, CelebA-Spoof and FLIP/MCIO layouts -> HDF5 frame packs."""
+"""``fasd ingest``: OULU-NPU, Replay-Attack, CelebA-Spoof, FLIP/MCIO and MMDG-list layouts -> HDF5 frame packs."""
 
 from fasd.data.ingest.geometry import DEFAULT_MARGIN
 from fasd.data.ingest.runner import INGEST_KINDS, run_ingest

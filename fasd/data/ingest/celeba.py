@@ -19,7 +19,7 @@ import numpy as np
 
 from fasd.data.ingest.geometry import box_crop, box_policy
 from fasd.data.ingest.items import ImageGroup
-from fasd.data.ingest.plan import FrameMeta, IngestOptions, ItemSkipped, Plan, Skip
+from fasd.data.ingest.plan import FrameMeta, IngestOptions, ItemSkipped, Plan, Skip, register_layout
 from fasd.data.ingest.readers import read_rows
 from fasd.errors import FasdError
 
@@ -75,6 +75,7 @@ def _labels(path: Path) -> dict:
     return labels
 
 
+@register_layout("celeba")
 def plan(root: Path, options: IngestOptions) -> Plan:
     label_files = {split: root / name for split, name in LABEL_FILES.items() if (root / name).is_file()}
     if not (root / "Data").is_dir() or not label_files:

@@ -17,7 +17,7 @@ import numpy as np
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF, SPLITS
 from fasd.data.ingest.geometry import centre_crop, centre_policy
 from fasd.data.ingest.items import ImageGroup
-from fasd.data.ingest.plan import FrameMeta, IngestOptions, Plan
+from fasd.data.ingest.plan import FrameMeta, IngestOptions, Plan, register_layout
 from fasd.errors import FasdError
 
 LABEL_OF_CLASS = {"real": LABEL_LIVE, "fake": LABEL_SPOOF}
@@ -33,6 +33,7 @@ class FrameChunk(ImageGroup):
         return centre_crop(image, self.options.size)
 
 
+@register_layout("mcio")
 def plan(root: Path, options: IngestOptions) -> Plan:
     folders = [(split, name) for split in SPLITS for name in LABEL_OF_CLASS if (root / split / name).is_dir()]
     if not folders:

@@ -24,7 +24,7 @@ import numpy as np
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF
 from fasd.data.ingest.geometry import eye_crop, eye_policy
 from fasd.data.ingest.items import AnnotatedVideo
-from fasd.data.ingest.plan import FrameMeta, IngestOptions, Plan, Skip
+from fasd.data.ingest.plan import FrameMeta, IngestOptions, Plan, Skip, register_layout
 from fasd.data.ingest.readers import read_rows
 from fasd.errors import FasdError
 
@@ -48,6 +48,7 @@ class OuluVideo(AnnotatedVideo):
         return eye_crop(frame, *annotation, self.options.margin, self.options.size)
 
 
+@register_layout("oulu", video=True, options=("protocol",))
 def plan(root: Path, options: IngestOptions) -> Plan:
     folders = {prefix: root / f"{prefix}_files" for prefix in SPLIT_OF_PREFIX}
     if not any(folder.is_dir() for folder in folders.values()):

@@ -2,13 +2,16 @@
 
 A layout's ``plan(root, options)`` only lists what is there (cheap, in the main process); each
 item's ``load()`` does the decoding and cropping (expensive, possibly in a worker process), so
-items are small picklable dataclasses.
+items are small picklable dataclasses. A layout registers its ``plan`` with ``register_layout``,
+declaring whether it reads videos and which optional ``IngestOptions`` it accepts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -18,8 +21,14 @@ import numpy as np
 class IngestOptions:
     size: int
     margin: float
-    frames_per_video: int | None = None
+    frames_per_video: int | None = None  # video layouts only
     protocol: str | None = None
+    lists: Path | None = None  # folder of list files
+    dataset: str | None = None  # which dataset's lists
+
+
+# Optional IngestOptions fields and their flags; a layout accepts only those it declares.
+OPTIONAL_OPTIONS = {"protocol": "--protocol", "lists": "--lists", "dataset": "--dataset"}
 
 
 @dataclass(frozen=True)
@@ -53,17 +62,25 @@ class FrameMeta:
 
 @dataclass
 class Batch:
-    """The frames one item produced, in pack order, and what it had to leave out."""
+    """The frames one item produced, in pack order, and what it had to leave out.
+
+    ``images`` are RGB; a multimodal item also gives every frame its depth and IR images and its
+    (rgb, depth, ir) presence mask, in ``modalities``.
+    """
 
     images: list[np.ndarray] = field(default_factory=list)
     frame_ids: list[str] = field(default_factory=list)
     metas: list[FrameMeta] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
+    modalities: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
-    def add(self, image: np.ndarray, frame_id: str, meta: FrameMeta) -> None:
+    def add(self, image: np.ndarray, frame_id: str, meta: FrameMeta,
+            modalities: dict[str, np.ndarray] | None = None) -> None:
         self.images.append(image)
         self.frame_ids.append(frame_id)
         self.metas.append(meta)
+        for name, value in (modalities or {}).items():
+            self.modalities.setdefault(name, []).append(value)
 
 
 class Item(Protocol):
@@ -79,9 +96,37 @@ class Item(Protocol):
 
 @dataclass
 class Plan:
-    unit: str  # "videos" or "images": what ``seen`` and ``skipped`` count
+    unit: str  # "videos", "images" or "samples": what ``seen`` and ``skipped`` count
     crop_policy: str
     items: list[Item]
     seen: int
     skipped: list[Skip] = field(default_factory=list)
     excluded: Counter[str] = field(default_factory=Counter)  # left out by design (enroll videos, protocol)
+    modalities: tuple[str, ...] = ("rgb",)  # what the pack stores (PackWriter's ``modalities``)
+
+
+Planner = Callable[[Path, IngestOptions], Plan]
+
+
+@dataclass(frozen=True)
+class Layout:
+    name: str
+    plan: Planner
+    video: bool  # decodes videos: needs PyAV, accepts --frames-per-video
+    options: frozenset[str]  # the OPTIONAL_OPTIONS it accepts
+
+
+LAYOUTS: dict[str, Layout] = {}
+
+
+def register_layout(name: str, *, video: bool = False, options: tuple[str, ...] = ()) -> Callable[[Planner], Planner]:
+    """Register a layout's ``plan`` under ``name`` (the ``fasd ingest KIND`` argument)."""
+    unknown = set(options) - set(OPTIONAL_OPTIONS)
+    if unknown:
+        raise ValueError(f"layout {name}: unknown options {sorted(unknown)}")
+
+    def register(plan: Planner) -> Planner:
+        LAYOUTS[name] = Layout(name, plan, video, frozenset(options))
+        return plan
+
+    return register

@@ -19,7 +19,7 @@ import numpy as np
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF
 from fasd.data.ingest.geometry import Box, box_crop, box_policy
 from fasd.data.ingest.items import AnnotatedVideo
-from fasd.data.ingest.plan import FrameMeta, IngestOptions, Plan, Skip
+from fasd.data.ingest.plan import FrameMeta, IngestOptions, Plan, Skip, register_layout
 from fasd.data.ingest.readers import read_rows
 from fasd.errors import FasdError
 
@@ -47,6 +47,7 @@ def attack_type(stem: str) -> str:
     return f"{device}_{sample}" if sample else device
 
 
+@register_layout("replay", video=True)
 def plan(root: Path, options: IngestOptions) -> Plan:
     sets = [name for name in SPLIT_OF_SET if (root / name).is_dir()]
     if not sets:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
@@ -20,31 +20,30 @@ from tqdm import tqdm
 
 from fasd.constants import STUDENT_INPUT_SIZE
 from fasd.data.hdf5_pack import PackWriter
-from fasd.data.ingest import celeba, mcio, oulu, replay
+from fasd.data.ingest import celeba, mcio, mmdg, oulu, replay  # noqa: F401  (each registers its layout)
 from fasd.data.ingest.geometry import DEFAULT_MARGIN
-from fasd.data.ingest.plan import Batch, IngestOptions, Item, ItemSkipped, Plan
+from fasd.data.ingest.plan import LAYOUTS, OPTIONAL_OPTIONS, Batch, IngestOptions, Item, ItemSkipped, Plan
 from fasd.data.ingest.readers import require_av
 from fasd.data.ingest.summary import IngestSummary
 from fasd.errors import FasdError
 
-PLANNERS: dict[str, Callable[[Path, IngestOptions], Plan]] = {
-    "oulu": oulu.plan, "replay": replay.plan, "celeba": celeba.plan, "mcio": mcio.plan}
-INGEST_KINDS = tuple(PLANNERS)
-VIDEO_KINDS = ("oulu", "replay")
+INGEST_KINDS = tuple(LAYOUTS)
 MIN_SIZE = 8
 ITEMS_AHEAD_PER_WORKER = 4
 
 
 def run_ingest(kind: str, root: Path, out: Path, size: int = STUDENT_INPUT_SIZE, frames_per_video: int | None = None,
                protocol: str | None = None, workers: int = 1, margin: float = DEFAULT_MARGIN,
-               progress: bool = True) -> IngestSummary:
+               lists: Path | None = None, dataset: str | None = None, progress: bool = True) -> IngestSummary:
     """Ingest the dataset of layout ``kind`` at ``root`` into the HDF5 frame pack ``out``."""
     root, out = Path(root), Path(out)
-    options = IngestOptions(size=size, margin=margin, frames_per_video=frames_per_video, protocol=protocol)
+    options = IngestOptions(size=size, margin=margin, frames_per_video=frames_per_video, protocol=protocol,
+                            lists=None if lists is None else Path(lists), dataset=dataset)
     _check(kind, root, out, options, workers)
-    if kind in VIDEO_KINDS:
+    layout = LAYOUTS[kind]
+    if layout.video:
         require_av()
-    plan = PLANNERS[kind](root, options)
+    plan = layout.plan(root, options)
     summary = IngestSummary(kind, out, plan.unit, plan.seen, skipped=list(plan.skipped), excluded=plan.excluded)
     partial = out.with_name(out.name + ".partial")
     try:
@@ -61,19 +60,21 @@ def _write(plan: Plan, path: Path, summary: IngestSummary, size: int, workers: i
     bar = tqdm(total=sum(item.units for item in plan.items), unit=plan.unit[:-1], desc=f"ingest {summary.kind}",
                disable=not progress)
     with bar, PackWriter(path, dataset=summary.out.stem, size=size, source=summary.kind,
-                         crop_policy=plan.crop_policy) as writer:
+                         crop_policy=plan.crop_policy, modalities=plan.modalities) as writer:
         for item, batch in zip(plan.items, _load_all(plan.items, workers)):
             if batch.images:
                 writer.append(np.stack(batch.images), batch.frame_ids, [m.label for m in batch.metas],
                               [m.split for m in batch.metas], [m.video_id for m in batch.metas],
-                              [m.attack_type for m in batch.metas])
+                              [m.attack_type for m in batch.metas],
+                              **{name: np.stack(values) for name, values in batch.modalities.items()})
             summary.add(batch)
             bar.update(item.units)
 
 
 def _check(kind: str, root: Path, out: Path, options: IngestOptions, workers: int) -> None:
-    if kind not in PLANNERS:
+    if kind not in LAYOUTS:
         raise FasdError(f"unknown dataset kind '{kind}': choose one of {', '.join(INGEST_KINDS)}")
+    layout = LAYOUTS[kind]
     if not root.is_dir():
         raise FasdError(f"dataset root not found: {root}")
     if out.is_dir():
@@ -85,12 +86,15 @@ def _check(kind: str, root: Path, out: Path, options: IngestOptions, workers: in
     if workers < 1:
         raise FasdError(f"--workers must be >= 1, got {workers}")
     if options.frames_per_video is not None:
-        if kind not in VIDEO_KINDS:
-            raise FasdError(f"--frames-per-video applies to video datasets ({', '.join(VIDEO_KINDS)}), not {kind}")
+        if not layout.video:
+            videos = ", ".join(name for name, other in LAYOUTS.items() if other.video)
+            raise FasdError(f"--frames-per-video applies to video datasets ({videos}), not {kind}")
         if options.frames_per_video < 1:
             raise FasdError(f"--frames-per-video must be >= 1, got {options.frames_per_video}")
-    if options.protocol is not None and kind != "oulu":
-        raise FasdError(f"--protocol applies to oulu only, not {kind}")
+    for option, flag in OPTIONAL_OPTIONS.items():
+        if getattr(options, option) is not None and option not in layout.options:
+            users = ", ".join(name for name, other in LAYOUTS.items() if option in other.options)
+            raise FasdError(f"{flag} applies to {users} only, not {kind}")
 
 
 def _load(item: Item) -> Batch:
