@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -65,17 +64,22 @@ def ingest(
 @command("teacher-finetune")
 def teacher_finetune(
     sources: Annotated[str, typer.Option(help="Comma-separated source datasets to fine-tune on.")],
-    out: Annotated[Path, typer.Option(help="Checkpoint to write (FLIP format, read by cache-teacher).")],
+    out: Annotated[Path, typer.Option(help="Checkpoint to write (read by cache-teacher: clip -> --teacher "
+                                           "flip-mcl, vit -> --teacher vit).")],
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
-    arch: Annotated[Optional[str], typer.Option(help="open_clip ViT architecture with random weights, e.g. "
-                                                     "fasd-tiny-clip (CPU-sized) or ViT-B-16.")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="Start from this OpenAI-format (or FLIP) CLIP checkpoint.")
-                    ] = None,
+    method: Annotated[str, typer.Option(help="clip (FLIP-style CLIP image tower vs frozen prompt centroids) or "
+                                             "vit (a timm ViT/DeiT with a 2-way head, as HaTFAS).")] = "clip",
+    arch: Annotated[Optional[str], typer.Option(help="clip: open_clip architecture with random weights (default "
+                                                     "fasd-tiny-clip, or ViT-B-16); vit: timm name (default "
+                                                     "deit_base_patch16_224).")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint (clip: OpenAI-format or FLIP; "
+                                                      "vit: a timm/DeiT state dict or {'model': ...}).")] = None,
     prompts: Annotated[Optional[Path], typer.Option(help='JSON {"spoof": [...], "live": [...]}.')] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the module's tuned default).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: 5e-4 for random weights, "
-                                                    "1e-6 (FLIP's) with --init).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 6).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default 64).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: clip 5e-4 for random weights, "
+                                                    "1e-6 (FLIP's) with --init; vit 5e-4·batch/512 (DeiT's)).")
+                  ] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
     centroid_mode: Annotated[str, typer.Option(help="flip or clip prompt centroids.")] = "flip",
     max_frames_per_epoch: Annotated[Optional[int], typer.Option(help="Cap the draws per epoch.")] = None,
@@ -84,7 +88,7 @@ def teacher_finetune(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in --init.")] = False,
 ) -> None:
-    """FLIP-style fine-tuning of a CLIP teacher: image tower trained against frozen prompt centroids."""
+    """Fine-tune a teacher for FAS on the sources' train splits and write a checkpoint cache-teacher reads."""
     from fasd.teacher_cache.finetune import finetune_teacher
     from fasd.teacher_cache.prompts import load_prompts
 
@@ -92,8 +96,14 @@ def teacher_finetune(
     summary = finetune_teacher(config, _csv(sources), out, init=init, arch=arch, prompts=load_prompts(prompts),
                                centroid_mode=centroid_mode, lr=lr, weight_decay=weight_decay,
                                max_frames_per_epoch=max_frames_per_epoch, device=device, workers=workers, seed=seed,
-                               trust_checkpoint=trust_checkpoint, **extra)
-    typer.echo(json.dumps(summary, indent=2, default=str))
+                               trust_checkpoint=trust_checkpoint, method=method, **extra)
+    val = summary.get("val") or {}
+    typer.echo(f"{summary['arch']} ({summary['method']}) on {', '.join(summary['sources'])}: {summary['epochs']} "
+               f"epoch(s) in {summary['seconds']:.1f} s; train loss {summary['train_loss']:.4f}, accuracy "
+               f"{summary['train_accuracy']:.3f}"
+               + (f"; val accuracy {val['accuracy']:.3f}, EER {val['eer']:.3f}" if val.get("eer") is not None else ""))
+    typer.echo(f"wrote {summary['out']} (cache it with --teacher {summary['teacher']}); full summary: "
+               f"{summary['out']}.json")
 
 
 @command("cache-teacher")

@@ -1,6 +1,11 @@
-"""FLIP-style fine-tuning of a CLIP teacher (``fasd teacher-finetune``).
+"""Teacher fine-tuning (``fasd teacher-finetune --method NAME``): one training loop, methods registered by name.
 
-As FLIP-V does: the image feature (L2-normalised) is scored against the prompt-ensemble class centroids,
+A method builds the model to train (any module mapping normalised images to a dict with ``logits`` [spoof,
+live]), says which input contract it trains on and writes the checkpoint the matching ``--teacher`` kind
+reads. ``clip`` (default) is FLIP-style below; ``vit`` (fasd.teacher_cache.finetune_vit) fine-tunes a timm
+ViT/DeiT as HaTFAS does per dataset.
+
+``clip``, as FLIP-V does: the image feature (L2-normalised) is scored against the prompt-ensemble class centroids,
 ``logits = exp(logit_scale) · unit(f) · centroidsᵀ`` in class order [spoof, live], and trained with
 cross-entropy on the binary label. Differences from FLIP, on purpose:
 
@@ -10,22 +15,26 @@ cross-entropy on the binary label. Differences from FLIP, on purpose:
   the one it was trained with (FLIP trains it too, which only changes the scores' temperature);
 * AdamW (FLIP uses Adam with L2), a linear warm-up epoch then cosine decay, gradient clipping at 1.
 
-Frames follow the teacher stream (resize to the model's input size with PIL bicubic, CLIP mean/std).
+Frames follow the teacher stream (resize to the model's input size with PIL bicubic, the input contract of the
+teacher kind that reads the checkpoint: ImageNet mean/std for both methods).
 Training frames only are lightly augmented: a random resized crop keeping 80-100 % of the area
 (aspect 0.9-1.1, PIL bicubic, like the plain resize) and a horizontal flip. No colour jitter: colour
 casts and lost dynamic range are presentation-attack cues. Sampling is domain-balanced over the source
 datasets' train splits; the sources' val splits (when present) are scored after every epoch. The final
 weights are saved (no checkpoint selection on validation data).
 
-The output is FLIP's checkpoint format, ``{'epoch': int, 'state_dict': {'model.<OpenAI CLIP key>': ...}}``
+``clip`` writes FLIP's checkpoint format, ``{'epoch': int, 'state_dict': {'model.<OpenAI CLIP key>': ...}}``
 in fp32, written atomically, with the training summary in ``<out>.json``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -33,6 +42,7 @@ import numpy as np
 import open_clip
 import torch
 import torch.nn.functional as F
+from torch import nn
 from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision.transforms import v2
@@ -53,6 +63,7 @@ from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.prompts import CENTROID_MODES, centroids_from_embeddings, default_prompts
 from fasd.teacher_cache.clip import Teacher, build_clip, describe_arch, encode_prompts
 from fasd.teacher_cache.registry import teacher_kinds
+from fasd.training.precision import autocast as precision_autocast
 
 DEFAULT_EPOCHS = 6
 DEFAULT_BATCH_SIZE = 64
@@ -98,10 +109,6 @@ class LabelledFrames(Dataset):
         return torch.from_numpy(np.array(pixels)), label, True
 
 
-# The checkpoint is FLIP's format, read back as `--teacher flip-mcl`: train on that kind's input contract
-# (ImageNet mean/std, as FLIP itself trained) so the cached targets see the distribution it learned on.
-_INPUT_STATS = NORMALIZATIONS[teacher_kinds()["flip-mcl"].default_normalize]
-
 def initial_clip(init: Path | None, arch: str | None, seed: int,
                  trust_checkpoint: bool = False) -> tuple[open_clip.model.CLIP, str]:
     """The CLIP to fine-tune and a description of where it came from.
@@ -109,8 +116,6 @@ def initial_clip(init: Path | None, arch: str | None, seed: int,
     ``init``: an OpenAI-format state dict or a FLIP checkpoint; otherwise ``arch`` (default the tiny
     config) with random weights. Both go through the same OpenAI-format builder ``load_teacher`` uses.
     """
-    if init is not None and arch is not None:
-        raise FasdError("pass either --init FILE (a CLIP checkpoint) or --arch NAME (random weights), not both")
     if init is not None:
         state = clip_state_dict(read_checkpoint(init, trust_checkpoint), init)
         origin = f"checkpoint {init}"
@@ -121,7 +126,7 @@ def initial_clip(init: Path | None, arch: str | None, seed: int,
     return build_clip(state), origin
 
 
-def train_step(classifier: Teacher, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+def train_step(classifier: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                labels: torch.Tensor, readable: torch.Tensor | None = None, autocast=None) -> tuple[float, int, int]:
     """One optimiser step on normalised images; returns (loss, correct, counted frames)."""
     keep = readable if readable is not None else torch.ones_like(labels, dtype=torch.bool)
@@ -132,22 +137,22 @@ def train_step(classifier: Teacher, optimizer: torch.optim.Optimizer, images: to
     loss = F.cross_entropy(logits.float(), labels[keep])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(classifier.visual.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_([q for q in classifier.parameters() if q.requires_grad], 1.0)
     optimizer.step()
     correct = int((logits.argmax(dim=1) == labels[keep]).sum())
     return float(loss.detach()), correct, int(keep.sum())
 
 
 @torch.no_grad()
-def evaluate(classifier: Teacher, frames: Dataset, labels: np.ndarray, device: torch.device,
-             batch_size: int, workers: int, autocast=None) -> dict:
+def evaluate(classifier: nn.Module, frames: Dataset, labels: np.ndarray, device: torch.device,
+             batch_size: int, workers: int, stats: tuple, autocast=None) -> dict:
     """Accuracy at argmax (P(live) >= 0.5) and EER of P(live) over the readable frames."""
     classifier.eval()
     p_live, ok = [], []
     loader = DataLoader(frames, batch_size=batch_size, num_workers=workers)
     for pixels, _, readable in loader:
         with autocast or nullcontext():
-            logits = classifier(normalize_batch(pixels.to(device), *_INPUT_STATS))["logits"]
+            logits = classifier(normalize_batch(pixels.to(device), *stats))["logits"]
         p_live.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
         ok.append(readable.numpy())
     scores, ok = np.concatenate(p_live)[np.concatenate(ok)], np.concatenate(ok)
@@ -214,24 +219,14 @@ def _train_sets(sources: list[FrameSource], size: int) -> list[LabelledFrames]:
     return sets
 
 
-def _frozen_text_classifier(clip: open_clip.model.CLIP, prompts: dict, centroid_mode: str) -> Teacher:
-    """Centroids from the text tower once; then only the image tower keeps gradients."""
-    centroids = centroids_from_embeddings(encode_prompts(clip, prompts), centroid_mode)
-    for parameter in clip.parameters():
-        parameter.requires_grad_(False)
-    for parameter in clip.visual.parameters():
-        parameter.requires_grad_(True)
-    return Teacher(clip, centroids, float(clip.logit_scale.detach().exp()))
-
-
-def _train_epoch(classifier: Teacher, loader: DataLoader, optimizer: torch.optim.Optimizer,
-                 scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device, autocast, desc: str,
-                 progress: bool) -> dict:
+def _train_epoch(classifier: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device, stats: tuple, autocast,
+                 desc: str, progress: bool) -> dict:
     classifier.train()
     loss_sum, correct, counted, skipped = 0.0, 0, 0, 0
     with tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False) as bar:
         for pixels, labels, readable in bar:
-            images = normalize_batch(pixels.to(device, non_blocking=True), *_INPUT_STATS)
+            images = normalize_batch(pixels.to(device, non_blocking=True), *stats)
             loss, right, n = train_step(classifier, optimizer, images, labels.to(device), readable.to(device),
                                         autocast)
             scheduler.step()
@@ -242,28 +237,109 @@ def _train_epoch(classifier: Teacher, loader: DataLoader, optimizer: torch.optim
             "unreadable": skipped}
 
 
+@dataclass
+class FinetuneOptions:
+    """What a fine-tuning method may read to build its model."""
+
+    init: Path | None = None  # a checkpoint to start from (None: random weights)
+    arch: str | None = None  # the architecture for random weights (the method's default when None)
+    seed: int = 0
+    trust_checkpoint: bool = False
+    prompts: dict | None = None  # clip: the prompt ensemble (FLIP's when None)
+    centroid_mode: str = "flip"  # clip
+
+
+@dataclass
+class FinetuneModel:
+    """A method's model ready to train, and how to save it for its ``--teacher`` kind."""
+
+    module: nn.Module  # forward(normalised images) -> {"logits": (N, 2) [spoof, live], ...}; trainable params
+    teacher_kind: str  # the cache-teacher kind that reads the checkpoint (its input contract is trained on)
+    arch: str  # described for logs and the summary
+    origin: str
+    default_lr: float
+    save: Callable[[int, Path], None]  # (epochs trained, out) -> writes the checkpoint atomically
+    details: dict = field(default_factory=dict)  # method-specific summary entries
+
+
+@dataclass(frozen=True)
+class FinetuneMethod:
+    name: str
+    help: str
+    build: Callable[[FinetuneOptions], FinetuneModel]
+
+
+METHODS: dict[str, FinetuneMethod] = {}
+METHOD_MEMBERS: tuple[str, ...] = ()
+
+
+def register_finetune(name: str, help: str) -> Callable:
+    def decorate(build: Callable) -> Callable:
+        if name in METHODS:
+            raise ValueError(f"fine-tuning method {name} registered twice")
+        METHODS[name] = FinetuneMethod(name, help, build)
+        return build
+    return decorate
+
+
+def finetune_methods() -> dict[str, FinetuneMethod]:
+    for module in METHOD_MEMBERS:
+        importlib.import_module(module)
+    return dict(METHODS)
+
+
+def _frozen_text_classifier(clip: open_clip.model.CLIP, prompts: dict, centroid_mode: str) -> Teacher:
+    """Centroids from the text tower once; then only the image tower keeps gradients."""
+    centroids = centroids_from_embeddings(encode_prompts(clip, prompts), centroid_mode)
+    for parameter in clip.parameters():
+        parameter.requires_grad_(False)
+    for parameter in clip.visual.parameters():
+        parameter.requires_grad_(True)
+    return Teacher(clip, centroids, float(clip.logit_scale.detach().exp()))
+
+
+@register_finetune("clip", help="FLIP-style: a CLIP image tower against frozen prompt centroids; writes a FLIP "
+                   "checkpoint for --teacher flip-mcl")
+def clip_method(options: FinetuneOptions) -> FinetuneModel:
+    clip, origin = initial_clip(options.init, options.arch, options.seed, options.trust_checkpoint)
+    prompts = options.prompts or default_prompts()
+    classifier = _frozen_text_classifier(clip, prompts, options.centroid_mode)
+    return FinetuneModel(
+        classifier, "flip-mcl", describe_arch(clip), origin,
+        PRETRAINED_LR if options.init is not None else RANDOM_INIT_LR,
+        save=lambda epochs, out: save_flip_checkpoint(clip, epochs, out),
+        details={"prompts": prompts, "centroid_mode": options.centroid_mode,
+                 "logit_scale": classifier.logit_scale})
+
+
 def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: Path | None = None,
                      arch: str | None = None, prompts: dict | None = None, centroid_mode: str = "flip",
                      epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE, lr: float | None = None,
                      weight_decay: float = DEFAULT_WEIGHT_DECAY, device: str = "auto", workers: int = 0,
                      seed: int = 0, max_frames_per_epoch: int | None = None, progress: bool = True,
-                     trust_checkpoint: bool = False) -> dict:
-    """Fine-tune a CLIP's image tower FLIP-style on ``sources`` and write a FLIP checkpoint to ``out``.
+                     trust_checkpoint: bool = False, method: str = "clip") -> dict:
+    """Fine-tune a teacher with ``method`` on ``sources`` and write its checkpoint to ``out``.
 
-    ``lr=None`` picks RANDOM_INIT_LR for random weights and PRETRAINED_LR (FLIP's) for ``init``.
-    Returns (and writes to ``<out>.json``) the training summary.
+    ``lr=None`` picks the method's default (clip: RANDOM_INIT_LR for random weights, FLIP's PRETRAINED_LR
+    for ``init``). Returns (and writes to ``<out>.json``) the training summary.
     """
     out = Path(out)
+    methods = finetune_methods()
+    if method not in methods:
+        raise FasdError(f"unknown --method '{method}'; registered: {', '.join(methods)}")
+    if init is not None and arch is not None and method == "clip":
+        raise FasdError("pass either --init FILE (a CLIP checkpoint) or --arch NAME (random weights), not both")
     _check_options(sources, out, centroid_mode, epochs, batch_size, lr, weight_decay, workers, max_frames_per_epoch)
     registry = load_registry(config)
     frame_sources = [open_source(registry.dataset(name)) for name in sources]
     torch_device = resolve_device(device)
-    prompts = prompts or default_prompts()
     torch.manual_seed(seed)
-    clip, origin = initial_clip(Path(init) if init is not None else None, arch, seed, trust_checkpoint)
-    lr = lr if lr is not None else (PRETRAINED_LR if init is not None else RANDOM_INIT_LR)
-    classifier = _frozen_text_classifier(clip, prompts, centroid_mode).to(torch_device)
+    model = methods[method].build(FinetuneOptions(Path(init) if init is not None else None, arch, seed,
+                                                  trust_checkpoint, prompts, centroid_mode))
+    lr = lr if lr is not None else model.default_lr
+    classifier = model.module.to(torch_device)
     size = classifier.input_size
+    stats = NORMALIZATIONS[teacher_kinds()[model.teacher_kind].default_normalize]
 
     train_sets = _train_sets(frame_sources, size)
     train_set = ConcatDataset(train_sets)
@@ -275,23 +351,24 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     loader = DataLoader(train_set, batch_size=batch_size, sampler=domain_balanced_sampler(domains, draws, generator),
                         num_workers=workers, drop_last=draws > batch_size, pin_memory=torch_device.type == "cuda",
                         generator=generator)
-    optimizer = torch.optim.AdamW(classifier.visual.parameters(), lr=lr, weight_decay=weight_decay,
+    optimizer = torch.optim.AdamW([q for q in classifier.parameters() if q.requires_grad], lr=lr,
+                                  weight_decay=weight_decay,
                                   fused=True if torch_device.type in ("cpu", "cuda") else None)
     scheduler = warmup_cosine(optimizer, len(loader), epochs)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if torch_device.type == "cuda" else None
+    autocast = precision_autocast(torch_device)
 
     log = tqdm.write if progress else (lambda _msg: None)
-    log(f"teacher-finetune: {describe_arch(clip)} from {origin}; {len(train_set)} train frames from "
+    log(f"teacher-finetune --method {method}: {model.arch} from {model.origin}; {len(train_set)} train frames from "
         f"{', '.join(sources)}, {draws} draws/epoch, lr {lr:g}, {torch_device}")
     history: list[dict] = []
     start = time.perf_counter()
     for epoch in range(epochs):
-        record = {"epoch": epoch + 1, **_train_epoch(classifier, loader, optimizer, scheduler, torch_device,
+        record = {"epoch": epoch + 1, **_train_epoch(classifier, loader, optimizer, scheduler, torch_device, stats,
                                                      autocast, f"finetune {epoch + 1}/{epochs}", progress)}
         if val_sets:
             record["val"] = evaluate(classifier, ConcatDataset(val_sets),
                                      np.concatenate([s.labels() for s in val_sets]), torch_device,
-                                     max(batch_size, 128), workers, autocast)
+                                     max(batch_size, 128), workers, stats, autocast)
         history.append(record)
         val = record.get("val") or {}
         log(f"epoch {epoch + 1}/{epochs}: train loss {record['train_loss']:.4f} acc {record['train_accuracy']:.3f}"
@@ -299,14 +376,14 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     seconds = time.perf_counter() - start
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_flip_checkpoint(clip, epochs, out)
+    model.save(epochs, out)
     unreadable = sum(r["unreadable"] for r in history)
     summary = {
-        "out": str(out), "init": origin, "arch": describe_arch(clip), "sources": list(sources),
+        "out": str(out), "method": method, "teacher": model.teacher_kind, "init": model.origin, "arch": model.arch,
+        "sources": list(sources),
         "train_frames": {s.source.name: len(s) for s in train_sets}, "draws_per_epoch": draws,
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed,
-        "prompts": prompts, "centroid_mode": centroid_mode, "logit_scale": classifier.logit_scale,
-        "class_order": list(CLASS_NAMES), "input_size": size,
+        **model.details, "class_order": list(CLASS_NAMES), "input_size": size,
         "augmentation": f"random resized crop scale {CROP_SCALE} ratio {CROP_RATIO} (bicubic) + horizontal flip",
         "train_loss": history[-1]["train_loss"], "train_accuracy": history[-1]["train_accuracy"],
         "val": history[-1].get("val"), "unreadable_train_draws": unreadable, "history": history,
