@@ -25,16 +25,18 @@ from fasd.teacher_cache.arch import openai_state_dict, random_clip
 from fasd.device import default_workers, resolve_device
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
-from fasd.teacher_cache.prompts import default_prompts
-from fasd.teacher_cache.teacher import load_teacher
+from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, load_teacher
+from fasd.training.precision import autocast
 
 
-def raw_forward_fps(teacher, source, rows, batch_size: int, device: torch.device) -> float:
-    pixels = torch.from_numpy(np.stack([resize_uint8(source.read_image(int(r)), teacher.input_size)
+def raw_forward_fps(loaded: LoadedTeacher, source, rows, batch_size: int, device: torch.device) -> float:
+    """The teacher's forward alone over pre-decoded, pre-normalised batches on the device."""
+    teacher = loaded.module.to(device)
+    pixels = torch.from_numpy(np.stack([resize_uint8(source.read_image(int(r)), loaded.input_size)
                                         for r in rows]))
-    batches = [normalize_batch(pixels[i:i + batch_size].to(device)) for i in range(0, len(rows), batch_size)]
-    autocast = torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda")
-    with torch.inference_mode(), autocast:
+    batches = [normalize_batch(pixels[i:i + batch_size].to(device), loaded.mean, loaded.std)
+               for i in range(0, len(rows), batch_size)]
+    with torch.inference_mode(), autocast(device):
         teacher(batches[0])  # warm-up
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -61,13 +63,12 @@ def main() -> None:
         source = open_source(load_registry(config).dataset("alpha"))
         checkpoint = tmp / "teacher.pt"
         torch.save(openai_state_dict(random_clip(args.arch)), checkpoint)
-        loaded = load_teacher("clip", checkpoint, default_prompts())
-        teacher = loaded.teacher.to(device)
+        loaded = load_teacher("clip", TeacherOptions(checkpoint))
         rows = np.arange(len(source))
         # Warm the job's path once (first-call allocations), then time a fresh store.
         run_cache(source, loaded, str(tmp / "warm.zarr"),
                   CacheOptions(batch_size=args.batch_size, device=str(device), progress=False, workers=0))
-        raw = raw_forward_fps(teacher, source, rows, args.batch_size, device)
+        raw = raw_forward_fps(loaded, source, rows, args.batch_size, device)
         report = run_cache(source, loaded, str(tmp / "teacher.zarr"),
                            CacheOptions(batch_size=args.batch_size, device=str(device), progress=False,
                                         workers=args.workers, chunk_rows=max(args.batch_size, 64)))

@@ -21,14 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from fasd.config import load_registry
-from fasd.constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
 from fasd.data.open_source import open_source
 from fasd.data.synth import synthesize
 from fasd.student_train.run_config import TrainOptions
 from fasd.student_train.trainer import Trainer
 from fasd.teacher_cache.arch import openai_state_dict, random_clip
-from fasd.teacher_cache.prompts import default_prompts
-from fasd.teacher_cache.teacher import load_teacher
+from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, load_teacher
 from synthetic_targets import write_random_targets
 
 
@@ -49,20 +48,22 @@ def seconds_per_step(trainer: Trainer, steps: int) -> float:
     return elapsed / (result["steps"] - 1)
 
 
-def online_teacher_loss(trainer: Trainer, teacher) -> callable:
-    """Wrap the trainer's loss so each step first runs the teacher on the batch (online distillation)."""
+def online_teacher_loss(trainer: Trainer, loaded: LoadedTeacher) -> callable:
+    """Wrap the trainer's loss so each step first runs the teacher on the batch (online distillation): the
+    student's ImageNet-normalised images are un-normalised, resized to the teacher's input and normalised with
+    the teacher's own statistics; its outputs replace the cached targets."""
     original = trainer._loss
     imagenet_mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     imagenet_std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    clip_mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    clip_std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    mean, std = torch.tensor(loaded.mean).view(1, 3, 1, 1), torch.tensor(loaded.std).view(1, 3, 1, 1)
 
     def loss(batch):
-        images = batch[0] * imagenet_std + imagenet_mean
-        images = F.interpolate(images, size=teacher.input_size, mode="bicubic", align_corners=False)
+        images, labels, domains, cached = batch
+        pixels = images * imagenet_std + imagenet_mean
+        pixels = F.interpolate(pixels, size=loaded.input_size, mode="bicubic", align_corners=False)
         with torch.inference_mode():
-            feature, logits = teacher((images - clip_mean) / clip_std)
-        return original((batch[0], batch[1], batch[2], feature, logits))
+            outputs = loaded.module((pixels - mean) / std)
+        return original((images, labels, domains, {name: outputs[name].float() for name in cached}))
 
     return loss
 
@@ -82,7 +83,7 @@ def main() -> None:
         write_random_targets(str(tmp / "t.zarr"), [open_source(registry.dataset("alpha"))])
         checkpoint = tmp / "teacher.pt"
         torch.save(openai_state_dict(random_clip(args.arch)), checkpoint)
-        loaded = load_teacher("clip", checkpoint, default_prompts())
+        loaded = load_teacher("clip", TeacherOptions(checkpoint))
         common = dict(protocol="alpha-to-beta", sources=["alpha"], target="beta", config=str(config),
                       store=str(tmp / "t.zarr"), batch_size=args.batch_size, epochs=1)
         ce = Trainer(registry, TrainOptions(**common, no_teacher=True), tmp / "ce", progress=False)
@@ -91,7 +92,7 @@ def main() -> None:
             trainer._build(lambda _msg: None)
         ce_s = seconds_per_step(ce, args.steps)
         cached_s = seconds_per_step(cached, args.steps)
-        cached._loss = online_teacher_loss(cached, loaded.teacher)
+        cached._loss = online_teacher_loss(cached, loaded)
         online_s = seconds_per_step(cached, args.online_steps)
     print(f"CPU, {torch.get_num_threads()} threads; batch {args.batch_size}; teacher {loaded.fingerprint['arch']}")
     print(f"CE only              {1 / ce_s:7.2f} steps/s  ({ce_s * 1000:8.1f} ms/step)")

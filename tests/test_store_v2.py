@@ -87,3 +87,38 @@ def test_cache_never_writes_into_or_replaces_a_folder_fasd_did_not_make(tmp_path
                   tiny_flip_checkpoint, "--store", tmp_path / "foreign.zarr", "--overwrite")
     assert result.exit_code == 2 and "did not create" in result.output, result.output
     assert np.array_equal(zarr.open_group(str(tmp_path / "foreign.zarr"), mode="r")["data"].shape, (3,))
+
+
+def _corrupt_and_delete_chunks(path) -> None:
+    """Garble the bytes of one feature chunk and delete one logits chunk of dataset 'alpha'."""
+    from pathlib import Path
+
+    chunks = Path(path) / "alpha"
+    feature_chunks = sorted((chunks / "feature" / "c").rglob("*"))
+    logit_chunks = sorted((chunks / "logits" / "c").rglob("*"))
+    next(f for f in feature_chunks if f.is_file()).write_bytes(b"garbage" * 10)
+    [f for f in logit_chunks if f.is_file()][-1].unlink()
+
+
+def test_check_names_damaged_chunks_training_refuses_and_repair_recomputes(tmp_path, synth_config,
+                                                                          tiny_flip_checkpoint):
+    store = tmp_path / "s.zarr"
+    cache = ["cache-teacher", "--dataset", "alpha", "--config", synth_config, "--checkpoint", tiny_flip_checkpoint,
+             "--store", store, "--chunk-rows", "16", "--batch-size", "8"]
+    assert fasd(*cache).exit_code == 0
+    pristine = {n: zarr.open_group(str(store), mode="r")["alpha"][n][:] for n in ("feature", "logits")}
+    assert fasd("inspect", store, "--check").exit_code == 0
+    _corrupt_and_delete_chunks(store)
+    checked = fasd("inspect", store, "--check")
+    assert checked.exit_code == 1
+    assert "2 damaged chunk(s): chunk 0: 'feature' cannot be decoded" in checked.output, checked.output
+    assert "--repair" in checked.output
+    trained = fasd("train", "--sources", "alpha", "--target", "alpha", "--config", synth_config, "--store", store,
+                   *TINY, "--out", tmp_path / "run")
+    assert trained.exit_code == 2 and "--repair" in trained.output and "Traceback" not in trained.output
+    repaired = fasd(*cache, "--repair")
+    assert repaired.exit_code == 0 and "recomputing them" in repaired.output, repaired.output
+    assert "cached 32 frames in 2 chunk(s)" in repaired.output
+    assert fasd("inspect", store, "--check").exit_code == 0
+    for name, values in pristine.items():
+        np.testing.assert_array_equal(zarr.open_group(str(store), mode="r")["alpha"][name][:], values)

@@ -140,6 +140,8 @@ def cache_teacher(
                          ] = False,
     strict: Annotated[bool, typer.Option(help="Fail on the first unreadable frame instead of counting it.")
                       ] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="First re-read every finished chunk of the dataset and "
+                                                          "recompute the corrupt or missing ones.")] = False,
     trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in the checkpoint.")
                                 ] = False,
 ) -> None:
@@ -176,6 +178,8 @@ def cache_teacher(
     options = CacheOptions(splits=tuple(split_list), batch_size=batch_size, device=device,
                            workers=default_workers() if workers is None else workers, shard=shard_index,
                            num_shards=shard_count, chunk_rows=chunk_rows, overwrite=overwrite, strict=strict)
+    if repair:
+        _repair(store, dataset)
     with distributed.process_group() as ranks:
         report = run_cache(source, loaded, store, options)
     if not ranks.is_main:
@@ -189,12 +193,28 @@ def cache_teacher(
                    f"{report.frames_per_s:.1f} frames/s; {len(report.unreadable)} unreadable; dataset {state}")
 
 
+def _repair(path: str, dataset: str) -> None:
+    """Clear the done flags of damaged chunks so the cache run recomputes them."""
+    from fasd.store_schema.check import describe, repair
+    from fasd.store_schema.store import StoreNotFound, open_store
+
+    try:
+        store = open_store(path, writable=True)
+    except StoreNotFound:
+        return  # nothing cached yet: the run computes everything
+    if dataset in store.dataset_names():
+        damaged = repair(store, dataset)
+        typer.echo(describe(dataset, damaged) + ("; recomputing them" if damaged else ""))
+
+
 @command("inspect")
 def inspect(
     store: Annotated[str, typer.Argument(help="Teacher store folder or fsspec URL.")],
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
     verify: Annotated[int, typer.Option(help="Recompute N random frames per dataset online (needs "
                                              "--checkpoint and --config).")] = 0,
+    check: Annotated[bool, typer.Option("--check", help="Decode every chunk and name the corrupt or missing ones "
+                                                        "(exit 1 when any).")] = False,
     checkpoint: Annotated[Optional[Path], typer.Option(help="The teacher checkpoint, for --verify.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml, for --verify's frame sources.")] = None,
     trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in the checkpoint.")
@@ -222,10 +242,32 @@ def inspect(
         registry = load_registry(config)
         sources = [open_source(registry.dataset(name)) for name in summary["datasets"]]
         summary["verify"] = verify_frames(opened, sources, checkpoint, verify, trust_checkpoint=trust_checkpoint)
+    damaged = {}
+    if check:
+        from fasd.store_schema.check import damaged_chunks
+
+        damaged = {name: damaged_chunks(opened, name) for name in summary["datasets"]}
+        summary["check"] = {name: {str(c): why for c, why in chunks.items()} for name, chunks in damaged.items()}
     if as_json:
         _print_json(summary)
-        return
-    typer.echo(format_summary(summary))
-    for name, result in summary.get("verify", {}).items():
-        typer.echo(f"verify [{name}] {result['frames']} frames: worst cosine {result['worst_cosine']:.6f}, "
-                   f"max |Δlogit| {result['max_logit_diff']:.4g}")
+    else:
+        typer.echo(format_summary(summary))
+        for name, result in summary.get("verify", {}).items():
+            typer.echo(f"verify [{name}] {result['frames']} frames: worst cosine {result['worst_cosine']:.6f}, "
+                       f"max |Δlogit| {result['max_logit_diff']:.4g}")
+    if check:
+        _report_damage(store, damaged, as_json)
+
+
+def _report_damage(path: str, damaged: dict[str, dict[int, str]], quiet: bool) -> None:
+    """One line per dataset (unless JSON was printed), then exit 1 naming the repair command when damaged."""
+    from fasd.store_schema.check import describe
+
+    if not quiet:
+        for name, chunks in damaged.items():
+            typer.echo(describe(name, chunks))
+    broken = [name for name, chunks in damaged.items() if chunks]
+    if broken:
+        typer.echo(f"fasd inspect: error: {len(broken)} dataset(s) damaged; recompute with `fasd cache-teacher "
+                   f"--dataset {broken[0]} --store {path} --repair --checkpoint ...`", err=True)
+        raise typer.Exit(1)

@@ -37,9 +37,13 @@ def source_mismatch(store: TeacherStore, name: str, fingerprint: dict) -> str | 
     return f"its source changed ({', '.join(changed)})"
 
 
+def damaged_store(path: str, name: str, what: str) -> FasdError:
+    return FasdError(f"{path}/{name} is damaged ({what}); find the chunks with `fasd inspect {path} --check` and "
+                     f"recompute them with `fasd cache-teacher --dataset {name} --store {path} --repair ...`")
+
+
 def non_finite_targets(path: str, name: str, target: str) -> FasdError:
-    return FasdError(f"{path}/{name} holds non-finite '{target}' targets in completed chunks; re-cache it with "
-                     f"`fasd cache-teacher --dataset {name} --store {path} --overwrite`")
+    return damaged_store(path, name, f"non-finite '{target}' targets in completed chunks")
 
 
 def load_targets(store: TeacherStore, name: str, targets: tuple[str, ...]) -> DatasetTargets:
@@ -53,13 +57,14 @@ def load_targets(store: TeacherStore, name: str, targets: tuple[str, ...]) -> Da
     if missing:
         raise FasdError(f"{store.path} has no '{missing[0]}' targets (it holds: {', '.join(store.targets)}); "
                         f"cache a teacher that provides them")
-    frame_id = read_strings(group[layout.FRAME_ID])
-    valid = valid_rows(group)
-    arrays = {}
-    for target in targets:
-        values = group[target][:]
+    try:
+        frame_id = read_strings(group[layout.FRAME_ID])
+        valid = valid_rows(group)
+        arrays = {target: group[target][:] for target in targets}
+    except Exception as exc:  # zarr/numcodecs raise many types for corrupt or missing chunk data
+        raise damaged_store(store.path, name, f"{type(exc).__name__}: {str(exc)[:80]}") from None
+    for target, values in arrays.items():
         if len(frame_id) and not np.isfinite(values[valid]).all():
             raise non_finite_targets(store.path, name, target)
-        arrays[target] = values
     row_of = {str(f): i for i, f in enumerate(frame_id) if valid[i]}
     return DatasetTargets(name, frame_id, arrays, row_of)
