@@ -18,11 +18,15 @@ def synth(
     frames: Annotated[int, typer.Option(help="Frames per domain over all splits.")] = 600,
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 112,
     seed: Annotated[int, typer.Option(help="Random seed; the output is deterministic for a seed.")] = 0,
+    modalities: Annotated[str, typer.Option(help="Comma-separated modalities to render: rgb, depth, ir (depth "
+                                                 "and IR carry their own spoof cues and sensor differences; "
+                                                 "the RGB images are the same either way).")] = "rgb",
 ) -> None:
     """Write a synthetic FAS benchmark (one HDF5 pack per domain + fasd.toml); needs no download."""
     from fasd.data.synth import synthesize
 
-    config = synthesize(out_dir, domains=domains, frames=frames, size=size, seed=seed)
+    config = synthesize(out_dir, domains=domains, frames=frames, size=size, seed=seed,
+                        modalities=tuple(_csv(modalities)))
     typer.echo(f"wrote {domains} synthetic domain(s) and {config}")
 
 

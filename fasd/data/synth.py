@@ -23,6 +23,7 @@ import io
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fasd.config import write_config
-from fasd.constants import LABEL_LIVE, LABEL_SPOOF, SPLITS
+from fasd.constants import LABEL_LIVE, LABEL_SPOOF, MODALITIES, SPLITS
 from fasd.data.hdf5_pack import PackWriter
 from fasd.errors import FasdError
 
@@ -109,12 +110,62 @@ def domain_style(index: int) -> DomainStyle:
         screen_glare=u(0.15, 0.35), border=u(0.3, 0.7))
 
 
+@dataclass(frozen=True)
+class SensorStyle:
+    """A domain's depth and near-infrared (IR) sensors. Depth is encoded brighter = closer; scene
+    closeness is in units where the person stands about 0.45 in front of the wall."""
+
+    depth_offset: float  # encoded value of the wall's distance
+    depth_gain: float  # encoded units per unit of closeness
+    depth_noise: float  # per-pixel noise std
+    depth_holes: float  # fraction of invalid (zero) depth pixels on a glossy screen (a third of it on hair)
+    depth_blur: float  # Gaussian sigma, reference pixels
+    ir_gain: float  # active illuminator power x sensor gain
+    ir_gamma: float  # response curve: > 1 darkens mid-tones, < 1 flattens contrast
+    ir_ambient: float  # ambient NIR (sunlight): a flat offset that washes contrast out
+    ir_noise: float
+    ir_falloff: float  # how much brighter closer surfaces are under the camera's own illuminator
+    ink_ir: float  # fraction of a print's visible contrast its ink keeps in NIR (toner high, dye low)
+
+
+SENSORS = (
+    # alpha: structured-light camera in a studio: clean depth, holes on screens, bright toner prints in IR.
+    SensorStyle(depth_offset=0.25, depth_gain=0.45, depth_noise=0.012, depth_holes=0.30, depth_blur=0.8,
+                ir_gain=0.8, ir_gamma=1.0, ir_ambient=0.02, ir_noise=0.02, ir_falloff=0.6, ink_ir=0.6),
+    # beta: time-of-flight camera: noisier, blurrier depth, farther offset; dimmer IR, inkjet prints.
+    SensorStyle(depth_offset=0.35, depth_gain=0.35, depth_noise=0.035, depth_holes=0.15, depth_blur=1.2,
+                ir_gain=0.65, ir_gamma=1.3, ir_ambient=0.05, ir_noise=0.04, ir_falloff=0.4, ink_ir=0.3),
+    # gamma: outdoor stereo depth: coarse and noisy, few holes; sunlight floods the IR image.
+    SensorStyle(depth_offset=0.15, depth_gain=0.55, depth_noise=0.05, depth_holes=0.05, depth_blur=1.6,
+                ir_gain=0.6, ir_gamma=0.8, ir_ambient=0.25, ir_noise=0.03, ir_falloff=0.25, ink_ir=0.15),
+)
+
+
+def sensor_style(index: int) -> SensorStyle:
+    """The fixed depth/IR sensors of domain ``index``: hand-set for the first three, drawn after that."""
+    if index < len(SENSORS):
+        return SENSORS[index]
+    rng = np.random.default_rng([7919, index, 1])
+
+    def u(low: float, high: float) -> float:
+        return float(rng.uniform(low, high))
+
+    return SensorStyle(
+        depth_offset=u(0.1, 0.4), depth_gain=u(0.3, 0.6), depth_noise=u(0.01, 0.05), depth_holes=u(0.0, 0.3),
+        depth_blur=u(0.6, 1.8), ir_gain=u(0.55, 0.85), ir_gamma=u(0.8, 1.3), ir_ambient=u(0.0, 0.25),
+        ir_noise=u(0.015, 0.045), ir_falloff=u(0.2, 0.6), ink_ir=u(0.1, 0.6))
+
+
 def synthesize(out_dir: Path, domains: int = 3, frames: int = DEFAULT_FRAMES, size: int = 112,
-               seed: int = 0, progress: bool = True) -> Path:
+               seed: int = 0, progress: bool = True, modalities: Sequence[str] = ("rgb",)) -> Path:
     """Write ``OUT_DIR/<domain>.h5`` for each domain and ``OUT_DIR/fasd.toml``; return the toml's path.
 
-    The same arguments give byte-identical image arrays.
+    The same arguments give byte-identical image arrays, and the RGB images do not depend on
+    ``modalities`` (depth and IR draw from their own random streams).
     """
+    unknown = [name for name in modalities if name not in MODALITIES]
+    if unknown or "rgb" not in modalities:
+        raise FasdError(f"--modalities {','.join(modalities)}: choose among {', '.join(MODALITIES)}, rgb included")
     min_frames = len(SPLITS) * VIDEOS_PER_SUBJECT * FRAMES_PER_VIDEO
     if not 1 <= domains <= len(DOMAIN_NAMES):
         raise FasdError(f"--domains must be between 1 and {len(DOMAIN_NAMES)}, got {domains}")
@@ -128,31 +179,48 @@ def synthesize(out_dir: Path, domains: int = 3, frames: int = DEFAULT_FRAMES, si
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(DOMAIN_NAMES[:domains])
+    extra = tuple(name for name in MODALITIES[1:] if name in modalities)
     with tqdm(total=domains * frames, desc="synth", unit="frame", disable=not progress) as bar:
         for index, name in enumerate(names):
+            sensors = (sensor_style(index), extra, np.random.default_rng([seed, index, 1])) if extra else None
             _write_domain(out_dir / f"{name}.h5", name, domain_style(index), frames, size,
-                          np.random.default_rng([seed, index]), bar)
+                          np.random.default_rng([seed, index]), bar, sensors)
     config = out_dir / "fasd.toml"
     write_config(config, {name: {"format": "hdf5", "path": f"{name}.h5"} for name in names}, names)
     return config
 
 
 def _write_domain(path: Path, name: str, style: DomainStyle, frames: int, size: int,
-                  rng: np.random.Generator, bar: tqdm) -> None:
-    """Plan every frame, then render blocks on all cores (numpy releases the GIL) and append in order."""
+                  rng: np.random.Generator, bar: tqdm,
+                  sensors: tuple[SensorStyle, tuple[str, ...], np.random.Generator] | None = None) -> None:
+    """Plan every frame, then render blocks on all cores (numpy releases the GIL) and append in order.
+
+    ``sensors`` (the domain's depth/IR sensors, which of depth and ir to render, and their own random
+    generator) adds depth and/or IR images; RGB draws only from ``rng``, so it is the same without them.
+    """
     meta, params = _plan(name, style, frames, rng)
     blocks = [slice(start, min(start + BLOCK, frames)) for start in range(0, frames, BLOCK)]
     noise_seeds = rng.integers(2**63, size=len(blocks))  # a seed per block keeps threads deterministic
     grid = _Grid(size)
+    extra: tuple[str, ...] = ()
+    if sensors is not None:
+        sensor, extra, sensor_rng = sensors
+        sensor_params = _plan_sensors(sensor, params, frames, sensor_rng)
+        sensor_seeds = sensor_rng.integers(2**63, size=len(blocks))
 
-    def render(index: int) -> np.ndarray:
+    def render(index: int) -> dict[str, np.ndarray]:
         block = {key: value[blocks[index]] for key, value in params.items()}
-        return _render(grid, style, block, np.random.default_rng(noise_seeds[index]))
+        block_sensors = None if not extra else _Sensors(
+            sensor, {key: value[blocks[index]] for key, value in sensor_params.items()}, extra,
+            np.random.default_rng(sensor_seeds[index]))
+        return _render(grid, style, block, np.random.default_rng(noise_seeds[index]), block_sensors)
 
-    with (PackWriter(path, dataset=name, size=size, source="synthetic", crop_policy="synthetic-centred") as pack,
+    with (PackWriter(path, dataset=name, size=size, source="synthetic", crop_policy="synthetic-centred",
+                     modalities=("rgb", *extra)) as pack,
           ThreadPoolExecutor(max_workers=min(MAX_THREADS, os.cpu_count() or 1)) as pool):
-        for block, images in zip(blocks, pool.map(render, range(len(blocks)))):
-            pack.append(images, **{key: value[block] for key, value in meta.items()})
+        for block, frames_of in zip(blocks, pool.map(render, range(len(blocks)))):
+            images = frames_of.pop("images")
+            pack.append(images, **{key: value[block] for key, value in meta.items()}, **frames_of)
             bar.update(len(images))
 
 
@@ -267,6 +335,40 @@ def _frames(style: DomainStyle, n: int, rng: np.random.Generator) -> dict[str, n
     }
 
 
+def _plan_sensors(style: SensorStyle, params: dict[str, np.ndarray], frames: int,
+                  rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per-frame depth/IR parameters: scene geometry and NIR reflectance per video, sensor state per frame."""
+    frame_video = np.arange(frames) // FRAMES_PER_VIDEO
+    first = np.arange(0, frames, FRAMES_PER_VIDEO)  # a video's first frame carries its kind
+    n = len(first)
+    is_mask, is_print = params["is_mask"][first], params["is_print"][first]
+    skin_luma = params["skin"][first].mean(axis=1)
+    # Mask materials (resin, latex, paper) reflect NIR unlike skin: darker or brighter, never skin-like.
+    mask_ir = np.where(rng.random(n) < 0.5, rng.uniform(0.25, 0.42, n), rng.uniform(0.88, 1.0, n))
+    video = {
+        "wall_tilt": rng.uniform(0, 0.08, n), "wall_angle": rng.uniform(0, 2 * np.pi, n),
+        "person_z": rng.uniform(0.4, 0.5, n),
+        # A mask is worn on a real head: face-shaped but smoother (no eye sockets, a flatter nose).
+        "relief": rng.uniform(0.2, 0.3, n) * np.where(is_mask, 0.85, 1.0),
+        "nose": rng.uniform(0.06, 0.1, n) * np.where(is_mask, 0.6, 1.0),
+        "sockets": np.where(is_mask, 0.0, rng.uniform(0.03, 0.06, n)),
+        # A print or screen is a plane, tilted in the hand; paper may bend a little.
+        "med_z": rng.uniform(0.45, 0.65, n), "tilt_x": rng.normal(0, 0.08, n), "tilt_y": rng.normal(0, 0.08, n),
+        "bend": rng.uniform(0, 0.06, n) * is_print,
+        "wall_ir": rng.uniform(0.3, 0.7, n), "clothes_ir": rng.uniform(0.2, 0.9, n),
+        "hair_ir": rng.uniform(0.3, 0.6, n),
+        # Skin's NIR reflectance varies much less with tone than its visible colour does.
+        "skin_ir": np.where(is_mask, mask_ir, 0.6 + 0.15 * skin_luma + rng.normal(0, 0.03, n)),
+        "paper_ir": rng.uniform(0.75, 0.95, n), "screen_ir": rng.uniform(0.03, 0.1, n),
+        "glint": rng.uniform(0.3, 0.8, n) * (rng.random(n) < 0.6),  # the illuminator mirrored in the glass
+        "glint_x": rng.uniform(-0.5, 0.5, n), "glint_y": rng.uniform(-0.5, 0.5, n),
+    }
+    per_frame = {key: value[frame_video] for key, value in video.items()}
+    per_frame.update({"distance": rng.normal(0, 0.02, frames), "ir_gain": rng.normal(1, 0.05, frames),
+                      "depth_blur": style.depth_blur * rng.uniform(0.8, 1.25, frames)})
+    return per_frame
+
+
 # --------------------------------------------------------------------------------------------------
 # Rendering, vectorised over a block of frames: scene -> attack medium -> camera.
 # Arrays are channel-first, (B, 3, H, W), single-channel maps (B, 1, H, W): numpy broadcasts per-frame
@@ -308,12 +410,19 @@ def _paint(image: np.ndarray, mask: np.ndarray, colour) -> np.ndarray:
     return blended
 
 
-def _render(grid: _Grid, style: DomainStyle, p: dict[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    scene = _scene(grid, p)
+def _render(grid: _Grid, style: DomainStyle, p: dict[str, np.ndarray], rng: np.random.Generator,
+            sensors: _Sensors | None = None) -> dict[str, np.ndarray]:
+    """A block's uint8 (B, H, W, 3) frames: ``images`` (RGB) and, with ``sensors``, its depth and/or IR."""
+    geometry = _Face.of(grid, p)
+    scene = _scene(grid, p, geometry)
+    luma = scene.mean(axis=1, keepdims=True) if sensors is not None else None  # what a print shows
     shown = np.flatnonzero(p["medium"])  # frames of a print or replay attack
     if len(shown):
         scene[shown] = _medium(grid, {k: v[shown] for k, v in p.items()}, scene[shown])
-    return _camera(grid, style, p, scene, rng)
+    frames = {"images": _camera(grid, style, p, scene, rng)}
+    if sensors is not None:
+        frames.update(sensors.render(grid, p, geometry, luma))
+    return frames
 
 
 def _background(grid: _Grid, p: dict, first: str, second: str) -> np.ndarray:
@@ -329,40 +438,61 @@ def _background(grid: _Grid, p: dict, first: str, second: str) -> np.ndarray:
     return (c0 + (c1 - c0) * ramp) * (texture * stripes)
 
 
-def _scene(grid: _Grid, p: dict) -> np.ndarray:
+FACE_EDGE = 0.06
+
+
+@dataclass
+class _Face:
+    """Where the face is in each frame of a block: face coordinates (u, v) in which the face is the unit
+    disc, and the soft masks of the body, neck, hair and face (all (B, 1, H, W) or broadcastable)."""
+
+    u: np.ndarray
+    v: np.ndarray
+    radius: np.ndarray
+    body: np.ndarray
+    neck: np.ndarray
+    hair: np.ndarray
+    face: np.ndarray
+
+    @classmethod
+    def of(cls, grid: _Grid, p: dict) -> "_Face":
+        X, Y = grid.X, grid.Y
+        cx, cy = _col(p["cx"] + p["jitter_x"]), _col(p["cy"] + p["jitter_y"])
+        ax = _col(p["scale"] * p["scale_jitter"])
+        ay = ax * _col(p["aspect"])
+        roll = _col(p["roll"] + p["roll_jitter"])
+        dx, dy = X - cx, Y - cy
+        u = (dx * np.cos(roll) + dy * np.sin(roll)) / ax
+        v = (-dx * np.sin(roll) + dy * np.cos(roll)) / ay
+        radius = np.sqrt(u * u + v * v)
+        body = _soft(Y - (cy + 1.05 * ay + 0.35 * dx * dx / ax), 0.03)
+        neck = _soft(0.42 - np.abs(dx) / ax, FACE_EDGE) * _soft(Y - cy, 0.03) * (1 - body)
+        hair = _soft(_col(p["hair_volume"]) - radius, FACE_EDGE) * _soft(0.25 - v, FACE_EDGE)
+        face = _soft(1 - radius, FACE_EDGE * (1 - 0.7 * _col(p["is_mask"])))
+        return cls(u, v, radius, body, neck, hair, face)
+
+
+def _scene(grid: _Grid, p: dict, geometry: _Face) -> np.ndarray:
     """A face in front of a background: the live frame, the photo on a medium, or a masked face."""
-    X, Y = grid.X, grid.Y
-    cx, cy = _col(p["cx"] + p["jitter_x"]), _col(p["cy"] + p["jitter_y"])
-    ax = _col(p["scale"] * p["scale_jitter"])
-    ay = ax * _col(p["aspect"])
-    roll = _col(p["roll"] + p["roll_jitter"])
-    dx, dy = X - cx, Y - cy
-    u = (dx * np.cos(roll) + dy * np.sin(roll)) / ax  # face coordinates: the face is the unit disc
-    v = (-dx * np.sin(roll) + dy * np.cos(roll)) / ay
-    radius = np.sqrt(u * u + v * v)
-    edge = 0.06
+    u, v = geometry.u, geometry.v
     skin, hair, is_mask = _col(p["skin"]), _col(p["hair"]), _col(p["is_mask"])
     image = _background(grid, p, "bg0", "bg1")
 
-    body = _soft(Y - (cy + 1.05 * ay + 0.35 * dx * dx / ax), 0.03)
-    image = _paint(image, body, _col(p["clothes"]))
-    neck = _soft(0.42 - np.abs(dx) / ax, edge) * _soft(Y - cy, 0.03) * (1 - body)
-    image = _paint(image, neck, skin * 0.8)
-    image = _paint(image, _soft(_col(p["hair_volume"]) - radius, edge) * _soft(0.25 - v, edge), hair)
+    image = _paint(image, geometry.body, _col(p["clothes"]))
+    image = _paint(image, geometry.neck, skin * 0.8)
+    image = _paint(image, geometry.hair, hair)
 
     # Skin: 3-D shading (flattened on a mask) and, on a mask, a plastic tint and a sharper edge.
     shade = 1 - (1 - 0.65 * is_mask) * (0.35 * u * u + 0.2 * np.clip(v, 0, None) ** 2)
     face_skin = (skin + is_mask * 0.5 * (_rgb(0.86, 0.76, 0.62) - skin)) * shade
-    face = _soft(1 - radius, edge * (1 - 0.7 * is_mask))
+    face = geometry.face
     image = _paint(image, face, face_skin)
     image = _paint(image, face * _soft(_col(p["hair_line"]) + 0.08 * np.cos(6 * u) - v, 0.05), hair)
 
     yaw = _col(p["yaw"])
-    eye_w, eye_h = _col(p["eye_w"]), _col(p["eye_w"] * 0.55 * p["eye_open"])
     sclera = _col(0.92 - 0.7 * p["is_mask"])  # a mask's eye holes are dark
-    eu, ev = np.abs(u - yaw) - _col(p["eye_sep"]), v - _col(p["eye_y"])  # both eyes at once
-    image = _paint(image, _soft(1 - np.sqrt((eu / eye_w) ** 2 + (ev / eye_h) ** 2), 0.3), sclera)
-    iris = _soft(0.55 - np.sqrt(eu * eu + ev * ev) / eye_w, 0.1) * _soft(1 - np.abs(ev) / eye_h, 0.3)
+    eye, iris, (eu, ev, eye_w) = _eyes(p, u, v)
+    image = _paint(image, eye, sclera)
     image = _paint(image, iris * (1 - is_mask), _col(p["iris"]))
     brow = _soft(1 - np.sqrt((eu / (1.2 * eye_w)) ** 2 + ((ev + 0.17) / 0.035) ** 2), 0.4)
     image = _paint(image, brow, hair * 0.8)
@@ -377,12 +507,20 @@ def _scene(grid: _Grid, p: dict) -> np.ndarray:
     return image + glare
 
 
+def _eyes(p: dict, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Soft masks of both eyes and both irises, and the eye-relative coordinates (eu, ev) and eye width."""
+    yaw = _col(p["yaw"])
+    eye_w, eye_h = _col(p["eye_w"]), _col(p["eye_w"] * 0.55 * p["eye_open"])
+    eu, ev = np.abs(u - yaw) - _col(p["eye_sep"]), v - _col(p["eye_y"])  # both eyes at once
+    eye = _soft(1 - np.sqrt((eu / eye_w) ** 2 + (ev / eye_h) ** 2), 0.3)
+    iris = _soft(0.55 - np.sqrt(eu * eu + ev * ev) / eye_w, 0.1) * _soft(1 - np.abs(ev) / eye_h, 0.3)
+    return eye, iris, (eu, ev, eye_w)
+
+
 def _medium(grid: _Grid, p: dict, photo: np.ndarray) -> np.ndarray:
     """The photo shown on paper or a screen and held in front of the camera in a real scene."""
     # Coordinates in the medium's own (slightly rotated) frame; its patterns use reference pixels.
-    angle = _col(p["med_angle"])
-    mx, my = grid.X - _col(p["med_x"] + p["shake_x"]), grid.Y - _col(p["med_y"] + p["shake_y"])
-    mu, mv = mx * np.cos(angle) + my * np.sin(angle), -mx * np.sin(angle) + my * np.cos(angle)
+    mu, mv = _medium_coordinates(grid, p)
     px, py = mu * (REFERENCE_SIZE / 2), mv * (REFERENCE_SIZE / 2)
     is_print, is_replay = _col(p["is_print"]), _col(p["is_replay"])
 
@@ -407,10 +545,22 @@ def _medium(grid: _Grid, p: dict, photo: np.ndarray) -> np.ndarray:
         / (2 * _col(p["glare_radius"]) ** 2))
 
     # The medium's rectangle (huge when its edge is out of view), its edge band, the scene around it.
-    inside = np.minimum(_col(p["med_half_x"]) - np.abs(mu), _col(p["med_half_y"]) - np.abs(mv))
+    inside = _inside_medium(p, mu, mv)
     edge_colour = 0.05 + 0.87 * is_print  # white paper, black screen bezel
     framed = _paint(shown, _soft(_col(p["med_edge"]) - inside, 0.02), edge_colour)
     return _paint(_background(grid, p, "out0", "out1"), _soft(inside, 0.02), framed)
+
+
+def _medium_coordinates(grid: _Grid, p: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, mv): coordinates in the held medium's own, slightly rotated, frame."""
+    angle = _col(p["med_angle"])
+    mx, my = grid.X - _col(p["med_x"] + p["shake_x"]), grid.Y - _col(p["med_y"] + p["shake_y"])
+    return mx * np.cos(angle) + my * np.sin(angle), -mx * np.sin(angle) + my * np.cos(angle)
+
+
+def _inside_medium(p: dict, mu: np.ndarray, mv: np.ndarray) -> np.ndarray:
+    """Signed distance into the medium's rectangle (positive inside)."""
+    return np.minimum(_col(p["med_half_x"]) - np.abs(mu), _col(p["med_half_y"]) - np.abs(mv))
 
 
 def _camera(grid: _Grid, style: DomainStyle, p: dict, image: np.ndarray,
@@ -444,3 +594,89 @@ def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
     buffer.seek(0)
     with Image.open(buffer) as decoded:
         return np.asarray(decoded.convert("RGB"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Depth and near-infrared: one closeness map per frame (the scene's 3-D shape), seen by each sensor.
+
+
+@dataclass
+class _Sensors:
+    """A block's depth/IR rendering: the domain's sensors, the block's sensor parameters and noise."""
+
+    style: SensorStyle
+    q: dict[str, np.ndarray]
+    modalities: tuple[str, ...]  # depth and/or ir
+    rng: np.random.Generator
+
+    def render(self, grid: _Grid, p: dict, geometry: _Face, luma: np.ndarray) -> dict[str, np.ndarray]:
+        q, style = self.q, self.style
+        mu, mv = _medium_coordinates(grid, p)
+        medium = _col(p["medium"]) * _soft(_inside_medium(p, mu, mv), 0.02)  # 1 on a print or screen
+        screen = medium * _col(p["is_replay"])
+        wall = _col(q["wall_tilt"]) * (grid.X * np.cos(_col(q["wall_angle"])) + grid.Y * np.sin(_col(q["wall_angle"])))
+        plane = (_col(q["med_z"]) + _col(q["tilt_x"]) * mu + _col(q["tilt_y"]) * mv
+                 + _col(q["bend"]) * (1 - np.clip(mu, -1, 1) ** 2))
+        person, dome = _person_closeness(p, q, geometry, wall)
+        closeness = _paint(_paint(person, _col(p["medium"]), wall), medium, plane)
+        frames = {}
+        if "depth" in self.modalities:
+            depth = style.depth_offset + style.depth_gain * (closeness + _col(q["distance"]))
+            depth = _gaussian_blur(depth, q["depth_blur"] / grid.pixel)
+            depth += style.depth_noise * self.rng.standard_normal(depth.shape, dtype=np.float32)
+            holes = style.depth_holes * (screen + (1 - _col(p["medium"])) * geometry.hair * (1 - geometry.face) / 3)
+            frames["depth"] = _encode(np.where(self.rng.random(depth.shape) < holes, 0, depth), p)
+        if "ir" in self.modalities:
+            albedo = _ir_albedo(p, q, geometry, luma, medium, style.ink_ir)
+            # Lambertian with the light at the camera: brightness follows the surface's facing, the
+            # z-component of its normal; for the head's ellipsoid that is its dome, a plane's is its tilt.
+            head = np.maximum(geometry.hair, geometry.face) * (1 - _col(p["medium"]))
+            tilt = 1 / np.sqrt(1 + (IR_RELIEF * _col(q["tilt_x"])) ** 2 + (IR_RELIEF * _col(q["tilt_y"])) ** 2)
+            facing = _paint(_paint(1 + 0 * closeness, head, 0.35 + 0.65 * dome), medium, tilt)
+            light = np.clip(1 + style.ir_falloff * (closeness - 0.5), 0.1, None) * _col(q["ir_gain"])
+            glint = screen * _col(q["glint"]) * np.exp(
+                -((grid.X - _col(q["glint_x"])) ** 2 + (grid.Y - _col(q["glint_y"])) ** 2) / 0.02)
+            ir = np.clip(style.ir_ambient + style.ir_gain * albedo * facing * light + glint, 0, 1) ** style.ir_gamma
+            ir += style.ir_noise * self.rng.standard_normal(ir.shape, dtype=np.float32)
+            frames["ir"] = _encode(ir, p)
+        return frames
+
+
+IR_RELIEF = 3.0  # closeness units -> image half-widths, for the tilt of a held medium's normal
+
+
+def _person_closeness(p: dict, q: dict, geometry: _Face, wall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The live (or masked) person in front of the wall (torso, neck, a head with a face relief), and the
+    head's dome (the z-component of its ellipsoid's normal)."""
+    u, v, yaw = geometry.u, geometry.v, _col(p["yaw"])
+    person = _col(q["person_z"])
+    dome = np.sqrt(np.clip(1 - (geometry.radius / 1.15) ** 2, 0, None))
+    nose = _col(q["nose"]) * np.exp(-(((u - 1.3 * yaw) / 0.12) ** 2 + ((v - 0.1) / 0.25) ** 2))
+    sockets = _col(q["sockets"]) * np.exp(-(((np.abs(u - yaw) - _col(p["eye_sep"])) / 0.12) ** 2
+                                             + ((v - _col(p["eye_y"])) / 0.08) ** 2))
+    closeness = _paint(wall, geometry.body, person)
+    closeness = _paint(closeness, geometry.neck, person + 0.05)
+    head = np.maximum(geometry.hair, geometry.face)
+    return _paint(closeness, head, person + 0.1 + _col(q["relief"]) * dome + nose - sockets), dome
+
+
+def _ir_albedo(p: dict, q: dict, geometry: _Face, luma: np.ndarray, medium: np.ndarray,
+               ink_ir: float) -> np.ndarray:
+    """NIR reflectance: skin bright and tone-independent, mask material unlike skin, dark pupils; a
+    print shows its picture faintly (as much as its ink absorbs NIR); a screen emits no NIR and is dark."""
+    albedo = _paint(_col(q["wall_ir"]) + 0 * geometry.u, geometry.body, _col(q["clothes_ir"]))
+    albedo = _paint(albedo, geometry.neck, _col(q["skin_ir"]))
+    albedo = _paint(albedo, geometry.hair, _col(q["hair_ir"]))
+    albedo = _paint(albedo, geometry.face, _col(q["skin_ir"]))
+    eye, iris, _ = _eyes(p, geometry.u, geometry.v)
+    albedo = _paint(albedo, eye * geometry.face, 0.7)
+    albedo = _paint(albedo, iris * geometry.face, 0.12)
+    print_albedo = _col(q["paper_ir"]) * (1 - ink_ir * (1 - np.clip(luma, 0, 1)))
+    shown = _col(p["is_print"]) * print_albedo + _col(p["is_replay"]) * _col(q["screen_ir"])
+    return _paint(_paint(albedo, _col(p["medium"]), _col(q["wall_ir"])), medium, shown)
+
+
+def _encode(image: np.ndarray, p: dict) -> np.ndarray:
+    """(B, 1, H, W) in [0, 1] -> JPEG-compressed (B, H, W, 3) uint8, grey in all three channels."""
+    frames = (np.clip(image[:, 0], 0, 1) * 255 + 0.5).astype(np.uint8)
+    return np.stack([_jpeg(frame, int(quality)) for frame, quality in zip(frames, p["quality"])])
