@@ -97,6 +97,7 @@ def test_tiny_example_exact_numbers():
     assert m["at_0.5"] == pytest.approx({"apcer": 0.5, "bpcer": 1 / 3, "acer": 5 / 12})
     assert m["hter"] == pytest.approx(7 / 12)
     assert "per_attack_type" not in m and "apcer_worst_type" not in m
+    assert "acer_iso" not in m["at_eer"] and "at_val" not in m and m["level"] == "frame"
     _assert_plain_json(m)
 
 
@@ -196,14 +197,16 @@ def test_single_class_gives_null_not_crash(label):
     for key in ("eer", "auc", "tpr_at_fpr_1pct", "hter"):
         assert m[key] is None
     assert m["threshold"] == {"eer": None}
-    assert m["at_eer"] == {"apcer": None, "bpcer": None, "acer": None}
+    pooled = ("apcer", "bpcer", "acer")
+    assert {k: m["at_eer"][k] for k in pooled} == {"apcer": None, "bpcer": None, "acer": None}
     if label == L:
         assert m["at_0.5"] == {"apcer": None, "bpcer": 0.5, "acer": None}
         assert "per_attack_type" not in m
     else:
-        assert m["at_0.5"] == {"apcer": 0.5, "bpcer": None, "acer": None}
+        assert m["at_0.5"] == {"apcer": 0.5, "bpcer": None, "acer": None, "apcer_per_type": {"print": 0.5},
+                               "apcer_worst_type": 0.5, "acer_iso": None}
         assert m["per_attack_type"] == {"print": {"apcer": None, "n": 4}}
-        assert m["apcer_worst_type"] is None
+        assert m["apcer_worst_type"] is None and m["at_eer"]["acer_iso"] is None
     assert eer(labels, scores) == (None, None) and auc(labels, scores) is None
     with pytest.raises(FasdError, match="both live and spoof"):
         roc_curve(labels, scores)
@@ -248,6 +251,9 @@ def test_per_attack_type_apcer_by_hand_and_val_threshold():
     _assert_plain_json(m)
     report = format_report(m)
     assert "replay" in report and "100.00%" in report and "val threshold 0.7500" in report
+    # at the validation threshold 0.75: print .9 accepted (1/2), replay none, unknown .8 (1/1)
+    assert m["at_val"]["apcer_per_type"] == {"print": 0.5, "replay": 0.0, "unknown": 1.0}
+    assert m["at_val"]["acer_iso"] == pytest.approx((1.0 + 2 / 3) / 2)
 
 
 def test_no_known_attack_types_omits_per_type():
@@ -288,3 +294,81 @@ def test_plots_write_png(tmp_path):
     for path in (roc, bars):
         data = path.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+# Two attack types where the pooled and the ISO ACER differ (at 0.5): live .9 .8 .3 .7 (BPCER 1/4),
+# print .2 .1 .6 (APCER 1/3), replay .75 .85 .4 (APCER 2/3); pooled APCER 3/6.
+HAND_LABELS = np.array([L, L, L, L, S, S, S, S, S, S])
+HAND_SCORES = np.array([0.9, 0.8, 0.3, 0.7, 0.2, 0.1, 0.6, 0.75, 0.85, 0.4])
+HAND_TYPES = np.array(["", "", "", "", "print", "print", "print", "replay", "replay", "replay"])
+
+
+def test_iso_acer_differs_from_pooled_acer_by_hand():
+    m = compute_metrics(HAND_LABELS, HAND_SCORES, HAND_TYPES, val_threshold=0.5)
+    row = m["at_0.5"]
+    assert row["apcer"] == pytest.approx(1 / 2) and row["bpcer"] == pytest.approx(1 / 4)
+    assert row["acer"] == pytest.approx(3 / 8)
+    assert row["apcer_per_type"] == pytest.approx({"print": 1 / 3, "replay": 2 / 3})
+    assert row["apcer_worst_type"] == pytest.approx(2 / 3) and row["acer_iso"] == pytest.approx(11 / 24)
+    assert m["at_val"] == row and m["hter"] == pytest.approx(3 / 8)
+    assert rates_at(HAND_LABELS, HAND_SCORES, 0.5, HAND_TYPES) == row
+    report = format_report(m)
+    assert "ACER_ISO" in report and "45.83%" in report and "37.50%" in report
+
+
+def _brute_force_rates(labels, scores, types, t):
+    """Plain loops, no numpy masks: APCER per type, worst, BPCER, pooled and ISO ACER at t."""
+    accepted_by_type: dict[str, list[bool]] = {}
+    live_rejected, live = 0, 0
+    for label, score, kind in zip(labels.tolist(), scores.tolist(), types.tolist()):
+        if label == L:
+            live += 1
+            live_rejected += score < t
+        else:
+            accepted_by_type.setdefault(kind or "unknown", []).append(score >= t)
+    per_type = {k: sum(v) / len(v) for k, v in accepted_by_type.items()}
+    spoof_accepted = sum(sum(v) for v in accepted_by_type.values())
+    spoofs = sum(len(v) for v in accepted_by_type.values())
+    bpcer = live_rejected / live
+    return {"apcer": spoof_accepted / spoofs, "bpcer": bpcer, "acer": (spoof_accepted / spoofs + bpcer) / 2,
+            "apcer_per_type": per_type, "apcer_worst_type": max(per_type.values()),
+            "acer_iso": (max(per_type.values()) + bpcer) / 2}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_iso_acer_against_brute_force_two_attack_types(seed):
+    rng = np.random.default_rng(seed)
+    labels, scores = _random_frames(seed, 150, 100, decimals=2)
+    types = np.where(labels == S, rng.choice(["print", "replay"], labels.size, p=[0.3, 0.7]), "")
+    types[np.flatnonzero(labels == S)[:3]] = ""  # a few spoofs of unknown type
+    m = compute_metrics(labels, scores, types, val_threshold=0.42)
+    for key, t in (("at_eer", m["threshold"]["eer"]), ("at_0.5", 0.5), ("at_val", 0.42)):
+        expected = _brute_force_rates(labels, scores, types, t)
+        row = m[key]
+        assert row.keys() == expected.keys()
+        for name in ("apcer", "bpcer", "acer", "apcer_worst_type", "acer_iso"):
+            assert row[name] == pytest.approx(expected[name]), (key, name)
+        assert row["apcer_per_type"] == pytest.approx(expected["apcer_per_type"])
+        assert row["acer_iso"] >= row["acer"]
+    assert m["per_attack_type"]["unknown"]["n"] == 3
+    _assert_plain_json(m)
+
+
+def test_video_level_metrics_count_videos(tmp_path):
+    from fasd.data.source import FrameTable
+    from fasd.evaluate.scoring import metrics_for
+
+    class Source:
+        name = "toy"
+        table = FrameTable(frame_id=np.array(["a0", "a1", "b0", "c0"]), label=np.array([L, L, S, S], np.int8),
+                           split=np.array(["test"] * 4), video_id=np.array(["a", "a", "b", "c"]),
+                           attack_type=np.array(["", "", "print", "replay"]))
+
+    rows = np.arange(4)
+    m = metrics_for(Source(), rows, np.array([0.8, 0.6, 0.3, 0.9]), video=True)
+    assert m["level"] == "video" and (m["n"], m["n_live"], m["n_spoof"]) == (3, 1, 2)
+    assert m["at_0.5"]["apcer_per_type"] == {"print": 0.0, "replay": 1.0}
+    assert format_report(m).startswith("videos 3 (live 1, spoof 2)")
+    Source.table.video_id = np.array([""] * 4)
+    with pytest.raises(FasdError, match="--video-level needs video IDs"):
+        metrics_for(Source(), rows, np.array([0.8, 0.6, 0.3, 0.9]), video=True)

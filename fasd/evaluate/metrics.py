@@ -59,15 +59,51 @@ def _acer(apcer: float | None, bpcer: float | None) -> float | None:
     return None if apcer is None or bpcer is None else (apcer + bpcer) / 2.0
 
 
-def rates_at(labels, scores, threshold: float) -> dict[str, float | None]:
-    """APCER, BPCER and ACER when frames with ``score >= threshold`` are accepted as live."""
-    labels, scores = _as_arrays(labels, scores)
-    accepted = scores >= threshold
+def _species(labels: np.ndarray, attack_types) -> np.ndarray | None:
+    """The attack type (PAI species) of every spoof frame, or None when no spoof frame names one.
+
+    Spoof frames with an empty type are reported as ``UNKNOWN_ATTACK_TYPE`` when others are known.
+    """
+    if attack_types is None:
+        return None
+    attack_types = np.asarray(attack_types, dtype=str).reshape(-1)
+    if attack_types.size != labels.size:
+        raise FasdError(f"attack_types ({attack_types.size}) and labels ({labels.size}) differ "
+                        "in length; pass one attack type per frame")
+    types = attack_types[labels == LABEL_SPOOF]
+    if not (types != "").any():
+        return None
+    return np.where(types == "", UNKNOWN_ATTACK_TYPE, types)
+
+
+def _rates(labels: np.ndarray, scores: np.ndarray, threshold: float | None,
+           species: np.ndarray | None) -> dict[str, Any]:
+    """Rates of validated arrays at ``threshold`` (all None when it is None); see ``rates_at``."""
     spoof = labels == LABEL_SPOOF
-    live = ~spoof
-    apcer = _ratio(int((accepted & spoof).sum()), int(spoof.sum()))
-    bpcer = _ratio(int((~accepted & live).sum()), int(live.sum()))
-    return {"apcer": apcer, "bpcer": bpcer, "acer": _acer(apcer, bpcer)}
+    accepted = None if threshold is None else scores >= threshold
+    apcer = bpcer = None
+    if accepted is not None:
+        apcer = _ratio(int((accepted & spoof).sum()), int(spoof.sum()))
+        bpcer = _ratio(int((~accepted & ~spoof).sum()), int((~spoof).sum()))
+    row: dict[str, Any] = {"apcer": apcer, "bpcer": bpcer, "acer": _acer(apcer, bpcer)}
+    if species is not None:
+        spoof_accepted = None if accepted is None else accepted[spoof]
+        per_type = {name: None if spoof_accepted is None else float(spoof_accepted[species == name].mean())
+                    for name in sorted(set(species.tolist()))}
+        worst = None if accepted is None else max(per_type.values())
+        row.update(apcer_per_type=per_type, apcer_worst_type=worst, acer_iso=_acer(worst, bpcer))
+    return row
+
+
+def rates_at(labels, scores, threshold: float, attack_types=None) -> dict[str, Any]:
+    """APCER, BPCER and the pooled ACER when frames with ``score >= threshold`` are accepted as live.
+
+    With ``attack_types`` naming the type of at least one spoof frame, also ``apcer_per_type``
+    {type: APCER}, ``apcer_worst_type`` (the maximum) and ``acer_iso`` = (worst-type APCER + BPCER)/2,
+    the ISO/IEC 30107-3 (and OULU-NPU) ACER.
+    """
+    labels, scores = _as_arrays(labels, scores)
+    return _rates(labels, scores, threshold, _species(labels, attack_types))
 
 
 def _has_both_classes(labels: np.ndarray) -> bool:
@@ -157,72 +193,62 @@ def tpr_at_fpr(labels, scores, max_fpr: float = 0.01) -> float | None:
     return _tpr_from_roc(fpr, tpr, max_fpr)
 
 
-def _per_attack_type(labels: np.ndarray, scores: np.ndarray, attack_types,
-                     threshold: float | None) -> dict[str, dict[str, Any]] | None:
-    """APCER per attack type at ``threshold``; None when no spoof frame has a known type."""
-    if attack_types is None:
-        return None
-    attack_types = np.asarray(attack_types, dtype=str).reshape(-1)
-    if attack_types.size != labels.size:
-        raise FasdError(f"attack_types ({attack_types.size}) and labels ({labels.size}) differ "
-                        "in length; pass one attack type per frame")
-    spoof = labels == LABEL_SPOOF
-    types = attack_types[spoof]
-    if not (types != "").any():
-        return None
-    types = np.where(types == "", UNKNOWN_ATTACK_TYPE, types)
-    spoof_scores = scores[spoof]
-    table = {}
-    for name in sorted(set(types.tolist())):
-        mine = spoof_scores[types == name]
-        apcer = None if threshold is None else float((mine >= threshold).mean())
-        table[name] = {"apcer": apcer, "n": int(mine.size)}
-    return table
-
-
-def compute_metrics(labels, scores, attack_types=None,
-                    val_threshold: float | None = None) -> dict[str, Any]:
+def compute_metrics(labels, scores, attack_types=None, val_threshold: float | None = None,
+                    level: str = "frame") -> dict[str, Any]:
     """Every reported metric as a JSON-ready dict (plain Python numbers and None).
 
-    Keys: n, n_live, n_spoof, eer, auc, tpr_at_fpr_1pct, hter, threshold{eer[, val]},
-    at_eer, at_0.5 (each {apcer, bpcer, acer}) and, when ``attack_types`` names a type
-    for at least one spoof frame, per_attack_type{type: {apcer, n}} and apcer_worst_type
-    (both at the EER threshold). HTER is the ACER at ``val_threshold`` when given, else
-    at the EER threshold.
+    Keys: level ("frame" or "video": what n, n_live and n_spoof count), n, n_live, n_spoof, eer, auc,
+    tpr_at_fpr_1pct, hter, threshold{eer[, val]}, and the rates (see ``rates_at``) at each threshold:
+    at_eer (the EER threshold of these scores, i.e. of the test set), at_0.5 and, when
+    ``val_threshold`` (chosen on the sources' validation data) is given, at_val. When
+    ``attack_types`` names a type for at least one spoof frame, every rate row also holds
+    apcer_per_type, apcer_worst_type and acer_iso, and per_attack_type{type: {apcer, n}} with
+    apcer_worst_type repeat the EER-threshold values at the top level. HTER is the ACER at
+    ``val_threshold`` when given, else at the EER threshold. docs/metrics.md maps each paper's
+    convention onto these names.
     """
     labels, scores = _as_arrays(labels, scores)
-    eer_rate = eer_threshold = auc_value = tpr_1pct = None
+    species = _species(labels, attack_types)
+    eer_rate = test_eer_threshold = auc_value = tpr_1pct = None
     if _has_both_classes(labels):
         fpr, tpr, thresholds = _roc(labels, scores)
-        eer_rate, eer_threshold = _eer_from_roc(fpr, tpr, thresholds)
+        eer_rate, test_eer_threshold = _eer_from_roc(fpr, tpr, thresholds)
         auc_value = _auc_from_roc(fpr, tpr)
         tpr_1pct = _tpr_from_roc(fpr, tpr, 0.01)
-    undefined = {"apcer": None, "bpcer": None, "acer": None}
-    at_eer = undefined if eer_threshold is None else rates_at(labels, scores, eer_threshold)
-    threshold: dict[str, float | None] = {"eer": eer_threshold}
-    if val_threshold is not None:
-        threshold["val"] = float(val_threshold)
-        hter = rates_at(labels, scores, val_threshold)["acer"]
-    else:
-        hter = at_eer["acer"]
+    threshold: dict[str, float | None] = {"eer": test_eer_threshold}
     metrics: dict[str, Any] = {
+        "level": level,
         "n": int(labels.size),
         "n_live": int((labels == LABEL_LIVE).sum()),
         "n_spoof": int((labels == LABEL_SPOOF).sum()),
         "eer": eer_rate,
         "auc": auc_value,
         "tpr_at_fpr_1pct": tpr_1pct,
-        "hter": hter,
+        "hter": None,
         "threshold": threshold,
-        "at_eer": at_eer,
-        "at_0.5": rates_at(labels, scores, 0.5),
+        "at_eer": _rates(labels, scores, test_eer_threshold, species),
+        "at_0.5": _rates(labels, scores, 0.5, species),
     }
-    per_type = _per_attack_type(labels, scores, attack_types, eer_threshold)
-    if per_type is not None:
-        known = [row["apcer"] for row in per_type.values() if row["apcer"] is not None]
-        metrics["per_attack_type"] = per_type
-        metrics["apcer_worst_type"] = max(known) if known else None
+    if val_threshold is not None:
+        threshold["val"] = float(val_threshold)
+        metrics["at_val"] = _rates(labels, scores, float(val_threshold), species)
+    metrics["hter"] = metrics["at_val" if val_threshold is not None else "at_eer"]["acer"]
+    if species is not None:
+        counts = {name: int((species == name).sum()) for name in metrics["at_eer"]["apcer_per_type"]}
+        metrics["per_attack_type"] = {name: {"apcer": apcer, "n": counts[name]}
+                                      for name, apcer in metrics["at_eer"]["apcer_per_type"].items()}
+        metrics["apcer_worst_type"] = metrics["at_eer"]["apcer_worst_type"]
     return metrics
+
+
+def stored_val_threshold(info: dict) -> float | None:
+    """The source-validation threshold saved in a student checkpoint or model metadata.
+
+    Written as ``val_threshold``; files from before the rename hold the same value as ``eer_threshold``
+    (it was always the EER threshold of the sources' validation split, never of a test set).
+    """
+    value = info.get("val_threshold", info.get("eer_threshold"))
+    return None if value is None else float(value)
 
 
 class VideoScores(NamedTuple):
@@ -285,26 +311,38 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100.0 * value:6.2f}%"
 
 
+# Rate rows of ``compute_metrics`` in report order: (label, key, threshold key).
+_ROWS = (("at EER", "at_eer", "eer"), ("at 0.5", "at_0.5", None), ("at val", "at_val", "val"))
+
+
 def format_report(metrics: dict[str, Any]) -> str:
     """A compact human-readable table of ``compute_metrics`` output (rates and AUC in %)."""
     thresholds = metrics["threshold"]
     eer_t = thresholds.get("eer")
+    unit = "videos" if metrics.get("level") == "video" else "frames"
+    iso = "acer_iso" in metrics["at_0.5"]
     lines = [
-        f"frames {metrics['n']} (live {metrics['n_live']}, spoof {metrics['n_spoof']})",
-        f"EER        {_pct(metrics['eer'])}   threshold "
+        f"{unit} {metrics['n']} (live {metrics['n_live']}, spoof {metrics['n_spoof']})",
+        f"EER        {_pct(metrics['eer'])}   test EER threshold "
         + ("n/a" if eer_t is None else f"{eer_t:.4f}"),
         f"AUC        {_pct(metrics['auc'])}",
         f"TPR@FPR1%  {_pct(metrics['tpr_at_fpr_1pct'])}",
         f"HTER       {_pct(metrics['hter'])}   "
-        + (f"(val threshold {thresholds['val']:.4f})" if "val" in thresholds else "(EER threshold)"),
-        f"{'':10} {'APCER':>7}  {'BPCER':>7}  {'ACER':>7}",
+        + (f"(val threshold {thresholds['val']:.4f})" if "val" in thresholds else "(test EER threshold)"),
+        f"{'':10} {'APCER':>7}  {'BPCER':>7}  {'ACER':>7}" + (f"  {'ACER_ISO':>8}" if iso else ""),
     ]
-    for name, key in (("at EER", "at_eer"), ("at 0.5", "at_0.5")):
-        row = metrics[key]
-        lines.append(f"{name:10} {_pct(row['apcer']):>7}  {_pct(row['bpcer']):>7}  {_pct(row['acer']):>7}")
-    if "per_attack_type" in metrics:
-        lines.append("APCER per attack type (EER threshold):")
-        for name, row in metrics["per_attack_type"].items():
-            lines.append(f"  {name:16} {_pct(row['apcer']):>7}  n={row['n']}")
-        lines.append(f"  {'worst':16} {_pct(metrics['apcer_worst_type']):>7}")
+    for name, key, _ in _ROWS:
+        row = metrics.get(key)
+        if row is None:
+            continue
+        lines.append(f"{name:10} {_pct(row['apcer']):>7}  {_pct(row['bpcer']):>7}  {_pct(row['acer']):>7}"
+                     + (f"  {_pct(row['acer_iso']):>8}" if iso else ""))
+    if iso:
+        shown = [(name, key) for name, key, _ in _ROWS if key in metrics]
+        lines.append("APCER per attack type: " + ", ".join(name for name, _ in shown))
+        for species in metrics["per_attack_type"]:
+            cells = "  ".join(f"{_pct(metrics[key]['apcer_per_type'][species]):>7}" for _, key in shown)
+            lines.append(f"  {species:16} {cells}  n={metrics['per_attack_type'][species]['n']}")
+        worst = "  ".join(f"{_pct(metrics[key]['apcer_worst_type']):>7}" for _, key in shown)
+        lines.append(f"  {'worst':16} {worst}")
     return "\n".join(lines)

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fasd.data.source import FrameSource
+from fasd.errors import FasdError
 from fasd.evaluate.metrics import compute_metrics, video_level
 from fasd.training.frames import EvalFrames
 from fasd.training.transforms import eval_transform
@@ -34,12 +35,16 @@ def score_rows(p_live: PLive, source: FrameSource, rows: np.ndarray, batch_size:
 
 def metrics_for(source: FrameSource, rows: np.ndarray, scores: np.ndarray, video: bool = False,
                 val_threshold: float | None = None) -> dict:
-    """The metrics JSON object of DESIGN.md for scored rows (frame level, or mean per video)."""
+    """The metrics JSON object of DESIGN.md for scored rows: frame level, or (``video``) one mean
+    score per video, counted as videos and marked ``"level": "video"``."""
     table = source.table
     labels, attack = table.label[rows], table.attack_type[rows]
     if video:
+        if not (table.video_id[rows] != "").any():
+            raise FasdError(f"--video-level needs video IDs, but no frame of {source.name} has one; "
+                            "evaluate at frame level, or give the frames a video_id")
         videos = video_level(table.video_id[rows], labels, scores, attack, table.frame_id[rows])
-        return compute_metrics(videos.labels, videos.scores, videos.attack_types, val_threshold)
+        return compute_metrics(videos.labels, videos.scores, videos.attack_types, val_threshold, level="video")
     return compute_metrics(labels, scores, attack, val_threshold)
 
 
