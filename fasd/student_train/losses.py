@@ -221,3 +221,15 @@ class DistillationLoss(CompositeLoss):
 
 # RS2's alignment term (MMDA, paper B eq. 4–5) lives in a neutral module the MMDA teacher also imports.
 from fasd.rs2_math import RS2_MIN_MODES, rs2_align_loss  # noqa: E402  (re-export)
+
+
+def head_aware_loss(student_layers: torch.Tensor, teacher_layers: torch.Tensor) -> torch.Tensor:
+    """HaTFAS head-aware loss (paper C): mean_k mean((t − s·sᵀt)²), s, t row-normalised; sᵀt couples the batch."""
+    if student_layers.ndim != 3 or teacher_layers.ndim != 3 or student_layers.shape[:2] != teacher_layers.shape[:2]:
+        raise ValueError(f"head_aware_loss needs (B, L, Ds) and (B, L, Dt) with equal B and L; got "
+                         f"{tuple(student_layers.shape)} and {tuple(teacher_layers.shape)}")
+    s = F.normalize(student_layers.float(), dim=2)  # (B, L, Ds): each CLS row unit norm
+    t = F.normalize(teacher_layers.float(), dim=2)  # (B, L, Dt)
+    correlation = torch.einsum("bls,blt->lst", s, t)  # C_k = s_kᵀ t_k, (L, Ds, Dt)
+    reconstruction = torch.einsum("bls,lst->blt", s, correlation)  # R_k = s_k C_k, (B, L, Dt)
+    return (t - reconstruction).pow(2).mean(dim=(0, 2)).mean()
