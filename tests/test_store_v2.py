@@ -113,12 +113,12 @@ def test_check_names_damaged_chunks_training_refuses_and_repair_recomputes(tmp_p
     assert checked.exit_code == 1
     assert "2 damaged chunk(s): chunk 0: 'feature' cannot be decoded" in checked.output, checked.output
     assert "--repair" in checked.output
-    trained = fasd("train", "--sources", "alpha", "--target", "alpha", "--config", synth_config, "--store", store,
+    trained = fasd("train", "--sources", "alpha", "--target", "beta", "--config", synth_config, "--store", store,
                    *TINY, "--out", tmp_path / "run")
     assert trained.exit_code == 2 and "--repair" in trained.output and "Traceback" not in trained.output
     repaired = fasd(*cache, "--repair")
     assert repaired.exit_code == 0 and "recomputing them" in repaired.output, repaired.output
-    assert "cached 32 frames in 2 chunk(s)" in repaired.output
+    assert "in 2 chunk(s)" in repaired.output  # exactly the damaged ones
     assert fasd("inspect", store, "--check").exit_code == 0
     for name, values in pristine.items():
         np.testing.assert_array_equal(zarr.open_group(str(store), mode="r")["alpha"][name][:], values)

@@ -30,6 +30,20 @@ def synth(
     typer.echo(f"wrote {domains} synthetic domain(s) and {config}")
 
 
+@command("frames")
+def frames(
+    pack: Annotated[Path, typer.Argument(help="HDF5 frame pack (written by synth or ingest).")],
+    out: Annotated[Path, typer.Option(help="Folder for the PNG files.")],
+    count: Annotated[int, typer.Option(help="Frames to write, alternating live and spoof.")] = 8,
+    split: Annotated[str, typer.Option(help="Split to take them from: train, val or test.")] = "test",
+) -> None:
+    """Write a few frames of a pack as <index>_<live|spoof>_<frame_id>.png (images to try `fasd predict` on)."""
+    from fasd.data.export_frames import export_frames
+
+    paths = export_frames(pack, out, count, split)
+    typer.echo(f"wrote {len(paths)} frame(s) of {pack} ({split}) to {out}")
+
+
 @command("ingest")
 def ingest(
     kind: Annotated[str, typer.Argument(help="Native layout: oulu, replay, celeba, mcio or mmdg (the MMDG "
@@ -235,7 +249,7 @@ def inspect(
         opened.dataset(dataset)
     summary = summarize_store(opened, dataset)
     for name, entry in summary["datasets"].items():
-        entry["teacher_metrics"] = teacher_metrics(opened, name)
+        entry["teacher_metrics"] = {} if entry["damaged"] else teacher_metrics(opened, name)
     if verify:
         if checkpoint is None:
             raise FasdError("--verify N needs --checkpoint FILE (the teacher the store was cached with)")

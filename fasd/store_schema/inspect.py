@@ -35,13 +35,16 @@ def summarize_dataset(group: zarr.Group, specs: dict[str, TargetSpec]) -> dict:
     done = group[layout.DONE][:]
     chunk_rows = int(group.attrs[layout.CHUNK_ROWS_ATTR])
     rows_done = done_rows(group, done)
-    valid = valid_rows(group, done)
     label = group[layout.LABEL][:]
     split = read_strings(group[layout.SPLIT])
-    feature_norm = None
-    if layout.FEATURE in specs and valid.any():
-        norms = np.linalg.norm(group[layout.FEATURE][:][valid].astype(np.float32), axis=1)
-        feature_norm = {"min": float(norms.min()), "max": float(norms.max())}
+    feature_norm, damaged = None, None
+    try:
+        valid = valid_rows(group, done)
+        if layout.FEATURE in specs and valid.any():
+            norms = np.linalg.norm(group[layout.FEATURE][:][valid].astype(np.float32), axis=1)
+            feature_norm = {"min": float(norms.min()), "max": float(norms.max())}
+    except Exception as exc:  # corrupt chunk bytes: report, let --check name the chunks
+        valid, damaged = np.zeros(rows, dtype=bool), f"{type(exc).__name__}: {str(exc)[:80]}"
     target_bytes = sum(_stored_bytes(group[name]) for name in specs)
     total_bytes = sum(_stored_bytes(group[name]) for name in group.array_keys())
     return {
@@ -56,6 +59,7 @@ def summarize_dataset(group: zarr.Group, specs: dict[str, TargetSpec]) -> dict:
         "target_bytes_per_frame": target_bytes / rows if rows else 0.0,
         "source": dict(group.attrs.get(layout.SOURCE_ATTR, {})),
         "source_path": group.attrs.get(layout.SOURCE_PATH_ATTR),
+        "damaged": damaged,
     }
 
 
@@ -108,7 +112,8 @@ def format_summary(summary: dict) -> str:
             f"({'complete' if d['completed'] else 'INCOMPLETE: re-run cache-teacher to resume'})",
             f"  labels  {', '.join(f'{k} {v}' for k, v in d['labels'].items())}",
             f"  splits  {', '.join(f'{k} {v}' for k, v in d['splits'].items())}",
-            f"  checks  {norm_text}NaN rows {d['nan_rows']}, unreadable {d['unreadable']}",
+            f"  checks  {norm_text}NaN rows {d['nan_rows']}, unreadable {d['unreadable']}"
+            + (f"; DAMAGED ({d['damaged']}): run `fasd inspect --check`" if d.get("damaged") else ""),
             f"  size    {d['bytes_stored'] / 1e6:.2f} MB on disk, {d['target_bytes_per_frame']:.0f} B/frame "
             f"for all targets (compressed)",
         ]
