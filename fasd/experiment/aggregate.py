@@ -2,7 +2,8 @@
 
 A group is one (protocol, store, ablation) over its seeds; the paper reports mean ± sample standard
 deviation (ddof = 1) of each metric; a single seed has no standard deviation. Rates stay fractions here
-(as in metrics.json); tables.md shows them in %.
+(as in metrics.json); tables.md shows them in %. The ISO/IEC 30107-3 ACER columns (worst attack type's
+APCER) are empty for runs whose target names no attack types.
 """
 
 from __future__ import annotations
@@ -26,7 +27,11 @@ METRICS: dict[str, tuple[str, ...]] = {
     "apcer_at_0.5": ("at_0.5", "apcer"),
     "bpcer_at_0.5": ("at_0.5", "bpcer"),
     "auc": ("auc",),
+    "acer_iso_at_eer": ("at_eer", "acer_iso"),
+    "acer_iso_at_0.5": ("at_0.5", "acer_iso"),
 }
+# Keys a run holds only where attack types are known (ISO/IEC 30107-3 ACER): None when absent.
+ISO_ONLY = frozenset({"acer_iso"})
 RESULT_COLUMNS = ["protocol", "store", "ablation", "seed", "sources", "target", *METRICS, "best_epoch", "run_dir"]
 
 
@@ -70,9 +75,10 @@ class Group:
 
 
 def _lookup(metrics: dict, path: tuple[str, ...]):
-    for key in path:
+    *parents, last = path
+    for key in parents:
         metrics = metrics[key]
-    return metrics
+    return metrics.get(last) if last in ISO_ONLY else metrics[last]
 
 
 def _read_run(path: Path, runs_root: Path) -> RunResult:

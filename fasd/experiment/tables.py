@@ -2,7 +2,9 @@
 
 Every number is in %: ACER at the EER threshold of the target's test split, mean ± sample std over seeds
 (one seed: its value alone), Δ = ACER − baseline ACER in percentage points (negative is better), with EER
-and ACER at the fixed 0.5 threshold alongside. The baseline is the no-teacher ablation of the same protocol,
+and ACER at the fixed 0.5 threshold alongside. ACER pools every attack type (paper A's convention); where the
+target names its attack types, ACER_ISO = (worst attack type's APCER + BPCER)/2 (ISO/IEC 30107-3, OULU-NPU)
+follows at the EER and the 0.5 thresholds. The baseline is the no-teacher ablation of the same protocol,
 or in Table 1 a fixed ``--reference`` number when one applies to the protocol.
 """
 
@@ -41,7 +43,8 @@ def _delta(group: Group, baseline: Baseline | None) -> str:
 def _group_row(group: Group, label: str, baseline: Baseline | None) -> list[str]:
     stats = group.stats
     return [group.protocol, _route(group), label, str(stats["acer_at_eer"].n), percent(stats["acer_at_eer"]),
-            _delta(group, baseline), percent(stats["eer"]), percent(stats["acer_at_0.5"])]
+            _delta(group, baseline), percent(stats["eer"]), percent(stats["acer_at_0.5"]),
+            percent(stats["acer_iso_at_eer"]), percent(stats["acer_iso_at_0.5"])]
 
 
 def _no_teacher(groups: Groups, protocol: str) -> Group | None:
@@ -71,7 +74,7 @@ def table1_rows(groups: Groups, references: dict[str, float]) -> list[list[str]]
             continue
         fixed = references_for(references, protocol)
         baseline = fixed[0] if fixed else _no_teacher_baseline(groups, protocol)
-        rows += [[protocol, _route(full[0]), name, "", f"{value:.2f}", "", "", ""] for name, value in fixed]
+        rows += [[protocol, _route(full[0]), name, "", f"{value:.2f}", "", "", "", "", ""] for name, value in fixed]
         rows += [_group_row(g, f"distilled [{g.store}]", baseline) for g in full]
     return rows
 
@@ -118,26 +121,35 @@ def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(row) + " |" for row in rows)]
 
 
-def _section(title: str, variant: str, rows: list[list[str]], missing: str) -> list[str]:
-    header = ["protocol", "train → test", variant, "seeds", "ACER (%)", "Δ ACER (pp)", "EER (%)",
-              "ACER@0.5 (%)"]
+HEADER = ["protocol", "train → test", "", "seeds", "ACER (%)", "Δ ACER (pp)", "EER (%)", "ACER@0.5 (%)"]
+ISO_HEADER = ["ACER_ISO (%)", "ACER_ISO@0.5 (%)"]
+
+
+def _section(title: str, variant: str, rows: list[list[str]], missing: str, iso: bool) -> list[str]:
+    """A markdown table; the ACER_ISO columns only when some run's target names its attack types."""
+    header = [*HEADER[:2], variant, *HEADER[3:], *(ISO_HEADER if iso else [])]
+    rows = [row[:len(header)] for row in rows]
     return [f"## {title}", "", *(_markdown(header, rows) if rows else [f"_{missing}_"]), ""]
 
 
 def render_tables(groups: Groups, references: dict[str, float]) -> str:
+    iso = any(group.stats["acer_iso_at_eer"].n for group in groups.values())
     lines = [
         "# Experiment results", "",
         "ACER at the EER threshold of the target's test split, in %: mean ± sample std (ddof = 1) over seeds; "
         "a single seed shows its value alone. Δ ACER = ACER − baseline ACER in percentage points (negative is "
-        "better); the baseline is named in each cell. EER and ACER at the fixed 0.5 threshold alongside.", "",
+        "better); the baseline is named in each cell. EER and ACER at the fixed 0.5 threshold alongside. "
+        "ACER pools all attack types"
+        + ("; ACER_ISO = (worst attack type's APCER + BPCER)/2 (ISO/IEC 30107-3), n/a where the target "
+           "names no attack types." if iso else " (the target names no attack types, so no ISO ACER)."), "",
         *_section("Table 1: cross-domain ACER", "method", table1_rows(groups, references),
-                  "no finished runs of the full ablation yet"),
+                  "no finished runs of the full ablation yet", iso),
         *_section("Table 3: no-teacher ablation", "variant", table3_rows(groups),
-                  "needs finished runs of both the full and the no-teacher ablations of a protocol"),
+                  "needs finished runs of both the full and the no-teacher ablations of a protocol", iso),
         *_section("Table 4: teacher choice", "teacher store", table4_rows(groups),
                   "needs finished full runs of one protocol with two or more teacher stores "
-                  "(--stores flip=PATH,clip=PATH)"),
+                  "(--stores flip=PATH,clip=PATH)", iso),
         *_section("Table 5: loss components", "loss", table5_rows(groups),
-                  "needs finished runs of the kl-only, kl-feat or kl-ssdg ablations"),
+                  "needs finished runs of the kl-only, kl-feat or kl-ssdg ablations", iso),
     ]
     return "\n".join(lines)
