@@ -206,13 +206,14 @@ def _write_domain(path: Path, name: str, style: DomainStyle, frames: int, size: 
     if sensors is not None:
         sensor, extra, sensor_rng = sensors
         sensor_params = _plan_sensors(sensor, params, frames, sensor_rng)
-        sensor_seeds = sensor_rng.integers(2**63, size=len(blocks))
+        sensor_seeds = sensor_rng.integers(2**63, size=(len(blocks), 2))  # depth's and IR's noise
 
     def render(index: int) -> dict[str, np.ndarray]:
         block = {key: value[blocks[index]] for key, value in params.items()}
         block_sensors = None if not extra else _Sensors(
-            sensor, {key: value[blocks[index]] for key, value in sensor_params.items()}, extra,
-            np.random.default_rng(sensor_seeds[index]))
+            sensor, {key: value[blocks[index]] for key, value in sensor_params.items()},
+            {name: np.random.default_rng(seed) for name, seed in zip(MODALITIES[1:], sensor_seeds[index])
+             if name in extra})
         return _render(grid, style, block, np.random.default_rng(noise_seeds[index]), block_sensors)
 
     with (PackWriter(path, dataset=name, size=size, source="synthetic", crop_policy="synthetic-centred",
@@ -602,12 +603,12 @@ def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
 
 @dataclass
 class _Sensors:
-    """A block's depth/IR rendering: the domain's sensors, the block's sensor parameters and noise."""
+    """A block's depth/IR rendering: the domain's sensors, the block's sensor parameters, and a noise
+    generator for each modality to render (depth's and IR's are independent of each other)."""
 
     style: SensorStyle
     q: dict[str, np.ndarray]
-    modalities: tuple[str, ...]  # depth and/or ir
-    rng: np.random.Generator
+    rngs: dict[str, np.random.Generator]
 
     def render(self, grid: _Grid, p: dict, geometry: _Face, luma: np.ndarray) -> dict[str, np.ndarray]:
         q, style = self.q, self.style
@@ -620,13 +621,14 @@ class _Sensors:
         person, dome = _person_closeness(p, q, geometry, wall)
         closeness = _paint(_paint(person, _col(p["medium"]), wall), medium, plane)
         frames = {}
-        if "depth" in self.modalities:
+        if "depth" in self.rngs:
+            rng = self.rngs["depth"]
             depth = style.depth_offset + style.depth_gain * (closeness + _col(q["distance"]))
             depth = _gaussian_blur(depth, q["depth_blur"] / grid.pixel)
-            depth += style.depth_noise * self.rng.standard_normal(depth.shape, dtype=np.float32)
+            depth += style.depth_noise * rng.standard_normal(depth.shape, dtype=np.float32)
             holes = style.depth_holes * (screen + (1 - _col(p["medium"])) * geometry.hair * (1 - geometry.face) / 3)
-            frames["depth"] = _encode(np.where(self.rng.random(depth.shape) < holes, 0, depth), p)
-        if "ir" in self.modalities:
+            frames["depth"] = _encode(np.where(rng.random(depth.shape) < holes, 0, depth), p)
+        if "ir" in self.rngs:
             albedo = _ir_albedo(p, q, geometry, luma, medium, style.ink_ir)
             # Lambertian with the light at the camera: brightness follows the surface's facing, the
             # z-component of its normal; for the head's ellipsoid that is its dome, a plane's is its tilt.
@@ -637,7 +639,7 @@ class _Sensors:
             glint = screen * _col(q["glint"]) * np.exp(
                 -((grid.X - _col(q["glint_x"])) ** 2 + (grid.Y - _col(q["glint_y"])) ** 2) / 0.02)
             ir = np.clip(style.ir_ambient + style.ir_gain * albedo * facing * light + glint, 0, 1) ** style.ir_gamma
-            ir += style.ir_noise * self.rng.standard_normal(ir.shape, dtype=np.float32)
+            ir += style.ir_noise * self.rngs["ir"].standard_normal(ir.shape, dtype=np.float32)
             frames["ir"] = _encode(ir, p)
         return frames
 
