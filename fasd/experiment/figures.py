@@ -1,4 +1,4 @@
-"""Experiment plots (PNG): ACER per protocol with error bars, and the ROC curves of a group's seeds."""
+"""Experiment plots (PNG): ACER per protocol with values and error bars, and the ROC curves of a group's seeds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fasd.evaluate.plots import plot_bars, plot_roc
+from fasd.evaluate.plots import plot_bars, plot_roc_panels
 from fasd.experiment.aggregate import Group, Stat
 from fasd.experiment.references import references_for
 from fasd.experiment.tables import LABELS
@@ -16,6 +16,7 @@ SCORES_FILE = "scores.csv"
 
 
 def _bar(stat: Stat) -> float | tuple[float, float]:
+    """Percent, with the std over seeds where there is one."""
     return 100 * stat.mean if stat.std is None else (100 * stat.mean, 100 * stat.std)
 
 
@@ -52,11 +53,14 @@ def read_scores(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def roc_plots(groups: list[Group], folder: Path) -> list[Path]:
-    """One ROC figure per group, a curve per seed (seeds whose test split has both classes)."""
+    """One titled ROC figure per group, a thin curve per seed (seeds whose test split has both classes)."""
     paths = []
     for group in groups:
-        curves = {f"seed {run.seed}": read_scores(run.run_dir / SCORES_FILE) for run in group.runs
-                  if run.values["auc"] is not None and (run.run_dir / SCORES_FILE).is_file()}
+        curves = [read_scores(run.run_dir / SCORES_FILE) for run in group.runs
+                  if run.values["auc"] is not None and (run.run_dir / SCORES_FILE).is_file()]
         if curves:
-            paths.append(plot_roc(curves, folder / f"roc_{group.protocol}_{group.store}_{group.ablation}.png"))
+            label = LABELS.get(group.ablation, group.ablation)
+            paths.append(plot_roc_panels({label: curves},
+                                         folder / f"roc_{group.protocol}_{group.store}_{group.ablation}.png",
+                                         f"ROC on {group.protocol} [{group.store}]"))
     return paths

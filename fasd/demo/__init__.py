@@ -1,0 +1,6 @@
+"""``fasd demo``: the end-to-end default on synthetic data (pipeline), per-recipe stages, statistics, report."""
+
+from fasd.demo.pipeline import DemoBudget, run_demo
+from fasd.demo.recipes import DEMO_RECIPES
+
+__all__ = ["DEMO_RECIPES", "DemoBudget", "run_demo"]
