@@ -35,7 +35,8 @@ def rs2_distance(embedding: torch.Tensor, labels: torch.Tensor, captions: torch.
     """d (B,) ∈ [0, 1]: half the smallest cosine distance of each embedding to the captions (eq. 4)."""
     if min_over not in RS2_MIN_MODES:
         raise FasdError(f"unknown --rs2-min '{min_over}'; valid: {', '.join(RS2_MIN_MODES)}")
-    cosine = F.normalize(embedding.float(), dim=1) @ F.normalize(captions.float(), dim=1).t()  # (B, K)
+    with torch.autocast(embedding.device.type, enabled=False):  # float32 whatever autocast is active
+        cosine = F.normalize(embedding.float(), dim=1) @ F.normalize(captions.float(), dim=1).t()  # (B, K)
     distance = 0.5 * (1.0 - cosine)
     if min_over == "own-class":
         own = labels.view(-1, 1).long() == caption_labels.view(1, -1).long()

@@ -151,6 +151,16 @@ def test_rs2_distance_lies_in_zero_one_and_the_loss_stays_finite():
         rs2_distance(embedding, labels, captions, caption_labels, "nearest")
 
 
+def test_rs2_is_computed_in_float32_under_autocast():
+    torch.manual_seed(4)
+    embedding, captions = torch.randn(8, 64), torch.randn(6, 64)
+    labels, caption_labels = torch.randint(0, 2, (8,)), torch.tensor([0, 0, 0, 1, 1, 1])
+    expected = rs2_align_loss(embedding, labels, captions, caption_labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = rs2_align_loss(embedding, labels, captions, caption_labels)
+    assert got.dtype == torch.float32 and float(got) == pytest.approx(float(expected), rel=1e-6)
+
+
 def test_the_student_loss_module_exports_the_same_rs2_function():
     assert student_losses.rs2_align_loss is rs2_align_loss
 

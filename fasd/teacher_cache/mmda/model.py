@@ -122,8 +122,10 @@ class MMDATeacher(nn.Module):
         pooled = (fused[:, ::count] * weights).sum(dim=1) / weights.sum(dim=1)  # CLS of each modality
         depths = self.udsa(pooled @ self.visual.proj)
         feature = F.normalize(depths[0].float(), dim=-1)
+        with torch.autocast(device.type, enabled=False):  # cosines in float32 whatever autocast is active
+            caption_cos = feature @ self.captions.t()
         return {layout.LOGITS: self.head(depths[0]).float(), layout.FEATURE: feature,
-                CAPTION_COS: feature @ self.captions.t(), DEPTH_EMBEDDINGS: depths}
+                CAPTION_COS: caption_cos, DEPTH_EMBEDDINGS: depths}
 
     def loss(self, outputs: dict, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_RS2 = L_cls + L_align at every U-DSA depth (rs2.rs2_losses); {"cls", "align", "total"}."""
@@ -142,9 +144,9 @@ def build_mmda_teacher(clip: open_clip.model.CLIP, captions: dict[str, list[str]
                        settings: MMDASettings = MMDASettings()) -> MMDATeacher:
     """An MMDA teacher around ``clip``'s visual tower; the captions are encoded once by its text tower, and the
     classifier starts as the zero-shot classifier."""
-    teacher = MMDATeacher(clip.visual, clip_config(clip), captions, settings)
-    sentences, _ = flatten_captions(captions)
     device = next(clip.parameters()).device
+    teacher = MMDATeacher(clip.visual, clip_config(clip), captions, settings).to(device)
+    sentences, _ = flatten_captions(captions)
     tokens = open_clip.tokenize(sentences, context_length=clip.context_length).to(device)
     teacher.captions.copy_(F.normalize(clip.encode_text(tokens).float(), dim=-1))
     teacher.head.init_zero_shot(teacher.captions, teacher.caption_labels, float(clip.logit_scale.exp()))
