@@ -36,6 +36,10 @@ def train(
                                              "head-aware). Every flag below overrides.")] = "vlmkd",
     student: Annotated[Optional[str], typer.Option(help="Registered student: mobilenetv3-small or deit-tiny "
                                                         "(default: the recipe's).")] = None,
+    student_arch: Annotated[Optional[str], typer.Option(help="deit-tiny: another timm ViT name (default "
+                                                             "deit_tiny_patch16_224).")] = None,
+    input_size: Annotated[Optional[int], typer.Option(help="deit-tiny: another input side in pixels (default "
+                                                           "224).")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: vlmkd 15, hatfas 300).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default: vlmkd 64, hatfas 128).")
                           ] = None,
@@ -97,6 +101,7 @@ def train(
                  "warmup_epochs": warmup_epochs, "max_draws": max_draws, "lambda_ce": lambda_ce,
                  "lambda_kl": lambda_kl, "lambda_feat": lambda_feat, "lambda_triplet": lambda_triplet,
                  "lambda_head_aware": lambda_head_aware, "tau": tau, "margin": margin, "student": student,
+                 "student_arch": student_arch, "input_size": input_size,
                  "layer_tap": layer_tap, "layers": _layers(layers) if layers else None}
     if alpha is not None:
         if lambda_ce is not None or lambda_kl is not None:

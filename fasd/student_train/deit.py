@@ -12,6 +12,7 @@ import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
 from fasd.constants import CLASS_NAMES, LABEL_LIVE
+from fasd.student_train.students import StudentConfig, register_student
 from fasd.vit_layers import build_timm_vit, check_layers, check_tap, vit_outputs
 
 DEIT_TINY = "deit_tiny_patch16_224"
@@ -31,11 +32,16 @@ class DeitStudent(nn.Module):
         self.tap = check_tap(tap)
         self.input_size = int(self.model.patch_embed.img_size[0])
         self.width = int(self.model.embed_dim)
+        self.config = StudentConfig(layers=list(self.layers), layer_tap=self.tap, arch=arch, input_size=img_size)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         outputs = vit_outputs(self.model, images, self.layers, self.tap)
         outputs["embedding"] = outputs.pop("feature")
         return outputs
+
+    def outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training outputs (the trainer's interface): the forward's."""
+        return self(images)
 
     def deployable(self) -> "DeployedDeit":
         return DeployedDeit(self.model)
@@ -52,3 +58,9 @@ class DeployedDeit(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(x)
         return logits, torch.softmax(logits, dim=1)[:, LABEL_LIVE]
+
+
+@register_student("deit-tiny", help="timm DeiT-Tiny at 224 px from scratch (paper C; any timm ViT with "
+                  "--student-arch); ships the whole model", input_size=224)
+def build_deit(config: StudentConfig) -> DeitStudent:
+    return DeitStudent(config.arch or DEIT_TINY, tuple(config.layers), config.layer_tap, img_size=config.input_size)

@@ -136,6 +136,12 @@ def _triplet(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
     return triplet_loss(batch.outputs["projection"], batch.labels, batch.domains, settings.margin)
 
 
+@register_loss("head-aware", "--lambda-head-aware", "HaTFAS head-aware loss on the CLS tokens at --layers",
+               targets=("layer_cls",), outputs=("layer_cls",))
+def _head_aware(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
+    return head_aware_loss(batch.outputs["layer_cls"], batch.targets["layer_cls"])
+
+
 def _check_weight(flag: str, value: float) -> None:
     if not math.isfinite(value) or value < 0:
         raise FasdError(f"{flag} must be a finite number >= 0, got {value}")

@@ -47,6 +47,8 @@ class TrainOptions:
     layers: list[int] = field(default_factory=list)
     layer_tap: str = "block"
     warmup_epochs: int = 1
+    student_arch: str | None = None  # timm students: another timm ViT (None: the student's default)
+    input_size: int | None = None  # timm students: another input side (None: the student's default)
 
     @classmethod
     def for_recipe(cls, name: str, **overrides) -> "TrainOptions":

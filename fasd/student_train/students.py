@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from fasd.errors import FasdError
 
-MEMBERS = ("fasd.student_train.model",)
+MEMBERS = ("fasd.student_train.model", "fasd.student_train.deit")
 
 
 @dataclass
@@ -30,6 +30,7 @@ class StudentConfig:
     layers: list[int] = field(default_factory=list)  # CLS tokens returned as layer_cls
     layer_tap: str = "block"
     arch: str | None = None  # timm students: the timm model name (None: the student's default)
+    input_size: int | None = None  # timm students: another input side (None: the student's default)
 
     def to_json(self) -> dict:
         return asdict(self)

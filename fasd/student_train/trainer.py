@@ -80,6 +80,15 @@ def _with_targets(batch, targets: FrameTargets | None):
     return images, labels, domains, targets(items) if targets is not None else {}
 
 
+def _check_same_layers(teacher: dict, options: TrainOptions) -> None:
+    """The head-aware term pairs the student's layer k with the teacher's: same count and the same tap."""
+    cached, tap = teacher.get("layers", []), teacher.get("layer_tap")
+    if len(cached) != len(options.layers) or tap != options.layer_tap:
+        raise FasdError(f"the store's layer_cls holds layers {','.join(map(str, cached))} (tap {tap}) but this run "
+                        f"asks for --layers {','.join(map(str, options.layers))} --layer-tap {options.layer_tap}: "
+                        f"use as many layers and the same tap as the store")
+
+
 class TrainHeads(torch.nn.Module):
     """The student's training forward, images -> its outputs dict: one module, so that DistributedDataParallel
     sees every parameter a step trains."""
@@ -112,8 +121,11 @@ class Trainer:
         self.train_parts = _domain_rows(registry, options.sources, "train")
         self.val_parts = _domain_rows(registry, options.sources, "val")
         self.test_part = _domain_rows(registry, [options.target], "test")[0]
-        self.student_config = StudentConfig(layers=list(options.layers), layer_tap=options.layer_tap)
-        self.input_size = self.kind.input_size
+        needs_layers = "layer_cls" in self.criterion.needed_outputs
+        self.student_config = StudentConfig(layers=list(options.layers) if needs_layers else [],
+                                            layer_tap=options.layer_tap, arch=options.student_arch,
+                                            input_size=options.input_size)
+        self.input_size = options.input_size or self.kind.input_size
         self.train_set = StudentFrames(self.train_parts, train_transform(self.input_size))
         self.val_set = StudentFrames(self.val_parts, eval_transform(self.input_size))
         self.train_targets = self.val_targets = None
@@ -124,6 +136,8 @@ class Trainer:
                 options.store, [self.train_set, self.val_set], self.criterion.needed_targets,
                 stream=options.stream_targets)
             options.teacher = store.teacher
+            if needs_layers:
+                _check_same_layers(store.teacher, options)
             if "projection" in self.criterion.needed_outputs:
                 # The projection head maps into the teacher's feature space, whatever its dimension.
                 self.student_config.projection_dim = projection_dim(store)

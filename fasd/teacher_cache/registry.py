@@ -19,7 +19,7 @@ from fasd.constants import NORMALIZATIONS
 from fasd.errors import FasdError
 from fasd.store_schema.specs import REQUIRED_TARGET, TargetSpec, specs_to_json
 
-MEMBERS = ("fasd.teacher_cache.clip",)
+MEMBERS = ("fasd.teacher_cache.clip", "fasd.teacher_cache.vit")
 
 
 @dataclass

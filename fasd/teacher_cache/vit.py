@@ -20,7 +20,10 @@ from timm.models.vision_transformer import VisionTransformer
 
 from fasd.constants import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD
 from fasd.errors import FasdError
-from fasd.teacher_cache.checkpoint import read_checkpoint
+from fasd.store_schema import layout
+from fasd.store_schema.specs import TargetSpec
+from fasd.teacher_cache.checkpoint import file_sha256, read_checkpoint
+from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, register_teacher
 from fasd.vit_layers import build_timm_vit, check_layers, check_tap, vit_outputs
 
 VIT_MEAN = IMAGENET_MEAN  # DeiT trains and evaluates on ImageNet statistics
@@ -110,3 +113,23 @@ def load_vit_teacher(checkpoint: Path, arch: str, layers: tuple[int, ...], tap: 
                         f"was trained with (e.g. deit_base_patch16_224 for HaTFAS' teacher)")
     model.load_state_dict(state)
     return VitTeacher(model, arch, tuple(layers), tap).eval()
+
+
+@register_teacher("vit", help="a timm ViT/DeiT checkpoint with a 2-way head (--arch NAME)", normalize="imagenet")
+def load_vit(options: TeacherOptions, normalize: str) -> LoadedTeacher:
+    """Targets: logits, the final CLS feature (not unit norm: for the head-aware and KL terms, not vlmkd's
+    feature term) and, with --layers, layer_cls."""
+    if not options.arch:
+        raise FasdError("--teacher vit needs --arch, the timm model name the checkpoint was trained as "
+                        "(e.g. deit_base_patch16_224)")
+    teacher = load_vit_teacher(options.checkpoint, options.arch, tuple(options.layers), options.layer_tap,
+                               options.trust_checkpoint)
+    width = int(teacher.model.embed_dim)
+    targets = {layout.LOGITS: TargetSpec((2,), layout.LOGITS_DTYPE),
+               layout.FEATURE: TargetSpec((width,), layout.FEATURE_DTYPE)}
+    if teacher.layers:
+        targets["layer_cls"] = TargetSpec((len(teacher.layers), width), layout.FEATURE_DTYPE)
+    return LoadedTeacher(
+        teacher, "vit", f"{options.arch}@{teacher.input_size}", file_sha256(Path(options.checkpoint)),
+        teacher.input_size, normalize, targets,
+        details={"timm_arch": options.arch, "layers": list(teacher.layers), "layer_tap": teacher.tap})
