@@ -44,20 +44,6 @@ def frames(
     typer.echo(f"wrote {len(paths)} frame(s) of {pack} ({split}) to {out}")
 
 
-@command("frames")
-def frames(
-    pack: Annotated[Path, typer.Argument(help="HDF5 frame pack (written by synth or ingest).")],
-    out: Annotated[Path, typer.Option(help="Folder for the PNG files.")],
-    count: Annotated[int, typer.Option(help="Frames to write, alternating live and spoof.")] = 8,
-    split: Annotated[str, typer.Option(help="Split to take them from: train, val or test.")] = "test",
-) -> None:
-    """Write a few frames of a pack as <index>_<live|spoof>_<frame_id>.png (images to try `fasd predict` on)."""
-    from fasd.data.export_frames import export_frames
-
-    paths = export_frames(pack, out, count, split)
-    typer.echo(f"wrote {len(paths)} frame(s) of {pack} ({split}) to {out}")
-
-
 @command("ingest")
 def ingest(
     kind: Annotated[str, typer.Argument(help="Native layout: oulu, replay, celeba, mcio or mmdg (the MMDG "
