@@ -178,7 +178,8 @@ def test_mcio(tmp_path):
                                     "test/fake/idiap_v4_frame0"]
     assert list(table.label) == [LABEL_LIVE, LABEL_LIVE, LABEL_SPOOF, LABEL_LIVE, LABEL_SPOOF]
     assert list(table.split) == ["train", "train", "train", "test", "test"]
-    assert list(table.video_id) == ["casia_v1", "casia_v1", "casia_v2", "idiap_v3", "idiap_v4"]
+    assert list(table.video_id) == ["train/real/casia_v1", "train/real/casia_v1", "train/fake/casia_v2",
+                                    "test/real/idiap_v3", "test/fake/idiap_v4"]  # as the mcio source reads them
     assert [(s.item, s.reason) for s in summary.skipped] == [("test/fake/idiap_v5_frame0.png", "unreadable image")]
     image = source.read_image(3)  # 48 x 32 -> centred 32 x 32 square: the marker stays centred
     assert image.shape == (SIZE, SIZE, 3) and bright(image)[SIZE // 2, SIZE // 2]

@@ -48,6 +48,17 @@ class FolderFrameSource(FrameSource):
 
 def _parse_manifest(path: Path) -> dict[str, list[str]]:
     """Validate the manifest line by line; every problem names the file and line to fix."""
+    try:
+        return _read_manifest(path)
+    except UnicodeDecodeError as exc:
+        raise FasdError(f"{path}: the manifest is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise FasdError(f"{path}: not a readable CSV manifest ({exc})") from None
+    except OSError as exc:
+        raise FasdError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _read_manifest(path: Path) -> dict[str, list[str]]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = [c.strip() for c in reader.fieldnames or []]

@@ -1,8 +1,10 @@
-"""FLIP/MCIO frame folders: ``<root>/{train,test}/{real,fake}/*.png|jpg``, or ``<root>/{real,fake}/*``.
+"""FLIP/MCIO frame folders, the one reader behind both ``format = "mcio"`` sources and ``fasd ingest mcio``.
 
-The second (celeb-style) layout has no split folder; its frames are all ``test``. frame_id is the path
-relative to the root without extension; video_id is the frame_id with a trailing ``_frameN`` removed
-(FLIP keeps a few frames per video as ``<video>_frame0.png``).
+Layouts: ``<root>/{train,val,test}/{real,fake}/*.png|jpg`` (any of the split folders), or the
+celeb-style ``<root>/{real,fake}/*`` without a split folder, whose frames are all ``test``.
+frame_id is the path relative to the root without extension; video_id is the frame_id with a trailing
+``_frameN`` removed (FLIP keeps a few frames per video as ``<video>_frame0.png``), so it stays unique
+across split and class folders; real -> live, fake -> spoof; the attack type is unknown ('').
 """
 
 from __future__ import annotations
@@ -10,20 +12,59 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from fasd.constants import LABEL_LIVE, LABEL_SPOOF
+from fasd.constants import LABEL_LIVE, LABEL_SPOOF, SPLITS
 from fasd.data.image_io import decode_image
 from fasd.data.source import FrameSource, FrameTable, UnreadableFrame
 from fasd.errors import FasdError
 
-SPLIT_DIRS = ("train", "test")
 CLASS_DIRS = {"real": LABEL_LIVE, "fake": LABEL_SPOOF}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 FRAME_SUFFIX = re.compile(r"_frame\d+$")
-EXPECTED = ("<root>/{train,test}/{real,fake}/*.png|jpg (or <root>/{real,fake}/*.png|jpg "
+EXPECTED = ("<root>/{train,val,test}/{real,fake}/*.png|jpg (or <root>/{real,fake}/*.png|jpg "
             "for a dataset without a split folder)")
+
+
+class MCIOFrame(NamedTuple):
+    frame_id: str  # path relative to the root, POSIX, without extension
+    relative: str  # path relative to the root, POSIX, with extension
+    label: int
+    split: str
+    video_id: str
+
+
+def scan_mcio(root: str | Path) -> list[MCIOFrame]:
+    """Every image of an MCIO folder, in split (SPLITS order), class (real, fake) and file name order.
+
+    A missing root, a folder in neither layout and one frame stored under two extensions are FasdErrors.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FasdError(f"MCIO frame folder not found: {root}; expected {EXPECTED}")
+    split_dirs = [(s, root / s) for s in SPLITS if (root / s).is_dir()]
+    if not split_dirs and any((root / c).is_dir() for c in CLASS_DIRS):
+        split_dirs = [("test", root)]
+    frames = []
+    for split, split_dir in split_dirs:
+        for class_dir, label in CLASS_DIRS.items():
+            folder = split_dir / class_dir
+            if not folder.is_dir():
+                continue
+            for file in sorted(folder.iterdir()):
+                if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
+                    relative = file.relative_to(root).as_posix()
+                    frame_id = relative[:-len(file.suffix)]
+                    frames.append(MCIOFrame(frame_id, relative, label, split, FRAME_SUFFIX.sub("", frame_id)))
+    if not frames:
+        raise FasdError(f"{root} is not a FLIP/MCIO frame folder with images: expected {EXPECTED}")
+    duplicates = sorted(i for i, n in Counter(f.frame_id for f in frames).items() if n > 1)
+    if duplicates:
+        raise FasdError(f"{root}: frames {', '.join(duplicates[:3])} exist with two image extensions; "
+                        "keep one file per frame")
+    return frames
 
 
 class MCIOFrameSource(FrameSource):
@@ -32,45 +73,17 @@ class MCIOFrameSource(FrameSource):
     def __init__(self, root: str | Path, name: str | None = None):
         self.path = Path(root)
         self.name = name or self.path.name
-        rows = sorted(_scan(self.path))
-        ids = [frame_id for frame_id, *_ in rows]
-        duplicates = sorted(i for i, n in Counter(ids).items() if n > 1)
-        if duplicates:
-            raise FasdError(f"{self.path}: frames {', '.join(duplicates[:3])} exist with two image "
-                            "extensions; keep one file per frame")
-        self._paths = [str(path) for *_, path in rows]
+        frames = sorted(scan_mcio(self.path))
+        self._paths = [str(self.path / f.relative) for f in frames]
         self.table = FrameTable(
-            frame_id=np.array(ids, dtype=str),
-            label=np.array([label for _, label, _, _ in rows], dtype=np.int8),
-            split=np.array([split for _, _, split, _ in rows], dtype=str),
-            video_id=np.array([FRAME_SUFFIX.sub("", i) for i in ids], dtype=str),
-            attack_type=np.array(["" if label == LABEL_LIVE else "spoof" for _, label, _, _ in rows],
-                                 dtype=str))
+            frame_id=np.array([f.frame_id for f in frames], dtype=str),
+            label=np.array([f.label for f in frames], dtype=np.int8),
+            split=np.array([f.split for f in frames], dtype=str),
+            video_id=np.array([f.video_id for f in frames], dtype=str),
+            attack_type=np.full(len(frames), "", dtype=str))
 
     def read_image(self, row: int) -> np.ndarray:
         try:
             return decode_image(self._paths[row])
         except UnreadableFrame as exc:
             raise UnreadableFrame(f"{self.table.frame_id[row]}: {exc}") from None
-
-
-def _scan(root: Path) -> list[tuple[str, int, str, Path]]:
-    """(frame_id, label, split, file) for every image, from whichever of the two layouts ``root`` has."""
-    if not root.is_dir():
-        raise FasdError(f"MCIO frame folder not found: {root}; expected {EXPECTED}")
-    split_dirs = [(s, root / s) for s in SPLIT_DIRS if (root / s).is_dir()]
-    if not split_dirs and any((root / c).is_dir() for c in CLASS_DIRS):
-        split_dirs = [("test", root)]
-    rows = []
-    for split, split_dir in split_dirs:
-        for class_dir, label in CLASS_DIRS.items():
-            folder = split_dir / class_dir
-            if not folder.is_dir():
-                continue
-            for file in folder.iterdir():
-                if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
-                    frame_id = file.relative_to(root).with_suffix("").as_posix()
-                    rows.append((frame_id, label, split, file))
-    if not rows:
-        raise FasdError(f"{root} holds no images in the FLIP/MCIO layout; expected {EXPECTED}")
-    return rows
