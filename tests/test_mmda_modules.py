@@ -26,6 +26,7 @@ from fasd.teacher_cache.mmda.captions import default_captions, flatten_captions,
 from fasd.teacher_cache.mmda.finetune import finetune_mmda, load_mmda_teacher, modality_batch
 from fasd.teacher_cache.mmda.md2a import MD2A, lambda_init, partner_index
 from fasd.teacher_cache.mmda.model import CAPTION_COS, MMDASettings, build_mmda_teacher
+from fasd.teacher_cache.mmda.rs2 import RS2Head, rs2_losses
 from fasd.teacher_cache.mmda.udsa import UDSA
 
 # A CLIP small enough for many CPU forwards: 64 px, patch 32 (4 patches + CLS), 2 blocks of width 64.
@@ -165,6 +166,29 @@ def test_the_student_loss_module_exports_the_same_rs2_function():
     assert student_losses.rs2_align_loss is rs2_align_loss
 
 
+def test_rs2_classifier_loss_is_the_mean_over_visual_and_caption_embeddings():
+    torch.manual_seed(6)
+    head = RS2Head(4)
+    depths = [torch.randn(3, 4), torch.randn(3, 4)]
+    labels, captions, caption_labels = torch.tensor([0, 1, 1]), torch.randn(2, 4), torch.tensor([0, 1])
+
+    def nll(e, y):  # −[y·log(1 − p_spoof) + (1 − y)·log p_spoof] of the shared head
+        p_spoof = float(torch.softmax(head(e[None]).detach(), dim=1)[0, 0])
+        return -(y * math.log(1 - p_spoof) + (1 - y) * math.log(p_spoof))
+
+    terms = [nll(v[i], int(labels[i])) for v in depths for i in range(3)]
+    terms += [nll(captions[k], int(caption_labels[k])) for k in range(2)]
+    with torch.no_grad():
+        parts = rs2_losses(head, depths, labels, captions, caption_labels, "over-all", rs2=True)
+        plain = rs2_losses(head, depths, labels, captions, caption_labels, "over-all", rs2=False)
+    assert float(parts["cls"]) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    assert float(plain["cls"]) == pytest.approx(sum(terms[:6]) / 6, rel=1e-5)
+    expected_align = sum(float(rs2_align_loss(v, labels, captions, caption_labels)) for v in depths) / 2
+    assert float(parts["align"]) == pytest.approx(expected_align, rel=1e-6)
+    assert float(parts["total"]) == pytest.approx(float(parts["cls"]) + expected_align, rel=1e-6)
+    assert float(plain["total"]) == float(plain["cls"])
+
+
 # ---------------------------------------------------------------- U-DSA
 
 def _randomise(module: torch.nn.Module, seed: int) -> None:
@@ -279,7 +303,7 @@ def test_every_switch_builds_and_trains(settings):
     out = teacher(_images(4, 64, 3), domains=torch.tensor([0, 1, 0, 1]))
     parts = teacher.loss(out, torch.tensor([0, 1, 1, 0]))
     parts["total"].backward()
-    assert (float(parts["align"]) == 0.0) == (not settings.rs2)
+    assert (float(parts["align"].detach()) == 0.0) == (not settings.rs2)
     assert all(p.grad is not None for p in teacher.head.parameters())
 
 
