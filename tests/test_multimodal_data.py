@@ -390,7 +390,8 @@ def multimodal_synth(tmp_path_factory) -> Path:
 def test_synth_rgb_does_not_depend_on_the_other_modalities(multimodal_synth: Path, tmp_path: Path) -> None:
     rgb_only = synthesize(tmp_path, domains=3, frames=96, size=48, seed=0, progress=False)
     for name in ("alpha", "beta", "gamma"):
-        with h5py.File(rgb_only.parent / f"{name}.h5") as plain, h5py.File(multimodal_synth.parent / f"{name}.h5") as mm:
+        with (h5py.File(rgb_only.parent / f"{name}.h5") as plain,
+              h5py.File(multimodal_synth.parent / f"{name}.h5") as mm):
             np.testing.assert_array_equal(plain["images"][()], mm["images"][()])
             assert "depth" not in plain and mm["depth"].shape == mm["images"].shape == mm["ir"].shape
             assert mm["modalities"][()].all()
@@ -405,10 +406,16 @@ def test_synth_multimodal_is_deterministic(multimodal_synth: Path, tmp_path: Pat
         np.testing.assert_array_equal(second["ir"][()], first["ir"][()])
 
 
-def test_synth_rejects_unknown_modalities(tmp_path: Path) -> None:
-    for modalities in (("rgb", "thermal"), ("depth",)):
-        with pytest.raises(FasdError, match="choose among rgb, depth, ir, rgb included"):
-            synthesize(tmp_path, modalities=modalities, progress=False)
+def test_synth_modalities_through_the_cli(tmp_path: Path) -> None:
+    from test_train import assert_user_error, fasd
+
+    result = fasd("synth", tmp_path / "mm", "--domains", 1, "--frames", 36, "--size", 32, "--modalities", "rgb,depth")
+    assert result.exit_code == 0, result.output
+    source = open_source(load_registry(tmp_path / "mm" / "fasd.toml").dataset("alpha"))
+    assert source.modalities == ("rgb", "depth") and source.read_modalities(0)["mask"].tolist() == [1, 1, 0]
+    for modalities in ("rgb,thermal", "depth"):
+        assert_user_error(fasd("synth", tmp_path / "bad", "--modalities", modalities),
+                          "choose among rgb, depth, ir, rgb included")
 
 
 def auc(score: np.ndarray, positive: np.ndarray) -> float:

@@ -20,13 +20,14 @@ from tqdm import tqdm
 
 from fasd.constants import STUDENT_INPUT_SIZE
 from fasd.data.hdf5_pack import PackWriter
-from fasd.data.ingest import celeba, mcio, mmdg, oulu, replay  # noqa: F401  (each registers its layout)
+from fasd.data.ingest import celeba, mcio, mmdg, oulu, replay
 from fasd.data.ingest.geometry import DEFAULT_MARGIN
 from fasd.data.ingest.plan import LAYOUTS, OPTIONAL_OPTIONS, Batch, IngestOptions, Item, ItemSkipped, Plan
 from fasd.data.ingest.readers import require_av
 from fasd.data.ingest.summary import IngestSummary
 from fasd.errors import FasdError
 
+LAYOUT_MODULES = (celeba, mcio, mmdg, oulu, replay)  # importing each registers its layout
 INGEST_KINDS = tuple(LAYOUTS)
 MIN_SIZE = 8
 ITEMS_AHEAD_PER_WORKER = 4
