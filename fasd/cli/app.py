@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
-from typing import Callable, Optional
+from importlib.metadata import version as package_version
+from typing import Annotated, Callable, Optional
 
 import typer
 
 from fasd.errors import FasdError
+from fasd.io_checks import os_error_line
 
 app = typer.Typer(
     help="fasd: distil a vision-language face anti-spoofing teacher (FLIP-MCL, CLIP ViT-B/16) into a "
          "phone-sized MobileNetV3-Small student. Labels: 0 = spoof, 1 = live.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def _version(show: bool) -> None:
+    if show:
+        typer.echo(f"fasd {package_version('fasd')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[Optional[bool], typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print fasd's version and exit.")] = None) -> None:
+    """fasd: distil a vision-language face anti-spoofing teacher into a phone-sized student."""
 
 
 def command(name: str) -> Callable:
@@ -31,6 +46,9 @@ def command(name: str) -> Callable:
                 typer.echo(f"fasd {name}: interrupted; completed work is kept, re-run the same command to "
                            f"resume", err=True)
                 raise typer.Exit(130) from None
+            except OSError as exc:  # disk full, read-only folder, permission denied, ...
+                typer.echo(f"fasd {name}: error: {os_error_line(exc)}", err=True)
+                raise typer.Exit(2) from None
         return app.command(name)(wrapper)
     return decorate
 
@@ -53,8 +71,16 @@ def _shard(value: Optional[str]) -> tuple[int, int]:
 
 
 def _positive(name: str, value: float) -> None:
+    """Refuse values <= 0, nan and inf."""
+    _finite(name, value)
     if value <= 0:
         raise FasdError(f"{name} must be > 0, got {value}")
+
+
+def _finite(name: str, value: float) -> None:
+    """Refuse nan and +-inf (typer parses both from a float option)."""
+    if not math.isfinite(value):
+        raise FasdError(f"{name} must be a finite number, got {value}")
 
 
 def _layers(value: str) -> list[int]:
