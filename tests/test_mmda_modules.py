@@ -23,7 +23,7 @@ from fasd.errors import FasdError
 from fasd.rs2_math import rs2_align_loss, rs2_distance
 from fasd.teacher_cache.arch import TINY_ARCH, random_clip
 from fasd.teacher_cache.mmda.captions import default_captions, flatten_captions, load_captions
-from fasd.teacher_cache.mmda.finetune import finetune_mmda, load_mmda_teacher, modality_batch
+from fasd.teacher_cache.mmda.finetune import ModalityFrames, finetune_mmda, load_mmda_teacher, modality_batch
 from fasd.teacher_cache.mmda.md2a import MD2A, lambda_init, partner_index
 from fasd.teacher_cache.mmda.model import CAPTION_COS, MMDASettings, build_mmda_teacher
 from fasd.teacher_cache.mmda.rs2 import RS2Head, rs2_losses
@@ -325,7 +325,6 @@ def _toy_pack(path, domain: int, frames: int = 16, size: int = 32) -> HDF5FrameS
 
 
 def _fixed_batch(sources) -> tuple[dict, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from fasd.teacher_cache.mmda.finetune import ModalityFrames
     items = [ModalityFrames(s, np.arange(8), 64, d, augment=False)[i] for d, s in enumerate(sources) for i in range(8)]
     pixels, mask, labels, domains, _ = (torch.stack([torch.as_tensor(item[k]) for item in items]) for k in range(5))
     return modality_batch(pixels, torch.device("cpu")), mask, labels, domains

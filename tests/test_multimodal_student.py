@@ -8,12 +8,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from torchvision.models import mobilenet_v3_small
 from torchvision.transforms.v2 import functional as TF
 
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, MODALITIES
 from fasd.errors import FasdError
 from fasd.student_train.model import FEATURE_DIM
-from fasd.student_train.multimodal import MultiModalStudent
+from fasd.student_train.multimodal import MultiModalStudent, load_imagenet_weights_per_modality
 
 SIZE = 112
 
@@ -30,8 +31,8 @@ def frames(n: int, seed: int) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def student() -> MultiModalStudent:
     """A student whose batch-norm statistics are those of real batches (cumulative averages over two training
-    forwards of 16 frames, some modalities dropped), so that its eval-mode outputs depend on the input, on the scale of a trained
-    student's logits."""
+    forwards of 16 frames, some modalities dropped): its eval-mode outputs depend on the input, at the scale of
+    a trained student's logits."""
     torch.manual_seed(0)
     model = MultiModalStudent(projection_dim=32, modality_dropout=0.3)  # missing modalities are in the statistics
     for module in model.modules():
@@ -118,3 +119,14 @@ def test_deployable_exports_to_one_onnx_graph_with_three_inputs(student):
         got = session.run(None, {m: x.numpy() for m, x in zip(MODALITIES, images)})
         assert np.abs(got[0] - logits.numpy()).max() <= 1e-4
         assert np.abs(got[1] - p_live.numpy()).max() <= 1e-4
+
+
+def test_imagenet_weights_go_into_every_modality_encoder(tmp_path):
+    torch.manual_seed(8)
+    reference = mobilenet_v3_small(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "mnv3.pth")
+    model = MultiModalStudent(projection_dim=None)
+    assert load_imagenet_weights_per_modality(model, tmp_path / "mnv3.pth") is None
+    for encoder in model.core.encoders.values():
+        for key, value in reference.features.state_dict().items():
+            assert torch.equal(encoder.state_dict()[key], value), key

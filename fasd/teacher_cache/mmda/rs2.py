@@ -1,7 +1,7 @@
 """RS2: caption-subspace alignment + one linear classifier shared by visual and text embeddings (MMDA eq. 3–7).
 
     L_RS2 = L_cls + L_align (equal weights)
-    L_cls = −Σ_{e ∈ V ∪ T} [y·log(1 − p_e) + (1 − y)·log p_e],  p_e the spoof probability of the shared head
+    L_cls = −Σ_{e ∈ V ∪ T} [y·log(1 − p_e) + (1 − y)·log p_e]   (p_e: the shared head's spoof probability)
 
 Decisions where the paper is silent:
 
@@ -45,7 +45,8 @@ class RS2Head(nn.Module):
 
 
 def rs2_losses(head: RS2Head, depth_embeddings: list[torch.Tensor], labels: torch.Tensor,
-               captions: torch.Tensor, caption_labels: torch.Tensor, min_over: str, rs2: bool) -> dict[str, torch.Tensor]:
+               captions: torch.Tensor, caption_labels: torch.Tensor, min_over: str,
+               rs2: bool) -> dict[str, torch.Tensor]:
     """{"cls", "align", "total"} for the visual embeddings of every U-DSA depth (each (N, E))."""
     labels = labels.long()
     visual = torch.cat(depth_embeddings)

@@ -38,7 +38,8 @@ class UDSA(nn.Module):
         hidden = hidden or width
         self.skip = skip
         self.adapt = nn.ModuleList(_mlp(width, hidden, skip) for _ in range(depth))
-        self.remap = nn.ModuleList(_mlp(width, hidden, skip) for _ in range(max(depth - 1, 0)))  # Remap_1 … Remap_{D−1}
+        # Remap_1 … Remap_{D−1}: the deepest layer has none.
+        self.remap = nn.ModuleList(_mlp(width, hidden, skip) for _ in range(max(depth - 1, 0)))
 
     @property
     def depth(self) -> int:
