@@ -13,7 +13,8 @@ from fasd.errors import FasdError
 
 @command("evaluate")
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A training checkpoint (best.pt) or an exported .onnx file.")],
+    model: Annotated[Path, typer.Argument(help="A training checkpoint (best.pt) or an exported .onnx, .ort or "
+                                                ".pte file.")],
     dataset: Annotated[Optional[str], typer.Option(help="Evaluate on this dataset's --split.")] = None,
     split: Annotated[Optional[str], typer.Option(help="With --dataset: the split (default test). Alone: a "
                                                       "protocol, evaluated on its target's test split.")] = None,
@@ -30,7 +31,7 @@ def evaluate(
     from fasd.data.open_source import open_source
     from fasd.evaluate.metrics import format_report
     from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
-    from fasd.export.onnx_model import load_scorer
+    from fasd.export.runtimes import load_scorer
 
     registry = load_registry(config)
     if dataset is not None:
@@ -63,35 +64,47 @@ def evaluate(
 @command("export")
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (best.pt).")],
-    out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("student.onnx"),
-    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    fmt: Annotated[str, typer.Option("--format", help="onnx, ort (ONNX Runtime Mobile), executorch (.pte, "
+                                                      "XNNPACK), litert or coreml (.mlpackage).")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option(help="File to write (default student[-int8].<suffix>).")] = None,
+    quantize: Annotated[Optional[str], typer.Option(help="int8: static post-training quantisation.")] = None,
+    calibrate: Annotated[Optional[str], typer.Option(help="DATASET[:SPLIT] whose frames calibrate int8 "
+                                                          "(default split train).")] = None,
+    calibration_frames: Annotated[int, typer.Option(help="Calibration frames drawn from --calibrate.")] = 256,
+    parity_data: Annotated[Optional[str], typer.Option(help="DATASET[:SPLIT] for the parity check (default: "
+                                                            "--calibrate's dataset, test split; else random "
+                                                            "inputs).")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
+    opset: Annotated[int, typer.Option(help="ONNX opset (onnx, ort).")] = 17,
 ) -> None:
-    """Export encoder + logit head to ONNX (dynamic batch), check it, and verify parity with PyTorch."""
-    from fasd.export.onnx_export import export_onnx
+    """Export encoder + logit head with its metadata, verify parity in the format's runtime, then write it."""
+    from fasd.export.export import export_model
 
-    typer.echo(export_onnx(checkpoint, out, opset).format())
+    _positive("--calibration-frames", calibration_frames)
+    typer.echo(export_model(checkpoint, out, fmt, quantize, calibrate, calibration_frames, parity_data, config,
+                            opset).describe())
 
 
 @command("bench")
 def bench(
-    model: Annotated[Path, typer.Argument(help="Exported student .onnx file.")],
+    model: Annotated[Path, typer.Argument(help="Exported .onnx, .ort or .pte file, or a checkpoint (PyTorch).")],
     runs: Annotated[int, typer.Option(help="Timed runs.")] = 1000,
     warmup: Annotated[int, typer.Option(help="Untimed warm-up runs.")] = 100,
     batch: Annotated[int, typer.Option(help="Images per run.")] = 1,
-    threads: Annotated[Optional[int], typer.Option(help="ONNX Runtime intra-op threads (default: ORT's).")
+    threads: Annotated[Optional[int], typer.Option(help="The runtime's intra-op threads (default: its own).")
                        ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """ONNX Runtime CPU latency (median, p95, p99) and throughput, reported the way phone benchmarks are."""
-    from fasd.export.latency import bench_onnx, format_latency
+    """CPU latency (median, p95, p99) and throughput in the model's own runtime, as phone benchmarks report."""
+    from fasd.export.latency import bench_model, format_latency
 
-    result = bench_onnx(model, runs=runs, warmup=warmup, batch=batch, threads=threads)
+    result = bench_model(model, runs=runs, warmup=warmup, batch=batch, threads=threads)
     _print_json(result) if as_json else typer.echo(format_latency(result))
 
 
 @command("predict")
 def predict(
-    model: Annotated[Path, typer.Argument(help="Exported .onnx file or training checkpoint.")],
+    model: Annotated[Path, typer.Argument(help="Exported .onnx, .ort or .pte file, or a training checkpoint.")],
     inputs: Annotated[list[Path], typer.Argument(help="Face-crop images or folders of them.")],
     threshold: Annotated[Optional[float], typer.Option(
         help="Live when P(live) >= threshold (default: the model's EER threshold, else 0.5).")] = None,

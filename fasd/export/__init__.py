@@ -1,7 +1,9 @@
-"""Shipping the student: ONNX export with a parity check, scorers for ONNX files and checkpoints,
-an ONNX Runtime latency benchmark, and image-file prediction.
+"""Shipping the student: every export format from one deployable module (``deployable.load_deployable``),
+a format registry (``formats``: ONNX, ORT, ExecuTorch, LiteRT, Core ML; int8 where the toolchain allows),
+verification in each format's own runtime (``export``), scorers per runtime for evaluate/predict/bench
+(``runtimes``), a latency benchmark and image-file prediction.
 
-The ONNX contract (what phone code relies on): input ``image`` float32 N x 3 x 112 x 112, RGB,
-already ImageNet-normalised; outputs ``logits`` (N x 2, [spoof, live]) and ``p_live`` (N);
-the preprocessing and label convention are recorded in the model's metadata_props.
+The contract phone code relies on: input ``image`` float32 N x 3 x 112 x 112, RGB, already
+ImageNet-normalised; outputs ``logits`` (N x 2, [spoof, live]) and ``p_live`` (N); the preprocessing,
+label order and validation threshold are in each file's metadata (``metadata``).
 """

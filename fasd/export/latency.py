@@ -1,4 +1,5 @@
-"""ONNX Runtime CPU latency of an exported student: fixed warm-up, then every run timed on its own."""
+"""CPU latency of an exported student in its own runtime (ONNX Runtime, ExecuTorch) or of a checkpoint in
+PyTorch: fixed warm-up, then every run timed on its own."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from tqdm import tqdm
 
 from fasd.errors import FasdError
-from fasd.export.onnx_model import INPUT_SHAPE, OnnxStudent
+from fasd.export.metadata import INPUT_SHAPE
+from fasd.export.runtimes import load_scorer
 
 
 def cpu_name() -> str:
@@ -26,17 +27,17 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
-def bench_onnx(path: Path, runs: int = 1000, warmup: int = 100, batch: int = 1, threads: int | None = None,
+def bench_model(path: Path, runs: int = 1000, warmup: int = 100, batch: int = 1, threads: int | None = None,
                progress: bool = True) -> dict:
     """Time ``runs`` calls of p_live on one fixed random batch after ``warmup`` untimed calls.
 
-    ``threads``: ONNX Runtime intra-op threads (None: its default). Latencies in milliseconds per
+    ``threads``: the runtime's intra-op threads (None: its default). Latencies in milliseconds per
     call (per batch); throughput in images per second from the mean.
     """
     for name, value, minimum in (("runs", runs, 1), ("warmup", warmup, 0), ("batch", batch, 1)):
         if value < minimum:
             raise FasdError(f"--{name} must be >= {minimum}, got {value}")
-    model = OnnxStudent(path, threads=threads)
+    model = load_scorer(path, threads=threads)
     images = np.random.default_rng(0).standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
     for _ in range(warmup):
         model.p_live(images)
@@ -50,13 +51,13 @@ def bench_onnx(path: Path, runs: int = 1000, warmup: int = 100, batch: int = 1, 
     mean = float(ms.mean())
     return {"median_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "mean_ms": mean,
             "throughput": batch * 1000.0 / mean, "runs": runs, "warmup": warmup, "batch": batch,
-            "threads": threads, "cpu": cpu_name(), "onnxruntime": ort.__version__,
+            "threads": threads, "cpu": cpu_name(), "runtime": model.runtime,
             "input": f"{batch} x {' x '.join(map(str, INPUT_SHAPE))} float32"}
 
 
 def format_latency(result: dict) -> str:
-    threads = "onnxruntime default" if result["threads"] is None else str(result["threads"])
-    return (f"ONNX Runtime {result['onnxruntime']} on {result['cpu']} (threads: {threads})\n"
+    threads = "runtime default" if result["threads"] is None else str(result["threads"])
+    return (f"{result['runtime']} on {result['cpu']} (threads: {threads})\n"
             f"input {result['input']}, {result['runs']} runs after {result['warmup']} warm-up\n"
             f"median {result['median_ms']:.3f} ms  p95 {result['p95_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  "
             f"mean {result['mean_ms']:.3f} ms\n"

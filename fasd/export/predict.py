@@ -1,4 +1,4 @@
-"""P(live) and a live/spoof decision for image files, from an ONNX file or a training checkpoint."""
+"""P(live) and a live/spoof decision for image files, from any runnable export or a training checkpoint."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from fasd.constants import CLASS_NAMES, LABEL_LIVE, LABEL_SPOOF
 from fasd.data.image_io import decode_image
 from fasd.data.source import UnreadableFrame
 from fasd.errors import FasdError
-from fasd.export.onnx_model import load_scorer
+from fasd.export.runtimes import load_scorer
 from fasd.training.transforms import eval_transform
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")

@@ -1,0 +1,51 @@
+"""The one seam between export and the student: what a checkpoint ships, whatever the student is.
+
+Every exporter, scorer and benchmark in fasd.export obtains the module to run through
+``load_deployable``; only this module knows how a training checkpoint is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, STUDENT_INPUT_SIZE
+from fasd.export.metadata import INPUT_NAME, student_metadata
+from fasd.student_train.checkpoint import load_student
+from fasd.student_train.model import DeployedStudent
+
+
+@dataclass(frozen=True)
+class Deployable:
+    """``module``: eval-mode nn.Module, forward(x) -> (logits N x 2 [spoof, live], p_live N)."""
+
+    module: nn.Module
+    input_names: tuple[str, ...]
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    metadata: dict  # student_metadata(): input contract, label order, EER threshold, fasd version
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    @property
+    def eer_threshold(self) -> float | None:
+        return self.metadata.get("eer_threshold")
+
+    def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
+        """Zeros of the input contract's shape, for tracing."""
+        return (torch.zeros(batch, len(self.mean), self.input_size, self.input_size),)
+
+
+def load_deployable(checkpoint: Path) -> Deployable:
+    """The checkpoint's deployed student (encoder + logit head) with its input contract; FasdError if
+    the file is not a fasd student checkpoint."""
+    student, info = load_student(Path(checkpoint))
+    return Deployable(module=DeployedStudent(student).eval(), input_names=(INPUT_NAME,),
+                      input_size=STUDENT_INPUT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                      metadata=student_metadata(info.get("eer_threshold")))

@@ -1,0 +1,171 @@
+"""``fasd export``: write the deployable student in one format, verify it, and only then put it at --out.
+
+Verification is parity in the format's own runtime (ONNX Runtime, ExecuTorch) against PyTorch on the same
+frames: real frames of a dataset split when one is named, logits compared. An fp32 file more than
+PARITY_TOLERANCE away is refused; an int8 file's deviation is reported (its accuracy is measured by
+`fasd evaluate`). A format without a Linux runtime (Core ML) is checked by its spec instead. On any
+failure nothing is written at --out and an earlier file there is kept.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fasd.errors import FasdError
+from fasd.export.deployable import Deployable, load_deployable
+from fasd.export.formats import ExportFormat, ExportOptions, export_format
+from fasd.export.frames import dataset_frames, random_frames
+from fasd.export.runtimes import Scorer, load_scorer
+
+PARITY_TOLERANCE = 1e-3  # max |Δ logit| allowed between an fp32 export in its runtime and PyTorch
+PARITY_FRAMES = 64
+PARITY_BATCH = 16  # frames per runtime call; the first frame is also run alone (batch 1)
+PARITY_SPLIT = "test"  # default split of --parity-data
+CALIBRATION_SPLIT = "train"  # default split of --calibrate
+DEFAULT_THRESHOLD = 0.5  # decision threshold when the checkpoint carries no EER threshold
+QUANTIZATIONS = ("int8",)
+
+
+@dataclass(frozen=True)
+class Parity:
+    runtime: str
+    frames: str  # what the frames were, e.g. "64 frames of alpha/test"
+    max_logit_diff: float
+    max_p_live_diff: float
+    agreement: float  # fraction of frames with the same live/spoof decision at the threshold
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    path: Path
+    format: str
+    bytes: int  # the file, or every file of a package directory
+    parameters: int
+    note: str  # what the format writer did (opset, backend, quantisation ...)
+    int8: bool
+    parity: Parity | None  # None: no runtime on Linux (see ``check``)
+    check: str | None  # the spec check of a format without a Linux runtime
+    eer_threshold: float | None  # as written to the metadata
+
+    def describe(self) -> str:
+        threshold = ("unknown (fasd predict falls back to 0.5)" if self.eer_threshold is None
+                     else f"{self.eer_threshold:.4f}")
+        lines = [f"wrote {self.path} ({self.format}): {self.parameters / 1e6:.2f} M parameters, "
+                 f"{self.bytes / 1e6:.2f} MB; {self.note}"]
+        if self.parity is not None:
+            p = self.parity
+            limit = "reported, int8" if self.int8 else f"limit {PARITY_TOLERANCE:.0e}"
+            lines.append(f"parity {p.runtime} vs PyTorch fp32 on {p.frames}: max |Δ logit| = {p.max_logit_diff:.1e} "
+                         f"({limit}), max |Δ p_live| = {p.max_p_live_diff:.1e}, same decision on "
+                         f"{100 * p.agreement:.1f} % of frames")
+        if self.check is not None:
+            lines.append(f"{self.check} (no runtime on Linux: not run)")
+        lines.append(f"EER threshold in metadata: {threshold}")
+        return "\n".join(lines)
+
+
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of all files under a package directory."""
+    path = Path(path)
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", quantize: str | None = None,
+                 calibrate: str | None = None, calibration_frames: int = 256, parity_data: str | None = None,
+                 config: Path | None = None, opset: int = 17) -> ExportReport:
+    """Export ``checkpoint`` as ``fmt`` to ``out`` (default ``student[-int8].<suffix>``), verified.
+
+    ``calibrate``/``parity_data``: DATASET[:SPLIT] of the registry (``config``); parity frames default to
+    --calibrate's dataset (test split), else random inputs. FasdError, nothing at ``out``, on any failure.
+    """
+    kind = export_format(fmt)
+    options = _options(kind, quantize, calibrate, calibration_frames, config, opset)
+    out = _out_path(kind, out, options.int8)
+    deployable = load_deployable(checkpoint)
+    frames, frames_source = _parity_frames(parity_data, calibrate, config)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    _remove(tmp)
+    try:
+        note = kind.write(deployable, tmp, options)
+        if kind.check is not None:
+            parity, check = None, kind.check(tmp, deployable)
+        else:
+            parity, check = _parity(load_scorer(tmp), deployable, frames, frames_source), None
+            if not options.int8 and not parity.max_logit_diff <= PARITY_TOLERANCE:  # also catches NaN
+                raise FasdError(f"the {fmt} export of {checkpoint} disagrees with PyTorch (max |Δ logit| = "
+                                f"{parity.max_logit_diff:.1e} > {PARITY_TOLERANCE:.0e}); nothing written")
+            if options.int8 and not np.isfinite(parity.max_logit_diff):
+                raise FasdError(f"the int8 {fmt} export of {checkpoint} gives non-finite logits; nothing written")
+        _remove(out)
+        tmp.replace(out)
+    finally:
+        _remove(tmp)
+    return ExportReport(path=out, format=fmt, bytes=size_of(out), parameters=deployable.parameters, note=note,
+                        int8=options.int8, parity=parity, check=check, eer_threshold=deployable.eer_threshold)
+
+
+def _options(kind: ExportFormat, quantize: str | None, calibrate: str | None, calibration_frames: int,
+             config: Path | None, opset: int) -> ExportOptions:
+    if quantize is None:
+        if calibrate is not None:
+            raise FasdError("--calibrate is for --quantize int8; drop it or add --quantize int8")
+        return ExportOptions(opset=opset)
+    if quantize not in QUANTIZATIONS:
+        raise FasdError(f"--quantize {quantize} is not supported; pass one of {', '.join(QUANTIZATIONS)}")
+    if kind.int8 is None:
+        raise FasdError(f"--format {kind.name} has no int8 export in fasd; drop --quantize")
+    if calibrate is None:
+        raise FasdError("--quantize int8 needs calibration frames: add --calibrate DATASET[:SPLIT]")
+    frames, source = dataset_frames(calibrate, calibration_frames, CALIBRATION_SPLIT, config,
+                                    flag="--calibrate")
+    return ExportOptions(opset=opset, calibration=frames, calibration_source=source)
+
+
+def _out_path(kind: ExportFormat, out: Path | None, int8: bool) -> Path:
+    if out is None:
+        return Path(f"student{'-int8' if int8 else ''}{kind.suffix}")
+    out = Path(out)
+    if out.suffix.lower() != kind.suffix:
+        hint = out / f"student{kind.suffix}" if out.is_dir() else out.with_suffix(kind.suffix)
+        what = "is a directory" if out.is_dir() else f"does not end in {kind.suffix}"
+        raise FasdError(f"--out {out} {what}; --format {kind.name} writes a {kind.suffix} (e.g. --out {hint})")
+    if out.is_dir() and not (out / "Manifest.json").is_file():  # only a package fasd wrote is replaced
+        raise FasdError(f"--out {out} is a directory that is not a Core ML package; pass a new name")
+    return out
+
+
+def _parity_frames(parity_data: str | None, calibrate: str | None, config: Path | None
+                   ) -> tuple[np.ndarray, str]:
+    spec = parity_data if parity_data is not None else (calibrate.partition(":")[0] if calibrate else None)
+    if spec is None:
+        return random_frames(PARITY_FRAMES)
+    return dataset_frames(spec, PARITY_FRAMES, PARITY_SPLIT, config, flag="--parity-data")
+
+
+def _parity(scorer: Scorer, deployable: Deployable, frames: np.ndarray, source: str) -> Parity:
+    """The runtime against the deployable's PyTorch forward: frame 0 alone, then PARITY_BATCH at a time."""
+    batches = [frames[:1]] + [frames[i:i + PARITY_BATCH] for i in range(0, len(frames), PARITY_BATCH)]
+    logit_diff, p_diff, same = [], [], []
+    threshold = deployable.eer_threshold if deployable.eer_threshold is not None else DEFAULT_THRESHOLD
+    for batch in batches:
+        logits, p_live = scorer.forward(batch)
+        with torch.inference_mode():
+            expected_logits, expected_p = (t.numpy() for t in deployable.module(torch.from_numpy(batch)))
+        logit_diff.append(np.abs(logits - expected_logits).max())
+        p_diff.append(np.abs(p_live - expected_p).max())
+        same.append((p_live >= threshold) == (expected_p >= threshold))
+    return Parity(runtime=scorer.runtime, frames=source, max_logit_diff=float(np.max(logit_diff)),
+                  max_p_live_diff=float(np.max(p_diff)), agreement=float(np.concatenate(same[1:]).mean()))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,75 @@
+"""The input contract every exported file carries: input name and shape, preprocessing, label order,
+validation threshold. Stored as text -> text pairs (ONNX metadata_props, ExecuTorch constant methods,
+Core ML user-defined metadata): numbers and lists as JSON, the rest as plain text."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from fasd import __version__
+from fasd.constants import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, LABEL_LIVE, LABEL_SPOOF, STUDENT_INPUT_SIZE
+from fasd.errors import FasdError
+
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("logits", "p_live")
+INPUT_SHAPE = (3, STUDENT_INPUT_SIZE, STUDENT_INPUT_SIZE)
+LABELS = f"{LABEL_SPOOF} = {CLASS_NAMES[LABEL_SPOOF]}, {LABEL_LIVE} = {CLASS_NAMES[LABEL_LIVE]}"
+PREPROCESSING = (f"RGB, resize to {STUDENT_INPUT_SIZE} x {STUDENT_INPUT_SIZE}, scale to [0, 1], "
+                 "subtract mean, divide by std (per channel), NCHW float32")
+OUTPUTS = "logits N x 2 [spoof, live]; p_live N = softmax(logits)[:, 1]"
+_JSON_KEYS = ("input_size", "mean", "std", "eer_threshold")
+_REQUIRED_KEYS = ("input_size", "mean", "std", "labels")
+
+
+def student_metadata(eer_threshold: float | None) -> dict:
+    """The description every scorer reports about its model; ``eer_threshold`` only when known."""
+    meta = {"fasd_version": __version__, "input_name": INPUT_NAME, "input_size": STUDENT_INPUT_SIZE,
+            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "labels": LABELS,
+            "preprocessing": PREPROCESSING, "outputs": OUTPUTS}
+    if eer_threshold is not None:
+        meta["eer_threshold"] = float(eer_threshold)
+    return meta
+
+
+def encode_metadata(meta: Mapping) -> dict[str, str]:
+    """Numbers and lists as JSON, text as is."""
+    return {key: json.dumps(value) if key in _JSON_KEYS else str(value) for key, value in meta.items()}
+
+
+def decode_metadata(props: Mapping[str, str], fail: Callable[[str], FasdError]) -> dict:
+    """Inverse of encode_metadata; ``fail(reason)`` builds the error when the metadata is not fasd's."""
+    missing = [key for key in _REQUIRED_KEYS if key not in props]
+    if missing:
+        raise fail(f"metadata lacks {', '.join(missing)}")
+    try:
+        meta = {key: json.loads(value) if key in _JSON_KEYS else value for key, value in props.items()}
+    except json.JSONDecodeError as exc:
+        raise fail(f"unreadable metadata ({exc})") from None
+    expected = (STUDENT_INPUT_SIZE, list(IMAGENET_MEAN), list(IMAGENET_STD))
+    found = (meta["input_size"], meta["mean"], meta["std"])
+    if not _close(found, expected):
+        raise fail(f"it expects preprocessing (size, mean, std) {found}, fasd provides {expected}")
+    return meta
+
+
+def _close(found: tuple, expected: tuple) -> bool:
+    try:
+        pairs = [(np.asarray(a, dtype=float), np.asarray(b, dtype=float)) for a, b in zip(found, expected)]
+    except (TypeError, ValueError):  # not numbers
+        return False
+    return all(a.shape == b.shape and np.allclose(a, b) for a, b in pairs)
+
+
+def as_batch(images: np.ndarray) -> np.ndarray:
+    """Contiguous float32 N x 3 x 112 x 112; anything else is a caller bug (ValueError)."""
+    batch = np.ascontiguousarray(images, dtype=np.float32)
+    if batch.ndim != 4 or batch.shape[1:] != INPUT_SHAPE:
+        raise ValueError(f"expected images N x {' x '.join(map(str, INPUT_SHAPE))}, got {batch.shape}")
+    return batch
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
