@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from fasd.constants import STUDENT_INPUT_SIZE
 from fasd.data.source import FrameSource
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import compute_metrics, video_level
@@ -21,9 +22,10 @@ PLive = Callable[[torch.Tensor], np.ndarray]  # normalised images (N, 3, 112, 11
 
 
 def score_rows(p_live: PLive, source: FrameSource, rows: np.ndarray, batch_size: int = 256, workers: int = 0,
-               progress: bool = True, desc: str = "score") -> np.ndarray:
-    """P(live) for ``rows`` of ``source`` with the evaluation transform (plain resize, no augmentation)."""
-    loader = DataLoader(EvalFrames(source, rows, eval_transform()), batch_size=batch_size, shuffle=False,
+               progress: bool = True, desc: str = "score", size: int = STUDENT_INPUT_SIZE) -> np.ndarray:
+    """P(live) for ``rows`` of ``source`` with the evaluation transform (plain resize to ``size``, the
+    student's input side; no augmentation)."""
+    loader = DataLoader(EvalFrames(source, rows, eval_transform(size)), batch_size=batch_size, shuffle=False,
                         num_workers=workers)
     scores = np.empty(len(rows), dtype=np.float64)
     with tqdm(total=len(rows), unit="frame", desc=desc, disable=not progress, leave=False) as bar:

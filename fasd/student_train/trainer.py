@@ -307,14 +307,15 @@ class Trainer:
         self.student.load_state_dict(payload["model"])
         self.student.eval()
         # Operating threshold chosen on the sources' validation data (never on the target).
-        val_scores = [score_rows(self._p_live, p.source, p.rows, progress=False) for p in self.val_parts]
+        val_scores = [score_rows(self._p_live, p.source, p.rows, progress=False, size=self.input_size)
+                      for p in self.val_parts]
         val_labels = np.concatenate([p.source.table.label[p.rows] for p in self.val_parts])
         _, val_threshold = eer(val_labels, np.concatenate(val_scores))
         save_checkpoint(self.run_dir / BEST, self.student, payload["epoch"], self.options.__dict__,
                         eer_threshold=val_threshold, val_loss=payload["val_loss"])
         test = self.test_part
         scores = score_rows(self._p_live, test.source, test.rows, progress=self.progress,
-                            desc=f"test {self.options.target}")
+                            desc=f"test {self.options.target}", size=self.input_size)
         write_scores(self.run_dir / SCORES, test.source, test.rows, scores)
         metrics = metrics_for(test.source, test.rows, scores, val_threshold=val_threshold)
         metrics.update({"recipe": self.options.recipe, "student": self.options.student,
