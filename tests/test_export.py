@@ -12,11 +12,11 @@ from torch import nn
 
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, STUDENT_INPUT_SIZE
 from fasd.errors import FasdError
-from fasd.export import onnx_export
-from fasd.export.latency import bench_onnx, format_latency
-from fasd.export.onnx_export import export_onnx
-from fasd.export.onnx_model import (OnnxStudent, TorchStudentScorer, decode_metadata, encode_metadata, load_scorer,
-                                    student_metadata)
+from fasd.export import export as export_driver
+from fasd.export.latency import bench_model, format_latency
+from fasd.export.export import export_model
+from fasd.export.metadata import decode_metadata, encode_metadata, student_metadata
+from fasd.export.runtimes import OnnxStudent, TorchStudentScorer, load_scorer
 from fasd.export.predict import format_predictions, predict_paths
 from fasd.student_train.checkpoint import save_checkpoint
 from fasd.student_train.model import Student
@@ -45,7 +45,7 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     checkpoint = root / "student.pt"
     save_checkpoint(checkpoint, _calibrated_student(), epoch=0, config={"seed": 0}, eer_threshold=EER)
-    report = export_onnx(checkpoint, root / "out" / "student.onnx")
+    report = export_model(checkpoint, root / "out" / "student.onnx")
     return checkpoint, report
 
 
@@ -71,13 +71,13 @@ def test_export_report_and_file(exported):
     assert report.path.is_file()
     assert report.bytes == report.path.stat().st_size <= 4.2e6
     assert 0.9e6 <= report.parameters <= 1.1e6
-    assert report.opset == 17 and report.eer_threshold == pytest.approx(EER)
-    assert 0.0 <= report.max_abs_diff < 1e-4
+    assert "opset 17" in report.note and report.eer_threshold == pytest.approx(EER)
+    assert 0.0 <= report.parity.max_p_live_diff < 1e-4 and 0.0 <= report.parity.max_logit_diff <= 1e-3
     assert [p.name for p in report.path.parent.iterdir()] == ["student.onnx"]  # no temp file left
     model = onnx.load(str(report.path))
     assert all(not init.external_data for init in model.graph.initializer)  # self-contained
     assert model.opset_import[0].version == 17
-    text = report.format()
+    text = report.describe()
     assert "1.0" in text.split("M parameters")[0] and "MB" in text and "parity" in text
 
 
@@ -133,13 +133,13 @@ def test_load_scorer_picks_by_suffix_and_content(exported, tmp_path):
 def test_export_rejects_bad_arguments(exported, tmp_path):
     checkpoint, _ = exported
     with pytest.raises(FasdError, match="opset"):
-        export_onnx(checkpoint, tmp_path / "a.onnx", opset=99)
+        export_model(checkpoint, tmp_path / "a.onnx", opset=99)
     with pytest.raises(FasdError, match="directory"):
-        export_onnx(checkpoint, tmp_path)
+        export_model(checkpoint, tmp_path)
     text = tmp_path / "ckpt.pt"
     text.write_text("not a checkpoint")
     with pytest.raises(FasdError, match="not a readable fasd student checkpoint"):
-        export_onnx(text, tmp_path / "a.onnx")
+        export_model(text, tmp_path / "a.onnx")
     assert not (tmp_path / "a.onnx").exists()
 
 
@@ -147,9 +147,9 @@ def test_failed_parity_writes_nothing(exported, tmp_path, monkeypatch):
     checkpoint, _ = exported
     out = tmp_path / "student.onnx"
     out.write_bytes(b"previous export")
-    monkeypatch.setattr(onnx_export, "PARITY_TOLERANCE", -1.0)
+    monkeypatch.setattr(export_driver, "PARITY_TOLERANCE", -1.0)
     with pytest.raises(FasdError, match="disagrees with PyTorch"):
-        export_onnx(checkpoint, out)
+        export_model(checkpoint, out)
     assert out.read_bytes() == b"previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student.onnx"]
 
@@ -163,10 +163,10 @@ def _bad_files(root):
     return [root / name for name in files]
 
 
-@pytest.mark.parametrize("call", ["OnnxStudent", "load_scorer", "bench_onnx", "predict_paths"])
+@pytest.mark.parametrize("call", ["OnnxStudent", "load_scorer", "bench_model", "predict_paths"])
 def test_bad_model_files_are_fasd_errors(call, tmp_path, images_dir):
     calls = {"OnnxStudent": OnnxStudent, "load_scorer": load_scorer,
-             "bench_onnx": lambda p: bench_onnx(p, runs=2, warmup=0, progress=False),
+             "bench_model": lambda p: bench_model(p, runs=2, warmup=0, progress=False),
              "predict_paths": lambda p: predict_paths(p, [images_dir], None)}
     for path in _bad_files(tmp_path):
         with pytest.raises(FasdError) as info:
@@ -194,7 +194,7 @@ def test_onnx_with_wrong_io_or_no_metadata(exported, tmp_path):
 
 
 def test_bench_numbers_are_sane(exported):
-    result = bench_onnx(exported[1].path, runs=20, warmup=5, batch=2, threads=1, progress=False)
+    result = bench_model(exported[1].path, runs=20, warmup=5, batch=2, threads=1, progress=False)
     assert 0 < result["median_ms"] <= result["p95_ms"] <= result["p99_ms"]
     assert result["mean_ms"] > 0
     assert result["throughput"] == pytest.approx(2 * 1000 / result["mean_ms"])
@@ -202,9 +202,9 @@ def test_bench_numbers_are_sane(exported):
     assert result["cpu"]
     assert "median" in format_latency(result) and "images/s" in format_latency(result)
     with pytest.raises(FasdError, match="--runs"):
-        bench_onnx(exported[1].path, runs=0)
+        bench_model(exported[1].path, runs=0)
     with pytest.raises(FasdError, match="threads"):
-        bench_onnx(exported[1].path, runs=1, threads=0)
+        bench_model(exported[1].path, runs=1, threads=0)
 
 
 def test_predict_folder_matches_onnx_student(exported, images_dir):
