@@ -139,3 +139,22 @@ def test_cached_step_equals_the_step_with_the_teacher_online(vit_stores, vit_che
     assert abs(cached_loss.item() - online_loss.item()) <= 1e-4
     for name in ("ce", "kl", "head-aware"):
         assert cached_terms[name] == pytest.approx(online_terms[name], abs=1e-4)
+
+
+def test_teacher_finetune_vit_writes_a_checkpoint_the_vit_teacher_reads(tmp_path, synth_config):
+    out = tmp_path / "deit_fas.pth"
+    imagenet = timm.create_model(ARCH, pretrained=False, num_classes=1000, img_size=SIZE)
+    torch.save(imagenet.state_dict(), tmp_path / "imagenet.pth")  # a 1000-way head: replaced by a 2-way one
+    result = fasd("teacher-finetune", "--method", "vit", "--arch", ARCH, "--init", tmp_path / "imagenet.pth",
+                  "--sources", "alpha,beta", "--config", synth_config, "--out", out, "--epochs", "2",
+                  "--batch-size", "16", "--max-frames-per-epoch", "32")
+    assert result.exit_code == 0, result.output
+    assert "cache it with --teacher vit" in result.output and "{" not in result.output
+    saved = torch.load(out, weights_only=True)
+    assert saved["epoch"] == 2 and saved["arch"] == ARCH and saved["model"]["head.weight"].shape == (2, 192)
+    # the encoder moved away from its initialisation, and the teacher kind reads the file back
+    assert not torch.equal(saved["model"]["blocks.0.attn.qkv.weight"], imagenet.state_dict()["blocks.0.attn.qkv.weight"])
+    teacher = load_teacher("vit", TeacherOptions(out, arch=ARCH))
+    assert teacher.input_size == SIZE and teacher.normalize == "imagenet"
+    summary = json.loads((tmp_path / "deit_fas.pth.json").read_text())
+    assert summary["method"] == "vit" and summary["lr"] == pytest.approx(5e-4 * 16 / 512)

@@ -257,7 +257,7 @@ class FinetuneModel:
     teacher_kind: str  # the cache-teacher kind that reads the checkpoint (its input contract is trained on)
     arch: str  # described for logs and the summary
     origin: str
-    default_lr: float
+    default_lr: Callable[[int], float]  # batch size -> learning rate when --lr is not given
     save: Callable[[int, Path], None]  # (epochs trained, out) -> writes the checkpoint atomically
     details: dict = field(default_factory=dict)  # method-specific summary entries
 
@@ -270,7 +270,7 @@ class FinetuneMethod:
 
 
 METHODS: dict[str, FinetuneMethod] = {}
-METHOD_MEMBERS: tuple[str, ...] = ()
+METHOD_MEMBERS = ("fasd.teacher_cache.finetune_vit",)
 
 
 def register_finetune(name: str, help: str) -> Callable:
@@ -306,7 +306,7 @@ def clip_method(options: FinetuneOptions) -> FinetuneModel:
     classifier = _frozen_text_classifier(clip, prompts, options.centroid_mode)
     return FinetuneModel(
         classifier, "flip-mcl", describe_arch(clip), origin,
-        PRETRAINED_LR if options.init is not None else RANDOM_INIT_LR,
+        lambda _batch: PRETRAINED_LR if options.init is not None else RANDOM_INIT_LR,
         save=lambda epochs, out: save_flip_checkpoint(clip, epochs, out),
         details={"prompts": prompts, "centroid_mode": options.centroid_mode,
                  "logit_scale": classifier.logit_scale})
@@ -336,7 +336,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     torch.manual_seed(seed)
     model = methods[method].build(FinetuneOptions(Path(init) if init is not None else None, arch, seed,
                                                   trust_checkpoint, prompts, centroid_mode))
-    lr = lr if lr is not None else model.default_lr
+    lr = lr if lr is not None else model.default_lr(batch_size)
     classifier = model.module.to(torch_device)
     size = classifier.input_size
     stats = NORMALIZATIONS[teacher_kinds()[model.teacher_kind].default_normalize]

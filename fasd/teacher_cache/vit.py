@@ -46,7 +46,7 @@ def read_vit_state(checkpoint: Path, trust_checkpoint: bool) -> dict[str, torch.
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def _checkpoint_img_size(model: VisionTransformer, state: dict[str, torch.Tensor]) -> int | None:
+def checkpoint_img_size(model: VisionTransformer, state: dict[str, torch.Tensor]) -> int | None:
     """The input size of a checkpoint whose position embedding holds another square grid than ``model``'s."""
     saved, built = state.get("pos_embed"), model.pos_embed
     if saved is None or built is None or saved.shape == built.shape or saved.shape[2:] != built.shape[2:]:
@@ -99,7 +99,7 @@ def load_vit_teacher(checkpoint: Path, arch: str, layers: tuple[int, ...], tap: 
     check_tap(tap)
     state = read_vit_state(Path(checkpoint), trust_checkpoint)
     model = build_timm_vit(arch, num_classes=len(CLASS_NAMES))
-    img_size = _checkpoint_img_size(model, state)
+    img_size = checkpoint_img_size(model, state)
     if img_size is not None:
         model = build_timm_vit(arch, num_classes=len(CLASS_NAMES), img_size=img_size)
     head = state.get("head.weight")
