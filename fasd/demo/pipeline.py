@@ -1,6 +1,6 @@
 """``fasd demo``: the whole system, for real, on synthetic data, on a laptop CPU, in minutes.
 
-synth (6 domains) -> the recipe's teacher, trained on every domain but the held-out target (more of the
+synth (8 domains) -> the recipe's teacher, trained on every domain but the held-out target (more of the
 world than the students see, as FLIP-MCL is), cached for the protocol's domains -> the student trained on
 two source domains with the teacher and without it, over several seeds each -> everything evaluated on the
 held-out target -> the first distilled seed exported to ONNX and benched -> report.md (tables, verdict,
@@ -46,10 +46,10 @@ STUDENTS = {"distilled": False, "no_teacher": True}  # summary key: --no-teacher
 class DemoBudget:
     """Sizes of every stage (see the README's demo section for what the defaults take on 2 cores)."""
 
-    domains: int = 6  # synthesised; the teacher sees all but the target, the students two of them
+    domains: int = 8  # synthesised (all fasd synth has); the teacher sees all but the target, the students two
     frames: int = 900  # per domain
     size: int = 112
-    teacher_epochs: int = 6
+    teacher_epochs: int = 8
     teacher_draws: int = 3000  # frames per teacher epoch
     student_epochs: int = 6
     max_draws: int = 768  # frames per student epoch
@@ -132,7 +132,7 @@ def run_demo(out: Path, budget: DemoBudget | None = None, recipe: str = "vlmkd",
     onnx_path = out / "student.onnx"
     if not onnx_path.is_file():
         with clock.stage("export the distilled student (first seed) to ONNX"):
-            log(export_model(first / "best.pt", onnx_path).format())
+            log(export_model(first / "best.pt", onnx_path).describe())
     with clock.stage("bench the ONNX student"):
         latency = bench_model(onnx_path, runs=budget.bench_runs, warmup=max(10, budget.bench_runs // 10), batch=1,
                              progress=progress)
