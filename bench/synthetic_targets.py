@@ -16,14 +16,15 @@ from fasd.store_schema.store import create_or_check_store
 DIM = 512
 
 
-def write_random_targets(path: str, sources: list[FrameSource], targets: dict[str, TargetSpec] | None = None,
+def write_random_targets(path: str, sources: list[FrameSource], teacher: dict | None = None,
                          chunk_rows: int = 4096, seed: int = 0) -> None:
-    """Cache every frame of ``sources`` into the store at ``path`` with random targets of ``targets``' shapes
-    (features unit norm, logits 100·f·cᵀ when both exist)."""
-    targets = targets or v1_specs(DIM)
+    """Cache every frame of ``sources`` into the store at ``path`` with random targets of the shapes the teacher
+    fingerprint ``teacher`` declares (default: 512-d features + logits; features unit norm, logits 100·f·cᵀ
+    when both exist)."""
+    teacher = teacher or {"name": "synthetic", "arch": "random", "checkpoint_sha256": "none", "input_size": 224,
+                          "targets": specs_to_json(v1_specs(DIM))}
+    targets = {name: TargetSpec.from_json(spec) for name, spec in teacher["targets"].items()}
     rng = np.random.default_rng(seed)
-    teacher = {"name": "synthetic", "arch": "random", "checkpoint_sha256": "none", "input_size": 224,
-               "targets": specs_to_json(targets)}
     centroids = rng.normal(size=(2, targets[layout.FEATURE].shape[0] if layout.FEATURE in targets else DIM))
     centroids = (centroids / np.linalg.norm(centroids, axis=1, keepdims=True)).astype(np.float32)
     store = create_or_check_store(path, teacher, {"centroids": centroids}, overwrite=False)

@@ -1,13 +1,15 @@
-"""Training step cost: CE-only vs cached distillation vs distillation with the teacher run online.
+"""Training step cost per recipe: CE-only vs cached distillation vs distillation with the teacher run online.
 
-Goals (DESIGN.md): a cached-distillation step costs <= 1.15 x a CE-only step, and is >= 20 x faster than
-distilling with the teacher (ViT-B/16) run online. All three use the real trainer step (data loading,
-augmentation, forward, loss, backward, AdamW) on the same synthetic frames and batch size; "online" adds
-the teacher forward on the batch (upsampled to the teacher's 224 px, CLIP-normalised) to every step.
-The cached targets are random 512-d unit features written straight into a real store (the step's cost
-depends on their shape, not on which teacher produced them).
+Goals (DESIGN.md): a cached-distillation step costs <= 1.15 x the same recipe's CE-only step, and is >= 20 x
+faster than distilling with the teacher run online. All three use the real trainer step (data loading,
+augmentation, forward, loss, backward, AdamW) on the same synthetic frames and batch size; "online" adds the
+teacher forward on the batch (resized to the teacher's 224 px, normalised its way) to every step. The cached
+targets are random values of the recipe's target shapes written straight into a real store (the step's cost
+depends on their shapes, not on which teacher produced them):
+  vlmkd   CLIP ViT-B/16 teacher (512-d unit feature + logits) -> MobileNetV3-Small at 112 px
+  hatfas  DeiT-Base teacher (logits + CLS tokens of blocks 4, 6, 8) -> DeiT-Tiny at 224 px
 
-    python bench/train_throughput.py [--steps 20] [--online-steps 3] [--batch-size 64] [--arch ViT-B-16] [--frames 2400]
+    python bench/train_throughput.py [--recipe vlmkd|hatfas] [--steps N] [--online-steps N] [--batch-size N]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from fasd.student_train.run_config import TrainOptions
 from fasd.student_train.trainer import Trainer
 from fasd.teacher_cache.arch import openai_state_dict, random_clip
 from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, load_teacher
+from fasd.vit_layers import build_timm_vit
 from synthetic_targets import write_random_targets
 
 
@@ -68,33 +71,57 @@ def online_teacher_loss(trainer: Trainer, loaded: LoadedTeacher) -> callable:
     return loss
 
 
+def clip_teacher(tmp: Path) -> LoadedTeacher:
+    """A random CLIP ViT-B/16 (512-d features, as the store's), the vlmkd teacher."""
+    checkpoint = tmp / "clip.pt"
+    torch.save(openai_state_dict(random_clip("ViT-B-16")), checkpoint)
+    return load_teacher("clip", TeacherOptions(checkpoint))
+
+
+def deit_teacher(tmp: Path) -> LoadedTeacher:
+    """A random DeiT-Base with a 2-way head and CLS taps at blocks 4, 6, 8, the hatfas teacher."""
+    checkpoint = tmp / "deit.pth"
+    torch.save({"model": build_timm_vit("deit_base_patch16_224").state_dict()}, checkpoint)
+    return load_teacher("vit", TeacherOptions(checkpoint, arch="deit_base_patch16_224", layers=(4, 6, 8)))
+
+
+# recipe -> (online teacher, default steps, online steps, batch size): hatfas' 224 px ViTs are ~40x the work.
+RECIPE_BENCH = {"vlmkd": (clip_teacher, 20, 3, 64), "hatfas": (deit_teacher, 4, 2, 16)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--online-steps", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--arch", default="ViT-B-16", help="online teacher; its feature size must be 512 (the store's)")
+    parser.add_argument("--recipe", default="vlmkd", choices=sorted(RECIPE_BENCH))
+    parser.add_argument("--steps", type=int, help="timed cached and CE-only steps (default: vlmkd 20, hatfas 4)")
+    parser.add_argument("--online-steps", type=int, help="timed online steps (default: vlmkd 3, hatfas 2)")
+    parser.add_argument("--batch-size", type=int, help="frames per step (default: vlmkd 64, hatfas 16)")
     parser.add_argument("--frames", type=int, default=2400, help="synthetic frames per domain")
     args = parser.parse_args()
+    make_teacher, steps, online_steps, batch_size = RECIPE_BENCH[args.recipe]
+    steps, online_steps = args.steps or steps, args.online_steps or online_steps
+    batch_size = args.batch_size or batch_size
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         config = synthesize(tmp / "data", domains=2, frames=args.frames, size=112, seed=0, progress=False)
         registry = load_registry(config)
-        write_random_targets(str(tmp / "t.zarr"), [open_source(registry.dataset("alpha"))])
-        checkpoint = tmp / "teacher.pt"
-        torch.save(openai_state_dict(random_clip(args.arch)), checkpoint)
-        loaded = load_teacher("clip", TeacherOptions(checkpoint))
+        loaded = make_teacher(tmp)
+        write_random_targets(str(tmp / "t.zarr"), [open_source(registry.dataset("alpha"))], loaded.fingerprint)
         common = dict(protocol="alpha-to-beta", sources=["alpha"], target="beta", config=str(config),
-                      store=str(tmp / "t.zarr"), batch_size=args.batch_size, epochs=1)
-        ce = Trainer(registry, TrainOptions(**common, no_teacher=True), tmp / "ce", progress=False)
-        cached = Trainer(registry, TrainOptions(**common), tmp / "cached", progress=False)
+                      store=str(tmp / "t.zarr"), batch_size=batch_size, epochs=1, warmup_epochs=0)
+        ce = Trainer(registry, TrainOptions.for_recipe(args.recipe, **common, no_teacher=True), tmp / "ce",
+                     progress=False)
+        cached = Trainer(registry, TrainOptions.for_recipe(args.recipe, **common), tmp / "cached", progress=False)
         for trainer in (ce, cached):
             trainer._build(lambda _msg: None)
-        ce_s = seconds_per_step(ce, args.steps)
-        cached_s = seconds_per_step(cached, args.steps)
+        recipe_targets = {name: loaded.targets[name] for name in cached.criterion.needed_targets}
+        ce_s = seconds_per_step(ce, steps)
+        cached_s = seconds_per_step(cached, steps)
         cached._loss = online_teacher_loss(cached, loaded)
-        online_s = seconds_per_step(cached, args.online_steps)
-    print(f"CPU, {torch.get_num_threads()} threads; batch {args.batch_size}; teacher {loaded.fingerprint['arch']}")
+        online_s = seconds_per_step(cached, online_steps)
+    per_frame = sum(spec.bytes_per_frame for spec in recipe_targets.values())
+    print(f"CPU, {torch.get_num_threads()} threads; recipe {args.recipe}; batch {batch_size}; teacher "
+          f"{loaded.fingerprint['arch']} (random weights)")
+    print(f"targets the recipe reads: {', '.join(recipe_targets)} = {per_frame} B/frame uncompressed")
     print(f"CE only              {1 / ce_s:7.2f} steps/s  ({ce_s * 1000:8.1f} ms/step)")
     print(f"cached distillation  {1 / cached_s:7.2f} steps/s  ({cached_s * 1000:8.1f} ms/step)")
     print(f"online distillation  {1 / online_s:7.3f} steps/s  ({online_s * 1000:8.1f} ms/step)")
