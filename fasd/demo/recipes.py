@@ -39,7 +39,7 @@ class DemoContext:
 class DemoRecipe:
     """One recipe's demo: its name in reports, its teacher stage, and its students' options."""
 
-    title: str  # e.g. "paper A (VLM-KD): MobileNetV3-Small, CE + KL + feature + SSDG triplet"
+    title: str  # what the students are, in the report
     teacher: Callable[[DemoContext], dict]  # builds the teacher and its store; returns what it saw
     student_options: Callable[[DemoContext, int, bool], TrainOptions]  # (ctx, seed, no_teacher)
 
@@ -73,9 +73,48 @@ def _vlmkd_options(ctx: DemoContext, seed: int, no_teacher: bool) -> TrainOption
                                    seed=seed)
 
 
+# hatfas on CPU: tiny timm ViTs (DeiT-Tiny's architecture) at 64 px, so a 3-seed demo fits in minutes.
+HATFAS_ARCH = "deit_tiny_patch16_224"
+HATFAS_SIZE = 64
+HATFAS_LAYERS = (4, 6, 8)
+
+
+def _hatfas_teacher(ctx: DemoContext) -> dict:
+    """A random-init DeiT-Tiny at 64 px fine-tuned (``--method vit``) on every domain but the target, then its
+    logits and layer tokens cached."""
+    checkpoint = ctx.out / "teacher_vit.pth"
+    if not checkpoint.is_file():
+        with ctx.stage(f"teacher-finetune --method vit: {HATFAS_ARCH}@{HATFAS_SIZE} on "
+                       f"{', '.join(ctx.teacher_domains)}"):
+            finetune_teacher(ctx.config, ctx.teacher_domains, checkpoint, method="vit", arch=HATFAS_ARCH,
+                             input_size=HATFAS_SIZE, epochs=ctx.budget.teacher_epochs, seed=ctx.budget.seed,
+                             max_frames_per_epoch=ctx.budget.teacher_draws, lr=5e-4, progress=ctx.progress)
+    domains = [*ctx.protocol.sources, ctx.protocol.target]
+    with ctx.stage(f"cache-teacher --teacher vit --layers {','.join(map(str, HATFAS_LAYERS))}: {', '.join(domains)}"):
+        loaded = load_teacher("vit", TeacherOptions(checkpoint, arch=HATFAS_ARCH, layers=HATFAS_LAYERS))
+        for name in domains:
+            run_cache(open_source(ctx.registry.dataset(name)), loaded, str(ctx.store),
+                      CacheOptions(batch_size=64, chunk_rows=1024, progress=ctx.progress))
+    trained = json.loads(Path(f"{checkpoint}.json").read_text())
+    return {"model": f"{HATFAS_ARCH} at {HATFAS_SIZE} px (random init), fine-tuned with --method vit",
+            "domains": trained["sources"], "train_frames": trained["train_frames"],
+            "epochs": trained["epochs"], "draws_per_epoch": trained["draws_per_epoch"]}
+
+
+def _hatfas_options(ctx: DemoContext, seed: int, no_teacher: bool) -> TrainOptions:
+    b = ctx.budget
+    return TrainOptions.for_recipe("hatfas", protocol=ctx.protocol.name, sources=list(ctx.protocol.sources),
+                                   target=ctx.protocol.target, config=str(ctx.config),
+                                   store=None if no_teacher else str(ctx.store), epochs=b.student_epochs,
+                                   batch_size=b.batch_size, max_draws=b.max_draws, no_teacher=no_teacher,
+                                   seed=seed, input_size=HATFAS_SIZE, warmup_epochs=1, lr=5e-4)
+
+
 DEMO_RECIPES: dict[str, DemoRecipe] = {
-    "vlmkd": DemoRecipe("paper A (VLM-KD): MobileNetV3-Small student, CE + KL + feature + SSDG triplet",
+    "vlmkd": DemoRecipe("the vlmkd recipe (paper A): MobileNetV3-Small, CE + KL + feature + SSDG triplet",
                         _vlmkd_teacher, _vlmkd_options),
+    "hatfas": DemoRecipe(f"the hatfas recipe (paper C): {HATFAS_ARCH} at {HATFAS_SIZE} px, (1 - α) CE + α KL + β "
+                         f"head-aware on layers {','.join(map(str, HATFAS_LAYERS))}", _hatfas_teacher, _hatfas_options),
 }
 
 

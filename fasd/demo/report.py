@@ -85,14 +85,14 @@ def write_report(out: Path, summary: dict, recipe_title: str, teacher_curve: tup
     lines = [
         f"# fasd demo — {summary['protocol']} ({summary['recipe']})",
         "",
-        f"Synthetic data. Students ({recipe_title}) train on **{' + '.join(summary['sources'])}** only, seeds "
+        f"Synthetic data. Students — {recipe_title} — train on **{' + '.join(summary['sources'])}** only, seeds "
         f"{', '.join(map(str, seeds))} each, with the teacher and without it (`--no-teacher`, same budget), and "
         f"are tested on the held-out **{summary['target']}** test split ({test['n']} frames: {test['n_live']} "
         f"live, {test['n_spoof']} spoof).",
         "",
         f"The teacher — {saw['model']} — saw more of the world than the students: it was trained on "
         f"**{', '.join(saw['domains'])}** ({', '.join(f'{d} {n}' for d, n in saw['train_frames'].items())} train "
-        f"frames; {saw['epochs']} epochs of {saw['draws_per_epoch']} draws) and never on {summary['target']}. "
+        f"frames; {saw['epochs']} epoch(s) of {saw['draws_per_epoch']} draws) and never on {summary['target']}. "
         f"{teacher_check(summary)}",
         "",
         f"**Verdict:** {comparison['verdict']}",
