@@ -15,6 +15,16 @@ The cues are weaker and lower in frequency in later domains, and some domains' n
 another domain's cues (beta's fine wallpaper stripes vs. alpha's halftone, gamma's cool cast vs. the
 screens' blue cast, gamma's blur hiding fine patterns, live skin glare vs. screen glare), so a model
 trained on two domains transfers to the third well above chance but far from perfectly.
+
+With ``modalities`` including depth and/or ir, each frame also gets a depth and a near-infrared image
+(3-channel grey, as the MMDG lists store them) rendered from one 3-D scene: a live face (and a worn 3-D
+mask) has a curved relief in front of the wall, a print or screen is a tilted plane (paper slightly
+bent; a glossy screen loses depth pixels). In IR the camera's own illuminator lights the scene: skin
+is bright whatever its visible tone, mask materials reflect unlike skin, a print shows its picture as
+faintly as its ink absorbs NIR, and a screen, which emits no NIR, is dark but for a glint. Each domain
+has its own depth sensor (offset, gain, noise, holes, blur) and IR sensor (gain, response curve,
+ambient sunlight, noise, fall-off, ink), so the cues transfer across domains imperfectly. Depth and IR
+draw from their own random streams: the RGB images are the same with or without them.
 """
 
 from __future__ import annotations
@@ -634,7 +644,7 @@ class _Sensors:
             # z-component of its normal; for the head's ellipsoid that is its dome, a plane's is its tilt.
             head = np.maximum(geometry.hair, geometry.face) * (1 - _col(p["medium"]))
             tilt = 1 / np.sqrt(1 + (IR_RELIEF * _col(q["tilt_x"])) ** 2 + (IR_RELIEF * _col(q["tilt_y"])) ** 2)
-            facing = _paint(_paint(1 + 0 * closeness, head, 0.35 + 0.65 * dome), medium, tilt)
+            facing = _paint(_paint(np.ones_like(closeness), head, 0.35 + 0.65 * dome), medium, tilt)
             light = np.clip(1 + style.ir_falloff * (closeness - 0.5), 0.1, None) * _col(q["ir_gain"])
             glint = screen * _col(q["glint"]) * np.exp(
                 -((grid.X - _col(q["glint_x"])) ** 2 + (grid.Y - _col(q["glint_y"])) ** 2) / 0.02)
@@ -666,7 +676,7 @@ def _ir_albedo(p: dict, q: dict, geometry: _Face, luma: np.ndarray, medium: np.n
                ink_ir: float) -> np.ndarray:
     """NIR reflectance: skin bright and tone-independent, mask material unlike skin, dark pupils; a
     print shows its picture faintly (as much as its ink absorbs NIR); a screen emits no NIR and is dark."""
-    albedo = _paint(_col(q["wall_ir"]) + 0 * geometry.u, geometry.body, _col(q["clothes_ir"]))
+    albedo = _paint(np.broadcast_to(_col(q["wall_ir"]), geometry.u.shape), geometry.body, _col(q["clothes_ir"]))
     albedo = _paint(albedo, geometry.neck, _col(q["skin_ir"]))
     albedo = _paint(albedo, geometry.hair, _col(q["hair_ir"]))
     albedo = _paint(albedo, geometry.face, _col(q["skin_ir"]))
