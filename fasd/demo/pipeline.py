@@ -50,9 +50,9 @@ class DemoBudget:
     frames: int = 900  # per domain
     size: int = 112
     teacher_epochs: int = 8
-    teacher_draws: int = 3000  # frames per teacher epoch
-    student_epochs: int = 6
-    max_draws: int = 768  # frames per student epoch
+    teacher_draws: int = 1200  # frames per teacher epoch
+    student_epochs: int = 4
+    max_draws: int = 384  # frames per student epoch
     batch_size: int = 64
     seeds: int = 3  # per student
     bench_runs: int = 300

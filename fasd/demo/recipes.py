@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fasd.data.open_source import open_source
+from fasd.device import default_workers
 from fasd.errors import FasdError
 from fasd.student_train.run_config import TrainOptions
 from fasd.teacher_cache.arch import TINY_ARCH
@@ -51,7 +52,8 @@ def _vlmkd_teacher(ctx: DemoContext) -> dict:
         with ctx.stage(f"teacher-finetune: {TINY_ARCH} on {', '.join(ctx.teacher_domains)}"):
             finetune_teacher(ctx.config, ctx.teacher_domains, checkpoint, arch=TINY_ARCH,
                              epochs=ctx.budget.teacher_epochs, seed=ctx.budget.seed,
-                             max_frames_per_epoch=ctx.budget.teacher_draws, progress=ctx.progress)
+                             max_frames_per_epoch=ctx.budget.teacher_draws, workers=default_workers(),
+                             progress=ctx.progress)
     domains = [*ctx.protocol.sources, ctx.protocol.target]
     with ctx.stage(f"cache-teacher: {', '.join(domains)}"):
         loaded = load_teacher("flip-mcl", TeacherOptions(checkpoint))
