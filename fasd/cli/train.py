@@ -139,10 +139,15 @@ def train(
 
 @command("experiment")
 def experiment(
-    protocols: Annotated[Optional[str], typer.Option(help="Comma-separated protocols (holdout-X, A-to-B).")] = None,
+    protocols: Annotated[Optional[str], typer.Option(help="Comma-separated protocols: holdout-X, A-to-B, or "
+                                                          "intra-X (X's own train / val / test splits, e.g. "
+                                                          "intra-oulu_p3_1: OULU-NPU table in tables.md).")
+                         ] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; a cell reports mean ± std over them.")] = "0,1,2",
-    ablations: Annotated[str, typer.Option(help="Comma-separated: full, no-teacher, kl-only, kl-feat, kl-ssdg.")
-                         ] = "full",
+    recipe: Annotated[str, typer.Option(help="Training defaults of every cell: vlmkd (paper A) or hatfas (paper "
+                                             "C); see `fasd train --help`.")] = "vlmkd",
+    ablations: Annotated[str, typer.Option(help="Comma-separated: full, no-teacher, kl-only, kl-feat, kl-ssdg "
+                                                "(hatfas: full, no-teacher).")] = "full",
     stores: Annotated[Optional[str], typer.Option(help="Teacher stores as name=PATH,... (e.g. flip=flip.zarr,"
                                                        "clip=clip.zarr); default: one store 'default' = --store.")
                       ] = None,
@@ -157,17 +162,19 @@ def experiment(
                       ] = None,
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
     store: Annotated[str, typer.Option(help="Teacher store when --stores is not given.")] = "teacher.zarr",
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default 15).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default 64).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: vlmkd 15, hatfas 300).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default: vlmkd 64, hatfas 128).")
+                          ] = None,
     max_draws: Annotated[Optional[int], typer.Option(help="Draws per epoch (default 60000).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate (default 1e-3).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate (default: vlmkd 1e-3, hatfas "
+                                                     "5e-4·batch/512).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: half the cores).")] = None,
     student_weights: Annotated[Optional[Path], typer.Option(
         help="torchvision mobilenet_v3_small ImageNet state dict (default: the local torch hub cache).")] = None,
 ) -> None:
     """Run protocols × ablations × teacher stores × seeds (resumable: finished cells are skipped), then write
-    results.csv, tables.md (the paper's Tables 1, 3, 4, 5) and plots."""
+    results.csv, tables.md (the paper's Tables 1, 3, 4, 5; intra-X protocols: HaTFAS' OULU-NPU table) and plots."""
     from fasd.experiment import (parse_assignments, parse_references, parse_seeds, report_experiment,
                                  run_experiment)
 
@@ -183,7 +190,7 @@ def experiment(
                  "student_weights": str(student_weights) if student_weights else None}
     outcome = run_experiment(config, _csv(protocols), parse_seeds(seeds), _csv(ablations),
                              parse_assignments([stores] if stores else [], "--stores"), out, overrides,
-                             references, dry_run=dry_run)
+                             references, dry_run=dry_run, recipe=recipe)
     if outcome.failed:
         raise typer.Exit(1)
 
@@ -193,14 +200,16 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for data, teacher, store, runs, report.md, "
                                            "summary.json.")] = Path("runs/demo"),
     seeds: Annotated[int, typer.Option(help="Seeds per student (distilled and no-teacher).")] = 3,
+    recipe: Annotated[str, typer.Option(help="vlmkd (tiny CLIP -> MobileNetV3-Small) or hatfas (tiny DeiTs at 64 px, "
+                                             "logits + layer tokens).")] = "vlmkd",
 ) -> None:
-    """The end-to-end default on synthetic data: 6 domains x 900 frames; a tiny CLIP teacher fine-tuned on
+    """The end-to-end default on synthetic data: 8 domains x 900 frames; a tiny CLIP teacher fine-tuned on
     every domain but gamma, cached; students trained on alpha + beta with and without it (3 seeds each);
     everything evaluated on held-out gamma; ONNX export and bench; report.md with mean ± std and a verdict.
     Re-running reuses finished stages."""
     from fasd.demo import DemoBudget, run_demo
 
-    summary = run_demo(out, DemoBudget(seeds=seeds), log=typer.echo)
+    summary = run_demo(out, DemoBudget(seeds=seeds), recipe=recipe, log=typer.echo)
     mean = {key: summary[key]["mean"]["at_eer"]["acer"] for key in ("distilled", "no_teacher")}
     std = {key: summary[key]["std"]["at_eer"]["acer"] for key in ("distilled", "no_teacher")}
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, STUDENT_INPUT_SIZE
+from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
 from fasd.export.metadata import INPUT_NAME, student_metadata
 from fasd.student_train.checkpoint import load_student
-from fasd.student_train.model import DeployedStudent
 
 
 @dataclass(frozen=True)
@@ -43,9 +42,9 @@ class Deployable:
 
 
 def load_deployable(checkpoint: Path) -> Deployable:
-    """The checkpoint's deployed student (encoder + logit head) with its input contract; FasdError if
-    the file is not a fasd student checkpoint."""
+    """The checkpoint's registered student's deployable part (MobileNetV3-Small: encoder + logit head;
+    DeiT-Tiny: the whole ViT) with its input contract; FasdError if the file is not a fasd student checkpoint."""
     student, info = load_student(Path(checkpoint))
-    return Deployable(module=DeployedStudent(student).eval(), input_names=(INPUT_NAME,),
-                      input_size=STUDENT_INPUT_SIZE, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      metadata=student_metadata(info.get("eer_threshold")))
+    return Deployable(module=student.deployable().eval(), input_names=(INPUT_NAME,),
+                      input_size=student.input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                      metadata=student_metadata(info.get("eer_threshold"), student.input_size))

@@ -24,9 +24,9 @@ _JSON_KEYS = ("input_size", "mean", "std", "eer_threshold")
 _REQUIRED_KEYS = ("input_size", "mean", "std", "labels")
 
 
-def student_metadata(eer_threshold: float | None) -> dict:
+def student_metadata(eer_threshold: float | None, input_size: int = STUDENT_INPUT_SIZE) -> dict:
     """The description every scorer reports about its model; ``eer_threshold`` only when known."""
-    meta = {"fasd_version": __version__, "input_name": INPUT_NAME, "input_size": STUDENT_INPUT_SIZE,
+    meta = {"fasd_version": __version__, "input_name": INPUT_NAME, "input_size": input_size,
             "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "labels": LABELS,
             "preprocessing": PREPROCESSING, "outputs": OUTPUTS}
     if eer_threshold is not None:

@@ -245,6 +245,7 @@ class FinetuneOptions:
     arch: str | None = None  # the architecture for random weights (the method's default when None)
     seed: int = 0
     trust_checkpoint: bool = False
+    input_size: int | None = None  # random weights at another input side (vit; None: the arch's own)
     prompts: dict | None = None  # clip: the prompt ensemble (FLIP's when None)
     centroid_mode: str = "flip"  # clip
 
@@ -317,7 +318,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
                      epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE, lr: float | None = None,
                      weight_decay: float = DEFAULT_WEIGHT_DECAY, device: str = "auto", workers: int = 0,
                      seed: int = 0, max_frames_per_epoch: int | None = None, progress: bool = True,
-                     trust_checkpoint: bool = False, method: str = "clip") -> dict:
+                     trust_checkpoint: bool = False, method: str = "clip", input_size: int | None = None) -> dict:
     """Fine-tune a teacher with ``method`` on ``sources`` and write its checkpoint to ``out``.
 
     ``lr=None`` picks the method's default (clip: RANDOM_INIT_LR for random weights, FLIP's PRETRAINED_LR
@@ -335,7 +336,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     torch_device = resolve_device(device)
     torch.manual_seed(seed)
     model = methods[method].build(FinetuneOptions(Path(init) if init is not None else None, arch, seed,
-                                                  trust_checkpoint, prompts, centroid_mode))
+                                                  trust_checkpoint, input_size, prompts, centroid_mode))
     lr = lr if lr is not None else model.default_lr(batch_size)
     classifier = model.module.to(torch_device)
     size = classifier.input_size

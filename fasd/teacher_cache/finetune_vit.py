@@ -27,7 +27,7 @@ _HEAD_KEYS = ("head.weight", "head.bias")
 
 
 def _initial_model(options: FinetuneOptions, arch: str) -> tuple[torch.nn.Module, str]:
-    model = build_timm_vit(arch, num_classes=len(CLASS_NAMES))
+    model = build_timm_vit(arch, num_classes=len(CLASS_NAMES), img_size=options.input_size)
     if options.init is None:
         return model, f"random {arch} (seed {options.seed})"
     state = read_vit_state(options.init, options.trust_checkpoint)
