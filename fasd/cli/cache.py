@@ -162,6 +162,11 @@ def cache_teacher(
                                                           "recompute the corrupt or missing ones.")] = False,
     trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in the checkpoint.")
                                 ] = False,
+    views: Annotated[int, typer.Option(help="Also cache every target on K augmented views of each frame (crop, "
+                                            "flip, colour jitter) that `fasd train --views` replays (0: none).")
+                     ] = 0,
+    view_seed: Annotated[int, typer.Option(help="Seed of the view draws (with each frame ID).")] = 0,
+    view_jitter: Annotated[int, typer.Option(help="1: views include colour jitter; 0: crop and flip only.")] = 1,
 ) -> None:
     """Run the frozen teacher once over a dataset and write its targets (logits, CLS feature, layer tokens, ...)
     into the Zarr store.
@@ -175,10 +180,10 @@ def cache_teacher(
     from fasd.device import default_workers
     from fasd.teacher_cache.job import CacheOptions, run_cache
     from fasd.teacher_cache.prompts import load_prompts
-    from fasd.teacher_cache.registry import TeacherOptions, load_teacher, teacher_kinds
+    from fasd.teacher_cache.registry import TEACHERS, TeacherOptions, load_teacher
+    from fasd.views import ViewSettings
 
-    if teacher not in teacher_kinds():
-        raise FasdError(f"unknown --teacher '{teacher}'; registered: {', '.join(teacher_kinds())}")
+    TEACHERS.get(teacher)  # an unknown kind is named before anything else is checked
     if checkpoint is None:
         raise FasdError("--checkpoint FILE is required: fasd never downloads teacher weights "
                         "(build one with `fasd teacher-finetune` or use FLIP's released checkpoint)")
@@ -188,6 +193,9 @@ def cache_teacher(
         raise FasdError(f"--splits {splits}: valid splits are {', '.join(SPLITS)}")
     _positive("--batch-size", batch_size)
     _positive("--chunk-rows", chunk_rows)
+    if views < 0 or view_jitter not in (0, 1):
+        raise FasdError(f"--views must be >= 0 and --view-jitter 0 or 1, got --views {views} --view-jitter "
+                        f"{view_jitter}")
     shard_index, shard_count = _shard(shard)
     source = open_source(load_registry(config).dataset(dataset))
     loaded = load_teacher(teacher, TeacherOptions(
@@ -195,7 +203,8 @@ def cache_teacher(
         centroid_mode=centroid_mode, arch=arch, layers=tuple(_layers(layers)) if layers else (), layer_tap=layer_tap))
     options = CacheOptions(splits=tuple(split_list), batch_size=batch_size, device=device,
                            workers=default_workers() if workers is None else workers, shard=shard_index,
-                           num_shards=shard_count, chunk_rows=chunk_rows, overwrite=overwrite, strict=strict)
+                           num_shards=shard_count, chunk_rows=chunk_rows, overwrite=overwrite, strict=strict,
+                           views=ViewSettings(views, view_seed, bool(view_jitter)))
     if repair:
         _repair(store, dataset)
     with distributed.process_group() as ranks:

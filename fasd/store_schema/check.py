@@ -36,7 +36,8 @@ def damaged_chunks(store: TeacherStore, name: str) -> dict[int, str]:
     damaged: dict[int, str] = {}
     for chunk in np.flatnonzero(done):
         start, end = int(chunk) * chunk_rows, min((int(chunk) + 1) * chunk_rows, rows)
-        for array_name in (*_METADATA, *store.targets):
+        arrays = store.arrays  # the targets, and with views their per-view arrays and the view parameters
+        for array_name in (*_METADATA, *arrays):
             if array_name not in group:
                 damaged[int(chunk)] = f"array '{array_name}' is missing"
                 break
@@ -44,7 +45,7 @@ def damaged_chunks(store: TeacherStore, name: str) -> dict[int, str]:
             if values is None:
                 damaged[int(chunk)] = f"'{array_name}' cannot be decoded"
                 break
-            if array_name in store.targets:
+            if array_name in arrays:
                 bad = ~np.isfinite(values.reshape(end - start, -1)).all(axis=1)
                 ids = read_strings(group[layout.FRAME_ID])[start:end][bad] if bad.any() else []
                 if any(str(i) not in unreadable for i in ids):

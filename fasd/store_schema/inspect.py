@@ -66,12 +66,18 @@ def summarize_dataset(group: zarr.Group, specs: dict[str, TargetSpec]) -> dict:
 def summarize_store(store: TeacherStore, only: str | None = None) -> dict:
     teacher = store.teacher
     names = [only] if only else store.dataset_names()
-    return {
+    summary = {
         "path": store.path, "schema_version": store.root.attrs[layout.SCHEMA_ATTR],
         "fasd_version": store.root.attrs.get("fasd_version"), "created": store.root.attrs.get("created"),
-        "teacher": teacher, "targets": summarize_targets(store.targets),
-        "datasets": {name: summarize_dataset(store.dataset(name), store.targets) for name in names},
+        "teacher": teacher, "targets": summarize_targets(store.arrays),
+        "datasets": {name: summarize_dataset(store.dataset(name), store.arrays) for name in names},
     }
+    if store.views is not None:
+        single = sum(spec.bytes_per_frame for spec in store.targets.values())
+        summary["views"] = {**store.views.to_json(), "single_view_bytes_per_frame": single,
+                            "view_bytes_per_frame": sum(spec.bytes_per_frame for name, spec in store.arrays.items()
+                                                        if name.startswith(layout.VIEWS_GROUP + "/"))}
+    return summary
 
 
 def _pct(value: float | None) -> str:
@@ -103,6 +109,12 @@ def format_summary(summary: dict) -> str:
         *(f"            {name:<12} {'x'.join(map(str, t['shape'])):<10} {t['dtype']}  {t['bytes_per_frame']} B/frame"
           for name, t in targets.items()),
     ]
+    views = summary.get("views")
+    if views:
+        lines.append(f"views       K={views['count']} per frame (seed {views['seed']}, jitter "
+                     f"{'on' if views['jitter'] else 'off'}): {views['view_bytes_per_frame']} B/frame for the views "
+                     f"({views['view_bytes_per_frame'] / max(views['single_view_bytes_per_frame'], 1):.2f} x the "
+                     f"{views['single_view_bytes_per_frame']} B of one view), uncompressed")
     for name, d in summary["datasets"].items():
         norm = d["feature_norm"]
         norm_text = f"feature norm {norm['min']:.4f}..{norm['max']:.4f}, " if norm else ""

@@ -22,6 +22,11 @@ ATTACK_TYPE = "attack_type"  # schema 2
 FEATURE = "feature"
 LOGITS = "logits"
 DONE = "done"
+# With `cache-teacher --views K`: the view parameters (N, K, P) (fasd.views.PARAM_COLUMNS) and every target
+# as views/<target> (N, K, *shape); the teacher fingerprint's VIEWS_KEY holds K, the seed and the jitter switch.
+VIEWS_GROUP = "views"
+VIEW_PARAMS = "views/params"
+VIEWS_KEY = "views"
 META_ARRAYS = (FRAME_ID, LABEL, SPLIT, VIDEO_ID, ATTACK_TYPE)
 
 # Per-dataset group attrs.
@@ -34,3 +39,8 @@ UNREADABLE_ATTR = "unreadable"  # frame IDs that could not be decoded (NaN targe
 
 FEATURE_DTYPE = "f2"
 LOGITS_DTYPE = "f4"
+
+
+def view_array(target: str) -> str:
+    """The per-view array of ``target`` (N, K, *shape)."""
+    return f"{VIEWS_GROUP}/{target}"

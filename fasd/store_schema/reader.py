@@ -18,8 +18,9 @@ class DatasetTargets:
 
     name: str
     frame_id: np.ndarray
-    arrays: dict[str, np.ndarray]  # (N, *shape) per loaded target
+    arrays: dict[str, np.ndarray]  # (N, *shape) per loaded target; with views (N, K, *shape)
     _row_of: dict[str, int]
+    view_params: np.ndarray | None = None  # (N, K, P) when loaded with views
 
     def rows_for(self, frame_ids: np.ndarray) -> np.ndarray:
         """Store rows of ``frame_ids`` (-1 for frames not in the store or without valid targets)."""
@@ -46,10 +47,16 @@ def non_finite_targets(path: str, name: str, target: str) -> FasdError:
     return damaged_store(path, name, f"non-finite '{target}' targets in completed chunks")
 
 
-def load_targets(store: TeacherStore, name: str, targets: tuple[str, ...]) -> DatasetTargets:
+def no_views(path: str) -> FasdError:
+    return FasdError(f"{path} was cached without views: re-cache it with `fasd cache-teacher --views K ...` "
+                     f"or train without --views")
+
+
+def load_targets(store: TeacherStore, name: str, targets: tuple[str, ...], views: bool = False) -> DatasetTargets:
     """Load one dataset's ``targets`` into memory; frames whose chunk is not done or whose targets are NaN
     (unreadable frames) are left out of the lookup so they count as missing.
 
+    ``views``: load every target's per-view array (N, K, *shape) instead, and the view parameters.
     A trainer that streams some targets chunk by chunk loads only the lookup and the small ones here.
     """
     group = store.dataset(name)
@@ -57,14 +64,17 @@ def load_targets(store: TeacherStore, name: str, targets: tuple[str, ...]) -> Da
     if missing:
         raise FasdError(f"{store.path} has no '{missing[0]}' targets (it holds: {', '.join(store.targets)}); "
                         f"cache a teacher that provides them")
+    if views and store.views is None:
+        raise no_views(store.path)
     try:
         frame_id = read_strings(group[layout.FRAME_ID])
         valid = valid_rows(group)
-        arrays = {target: group[target][:] for target in targets}
+        arrays = {target: group[layout.view_array(target) if views else target][:] for target in targets}
+        params = group[layout.VIEW_PARAMS][:] if views else None
     except Exception as exc:  # zarr/numcodecs raise many types for corrupt or missing chunk data
         raise damaged_store(store.path, name, f"{type(exc).__name__}: {str(exc)[:80]}") from None
-    for target, values in arrays.items():
+    for target, values in {**arrays, **({layout.VIEW_PARAMS: params} if views else {})}.items():
         if len(frame_id) and not np.isfinite(values[valid]).all():
             raise non_finite_targets(store.path, name, target)
     row_of = {str(f): i for i, f in enumerate(frame_id) if valid[i]}
-    return DatasetTargets(name, frame_id, arrays, row_of)
+    return DatasetTargets(name, frame_id, arrays, row_of, params)

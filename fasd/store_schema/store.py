@@ -26,6 +26,7 @@ from fasd import __version__
 from fasd.errors import FasdError
 from fasd.store_schema import layout
 from fasd.store_schema.specs import TargetSpec, v1_specs
+from fasd.views import PARAMS, PARAMS_DTYPE, ViewSettings
 
 
 class StoreNotFound(FasdError):
@@ -128,6 +129,23 @@ class TeacherStore:
             return v1_specs(self.root[layout.CENTROIDS].shape[1])
         return {name: TargetSpec.from_json(spec) for name, spec in self.teacher["targets"].items()}
 
+    @property
+    def views(self) -> ViewSettings | None:
+        """The view settings the store was cached with (None: no views, one target per frame)."""
+        value = self.teacher.get(layout.VIEWS_KEY) if self.version >= 2 else None
+        return ViewSettings.from_json(value) if value else None
+
+    @property
+    def arrays(self) -> dict[str, TargetSpec]:
+        """Every per-frame array the cache job writes: the targets, and with views ``views/params`` and
+        ``views/<target>`` (their per-frame shape has the K views first)."""
+        specs = self.targets
+        if self.views is None:
+            return specs
+        k = self.views.count
+        return {**specs, layout.VIEW_PARAMS: TargetSpec((k, PARAMS), PARAMS_DTYPE),
+                **{layout.view_array(name): TargetSpec((k, *spec.shape), spec.dtype) for name, spec in specs.items()}}
+
     def text(self, name: str) -> np.ndarray | None:
         """An array of the store's ``text/`` group (centroids, captions, ...), None when absent."""
         key = f"{layout.TEXT_GROUP}/{name}"
@@ -160,7 +178,7 @@ def open_store(path: str, writable: bool = False) -> TeacherStore:
     if layout.TEACHER_ATTR not in root.attrs or (root.attrs[layout.SCHEMA_ATTR] == 1 and layout.CENTROIDS not in root):
         raise FasdError(f"{path} is missing its teacher fingerprint or text centroids; re-cache it")
     store = TeacherStore(str(path), root)
-    specs = store.targets
+    specs = store.arrays
     for name in store.dataset_names():
         group = root[name]
         rows = group.attrs.get(layout.ROWS_ATTR)

@@ -50,12 +50,12 @@ def prepare_dataset(store: TeacherStore, name: str, source_fingerprint: dict, so
         del root[name]
     attrs = {layout.SOURCE_ATTR: source_fingerprint, layout.SOURCE_PATH_ATTR: source_path}
     try:
-        return _create_dataset(root, name, attrs, columns, store.targets, chunk_rows)
+        return _create_dataset(root, name, attrs, columns, store.arrays, chunk_rows)
     except FasdError:
         if not overwrite or name not in root:
             raise
         del root[name]  # an unfinished group of another layout (e.g. other --chunk-rows) that --overwrite replaces
-        return _create_dataset(root, name, attrs, columns, store.targets, chunk_rows)
+        return _create_dataset(root, name, attrs, columns, store.arrays, chunk_rows)
 
 
 def frame_columns(frame_id: np.ndarray, label: np.ndarray, split: np.ndarray, video_id: np.ndarray,

@@ -26,11 +26,12 @@ from fasd import distributed
 from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.device import resolve_device
 from fasd.errors import FasdError
-from fasd.store_schema import writer
+from fasd.store_schema import layout, writer
 from fasd.store_schema.store import create_or_check_store, read_strings
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.registry import LoadedTeacher
 from fasd.training.precision import autocast
+from fasd.views import ViewSettings, apply_view, draw_views
 
 
 @dataclass
@@ -45,6 +46,13 @@ class CacheOptions:
     overwrite: bool = False
     strict: bool = False
     progress: bool = True
+    views: ViewSettings = field(default_factory=ViewSettings)  # --views K: K augmented views per frame too
+
+
+def store_fingerprint(loaded: LoadedTeacher, views: ViewSettings) -> dict:
+    """The teacher fingerprint a store records; the view settings are part of it (a store cached with other
+    views is refused like a store of another teacher). Without views it is the teacher's own."""
+    return {**loaded.fingerprint, layout.VIEWS_KEY: views.to_json()} if views.count else loaded.fingerprint
 
 
 @dataclass
@@ -72,20 +80,27 @@ class CacheReport:
 
 
 class TeacherFrames(Dataset):
-    """Store row -> (uint8 pixels at the teacher's size, readable flag). Unreadable frames are zeros."""
+    """Store row -> (uint8 pixels at the teacher's size, its K views' pixels (K, size, size, 3), their
+    parameters (K, P), readable flag). Unreadable frames are zeros (their view parameters are still drawn)."""
 
-    def __init__(self, source: FrameSource, source_rows: np.ndarray, size: int):
-        self.source, self.source_rows, self.size = source, source_rows, size
+    def __init__(self, source: FrameSource, source_rows: np.ndarray, size: int, views: ViewSettings):
+        self.source, self.source_rows, self.size, self.views = source, source_rows, size, views
 
     def __len__(self) -> int:
         return len(self.source_rows)
 
-    def __getitem__(self, row: int) -> tuple[torch.Tensor, bool]:
+    def __getitem__(self, row: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        source_row = int(self.source_rows[row])
+        params = draw_views(self.source.table.frame_id[source_row], self.views)
         try:
-            pixels = resize_uint8(self.source.read_image(int(self.source_rows[row])), self.size)
-            return torch.from_numpy(np.array(pixels)), True
+            image = self.source.read_image(source_row)
         except UnreadableFrame:
-            return torch.zeros(self.size, self.size, 3, dtype=torch.uint8), False
+            zeros = torch.zeros(1 + self.views.count, self.size, self.size, 3, dtype=torch.uint8)
+            return zeros[0], zeros[1:], torch.from_numpy(params), False
+        pixels = np.array(resize_uint8(image, self.size))
+        views = np.stack([apply_view(image, p, self.size) for p in params]) if self.views.count else (
+            np.zeros((0, self.size, self.size, 3), dtype=np.uint8))
+        return torch.from_numpy(pixels), torch.from_numpy(views), torch.from_numpy(params), True
 
 
 def chunk_batches(chunks: list[int], rows: int, chunk_rows: int, batch_size: int) -> list[list[int]]:
@@ -127,7 +142,7 @@ def _prepare_layout(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
     columns = writer.frame_columns(table.frame_id[source_rows], table.label[source_rows], table.split[source_rows],
                                    table.video_id[source_rows], table.attack_type[source_rows])
     try:
-        store = create_or_check_store(store_path, loaded.fingerprint, loaded.texts, replace)
+        store = create_or_check_store(store_path, store_fingerprint(loaded, options.views), loaded.texts, replace)
         return writer.prepare_dataset(store, source.name, fingerprint, str(source.path), columns,
                                       options.chunk_rows, replace)
     except FasdError as exc:
@@ -143,13 +158,14 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
     teacher = loaded.module.to(device)
     rows = len(source_rows)
     batches = chunk_batches(chunks, rows, options.chunk_rows, options.batch_size)
-    loader = DataLoader(TeacherFrames(source, source_rows, loaded.input_size), batch_sampler=batches,
+    loader = DataLoader(TeacherFrames(source, source_rows, loaded.input_size, options.views), batch_sampler=batches,
                         num_workers=options.workers, pin_memory=device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if options.workers else None)
     frame_ids = read_strings(group["frame_id"])
     total = sum(len(b) for b in batches)
     pending: list[Future] = []
-    outputs: dict[str, list[np.ndarray]] = {name: [] for name in loaded.targets}
+    names = _output_names(loaded, options.views)
+    outputs: dict[str, list[np.ndarray]] = {name: [] for name in names}
     filled = 0
     chunk_iter = iter(chunks)
     chunk = next(chunk_iter)
@@ -159,10 +175,10 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
             total=total, unit="frame", desc=f"cache {source.name}", disable=not options.progress,
             smoothing=0.1) as bar:
         try:
-            for batch_rows, (pixels, readable) in zip(batches, loader):
-                images = normalize_batch(pixels.to(device, non_blocking=True), loaded.mean, loaded.std)
-                with torch.inference_mode(), autocast(device):
-                    result = {name: value.float().cpu().numpy() for name, value in teacher(images).items()}
+            for batch_rows, (pixels, view_pixels, params, readable) in zip(batches, loader):
+                result = _forward(teacher, loaded, pixels, view_pixels, device, options.batch_size)
+                if options.views.count:
+                    result[layout.VIEW_PARAMS] = params.numpy()
                 bad = ~readable.numpy()
                 if bad.any():
                     ids = [str(i) for i in frame_ids[np.asarray(batch_rows)[bad]]]
@@ -170,8 +186,9 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
                         raise FasdError(f"{len(ids)} unreadable frame(s) in '{source.name}' "
                                         f"(--strict): {', '.join(ids[:5])}")
                     report.unreadable += ids
-                    for values in result.values():
-                        values[bad] = np.nan
+                    for name, values in result.items():
+                        if name != layout.VIEW_PARAMS:
+                            values[bad] = np.nan
                 for name in outputs:
                     outputs[name].append(result[name])
                 filled += len(batch_rows)
@@ -181,7 +198,7 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
                                                  {name: np.concatenate(parts) for name, parts in outputs.items()}))
                     report.chunks_written += 1
                     report.frames_computed += filled
-                    outputs, filled = {name: [] for name in loaded.targets}, 0
+                    outputs, filled = {name: [] for name in names}, 0
                     chunk = next(chunk_iter, None)
                     if chunk is not None:
                         chunk_size = min(options.chunk_rows, rows - chunk * options.chunk_rows)
@@ -194,6 +211,35 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
     if report.unreadable:
         tqdm.write(f"warning: {len(report.unreadable)} unreadable frame(s) in '{source.name}' stored as NaN: "
                   f"{', '.join(report.unreadable[:5])}")
+
+
+def _output_names(loaded: LoadedTeacher, views: ViewSettings) -> list[str]:
+    """The arrays each chunk write fills: the targets, and with views their per-view arrays and the parameters."""
+    if not views.count:
+        return list(loaded.targets)
+    return [*loaded.targets, *(layout.view_array(name) for name in loaded.targets), layout.VIEW_PARAMS]
+
+
+def _forward(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tensor, view_pixels: torch.Tensor,
+             device: torch.device, batch_size: int) -> dict[str, np.ndarray]:
+    """The teacher's targets of a batch of B frames and of their K views each: {target: (B, *shape)} and
+    {views/<target>: (B, K, *shape)}. The B (K + 1) images go through the teacher ``batch_size`` at a time."""
+    count, views = len(pixels), view_pixels.shape[1]
+    images = torch.cat([pixels, view_pixels.flatten(0, 1)]) if views else pixels
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(images), batch_size):
+        chunk = normalize_batch(images[start:start + batch_size].to(device, non_blocking=True), loaded.mean,
+                                loaded.std)
+        with torch.inference_mode(), autocast(device):
+            for name, value in teacher(chunk).items():
+                parts.setdefault(name, []).append(value.float().cpu())
+    result = {}
+    for name, values in parts.items():
+        value = torch.cat(values).numpy()
+        result[name] = value[:count]
+        if views:
+            result[layout.view_array(name)] = value[count:].reshape(count, views, *value.shape[1:])
+    return result
 
 
 def _raise_failed_writes(pending: list[Future]) -> None:

@@ -9,8 +9,11 @@ import torch
 from torchvision.transforms import v2
 
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, STUDENT_INPUT_SIZE
+from fasd.views import CROP_RATIO, CROP_SCALE, FLIP_PROBABILITY, JITTER, apply_view
 
 StudentTransform = Callable[[np.ndarray], torch.Tensor]
+# (frame, one stored view's parameters) -> the student's input: the view replayed at the student's size.
+ViewReplay = Callable[[np.ndarray, np.ndarray], torch.Tensor]
 
 
 def _to_float_normalised() -> list[v2.Transform]:
@@ -29,9 +32,9 @@ def train_transform(size: int = STUDENT_INPUT_SIZE) -> StudentTransform:
     """
     return v2.Compose([
         v2.ToImage(),
-        v2.RandomResizedCrop(size, scale=(0.6, 1.0), antialias=True),
-        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
-        v2.RandomHorizontalFlip(),
+        v2.RandomResizedCrop(size, scale=CROP_SCALE, ratio=CROP_RATIO, antialias=True),
+        v2.ColorJitter(brightness=JITTER, contrast=JITTER, saturation=JITTER),
+        v2.RandomHorizontalFlip(FLIP_PROBABILITY),
         *_to_float_normalised(),
     ])
 
@@ -43,3 +46,13 @@ def eval_transform(size: int = STUDENT_INPUT_SIZE) -> StudentTransform:
         v2.Resize((size, size), antialias=True),
         *_to_float_normalised(),
     ])
+
+
+def view_transform(size: int = STUDENT_INPUT_SIZE) -> ViewReplay:
+    """A stored view (fasd.views) replayed at ``size``: the same crop, flip and jitter the teacher saw, then
+    ImageNet normalisation; no other randomness."""
+    normalise = v2.Compose([v2.ToImage(), *_to_float_normalised()])
+
+    def replay(image: np.ndarray, params: np.ndarray) -> torch.Tensor:
+        return normalise(apply_view(image, params, size))
+    return replay
