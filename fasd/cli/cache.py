@@ -280,8 +280,11 @@ def inspect(
     else:
         typer.echo(format_summary(summary))
         for name, result in summary.get("verify", {}).items():
+            views = ("" if "view_params_match" not in result else
+                     f"; one stored view per frame recomputed, view parameters drawn again "
+                     f"{'identical' if result['view_params_match'] else 'DIFFERENT (damaged store)'}")
             typer.echo(f"verify [{name}] {result['frames']} frames: worst cosine {result['worst_cosine']:.6f}, "
-                       f"max |Δlogit| {result['max_logit_diff']:.4g}")
+                       f"max |Δlogit| {result['max_logit_diff']:.4g}{views}")
     if check:
         _report_damage(store, damaged, as_json)
 

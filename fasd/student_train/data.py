@@ -3,24 +3,36 @@
 Items carry their index; the trainer fetches the cached teacher targets of a whole batch by index in its
 own process (fasd.student_train.targets), so DataLoader workers never hold or copy the targets and the
 teacher itself is never loaded here.
+
+With stored views (``fasd train --views``) a draw is a pair (item, view): ViewSampler picks one of the K
+views of each drawn frame, the stream replays that view's crop, flip and jitter at the student's size
+(fasd.views.apply_view) and the item carries [index, view], so the trainer takes that view's targets.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from fasd.training.frames import DomainRows
-from fasd.training.transforms import StudentTransform
+from fasd.training.transforms import StudentTransform, ViewReplay
 
 
 class StudentFrames(Dataset):
     """Item i -> (image, label, domain index, i) over several domains; ``domain_of[i]`` and ``offset[i]``
-    say which domain's which row item i is."""
+    say which domain's which row item i is.
 
-    def __init__(self, domains: list[DomainRows], transform: StudentTransform):
+    ``replay``: this stream replays stored views; once ``set_views`` gave it the view parameters, item
+    (i, v) -> (view v of frame i, label, domain, [i, v]).
+    """
+
+    def __init__(self, domains: list[DomainRows], transform: StudentTransform, replay: ViewReplay | None = None):
         self.domains = domains
         self.transform = transform
+        self.replay = replay
+        self.view_params: list[np.ndarray] | None = None  # per domain, (rows, K, P) aligned with its rows
         self.domain_of = np.concatenate([np.full(len(d.rows), i, dtype=np.int64) for i, d in enumerate(domains)])
         self.offset = np.concatenate([np.arange(len(d.rows)) for d in domains])
 
@@ -30,9 +42,41 @@ class StudentFrames(Dataset):
     def labels(self) -> np.ndarray:
         return np.concatenate([d.source.table.label[d.rows] for d in self.domains]).astype(np.int64)
 
-    def __getitem__(self, index: int):
+    def set_views(self, params: list[np.ndarray]) -> None:
+        """The stored view parameters of every domain's rows (what the stream replays)."""
+        self.view_params = params
+
+    @property
+    def view_count(self) -> int:
+        """K stored views per frame to draw from; 0 when the stream does not replay views."""
+        return 0 if self.view_params is None else int(self.view_params[0].shape[1])
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        index, view = key if isinstance(key, tuple) else (key, None)
         domain = int(self.domain_of[index])
         part, offset = self.domains[domain], int(self.offset[index])
         row = int(part.rows[offset])
-        image = self.transform(part.source.read_image(row))
-        return image, int(part.source.table.label[row]), domain, index
+        label = int(part.source.table.label[row])
+        if view is None:
+            return self.transform(part.source.read_image(row)), label, domain, index
+        image = self.replay(part.source.read_image(row), self.view_params[domain][offset, view])
+        return image, label, domain, np.array([index, view], dtype=np.int64)
+
+
+class ViewSampler(Sampler[tuple[int, int]]):
+    """A sampler's draws, each paired with one of ``views`` stored views, uniformly.
+
+    The views come from their own generator seeded with the epoch's seed, so the frames drawn (and their
+    order) are the ones a run without views draws.
+    """
+
+    def __init__(self, base: Sampler[int], views: int, seed: int):
+        self.base, self.views, self.seed = base, views, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rng = np.random.default_rng([self.seed, self.views])
+        for index in self.base:
+            yield int(index), int(rng.integers(self.views))

@@ -9,6 +9,10 @@ in memory, every used frame's targets are loaded once (~1 KB a frame for vlmkd);
 lookup and the logits are loaded and the larger targets (features, layer tokens) are read chunk by chunk
 through a small cache (fasd.store_schema.streaming), while the trainer orders its draws in windows of chunks
 (sampler.BlockWindowSampler) so each chunk is decompressed about once per epoch rather than once per frame.
+
+A stream that replays stored views (StudentFrames.replay) reads every target's per-view array
+``views/<target>`` (N, K, *shape) instead and takes the drawn view's row of it; it gets the view parameters
+it replays from here too.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 
 from fasd.errors import FasdError
 from fasd.store_schema import layout
-from fasd.store_schema.reader import load_targets, non_finite_targets, source_mismatch
+from fasd.store_schema.reader import load_targets, no_views, non_finite_targets, source_mismatch
 from fasd.store_schema.store import TeacherStore, open_store
 from fasd.store_schema.streaming import BlockCache, ChunkedTargets
 from fasd.student_train.data import StudentFrames
@@ -40,9 +44,14 @@ def projection_dim(store: TeacherStore) -> int:
     return store.targets[layout.FEATURE].shape[0]
 
 
+def _pick(values: np.ndarray, views: np.ndarray | None) -> np.ndarray:
+    """Rows of targets (n, *shape), or with ``views`` each row's drawn view of per-view rows (n, K, *shape)."""
+    return values if views is None else values[np.arange(len(values)), views]
+
+
 @dataclass
 class ArrayTargets:
-    """One domain's targets in memory, aligned with its rows."""
+    """One domain's targets in memory, aligned with its rows (with views: (rows, K, *shape) each)."""
 
     arrays: dict[str, np.ndarray]
 
@@ -50,8 +59,8 @@ class ArrayTargets:
     def blocks(self) -> None:
         return None  # no chunk order to respect
 
-    def take(self, offsets: np.ndarray) -> dict[str, np.ndarray]:
-        return {name: values[offsets] for name, values in self.arrays.items()}
+    def take(self, offsets: np.ndarray, views: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        return {name: _pick(values[offsets], views) for name, values in self.arrays.items()}
 
 
 @dataclass
@@ -69,10 +78,10 @@ class StreamedTargets:
         chunk_rows = next(iter(self.chunked.values())).chunk_rows
         return self.store_rows // chunk_rows
 
-    def take(self, offsets: np.ndarray) -> dict[str, np.ndarray]:
-        values = {name: array[offsets] for name, array in self.in_memory.items()}
+    def take(self, offsets: np.ndarray, views: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        values = {name: _pick(array[offsets], views) for name, array in self.in_memory.items()}
         for name, chunked in self.chunked.items():
-            values[name] = chunked.take(self.store_rows[offsets])
+            values[name] = _pick(chunked.take(self.store_rows[offsets]), views)
             if not np.isfinite(values[name]).all():
                 raise non_finite_targets(*self.where, name)
         return values
@@ -86,13 +95,16 @@ class FrameTargets:
         self.domain_of, self.offset, self.domains, self.specs = frames.domain_of, frames.offset, domains, specs
 
     def __call__(self, items: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
-        """{target: (n, *shape) float32 tensor} for item indices ``items``."""
+        """{target: (n, *shape) float32 tensor} for item indices ``items`` (n,), or for (item, view) pairs
+        (n, 2) of a stream that replays views."""
         items = np.asarray(items, dtype=np.int64)
+        items, views = (items[:, 0], items[:, 1]) if items.ndim == 2 else (items, None)
         domain, offset = self.domain_of[items], self.offset[items]
         out = {name: np.empty((len(items), *shape), dtype=np.float32) for name, shape in self.specs.items()}
         for d in np.unique(domain):
             mask = domain == d
-            for name, values in self.domains[d].take(offset[mask]).items():
+            picked = None if views is None else views[mask]
+            for name, values in self.domains[d].take(offset[mask], picked).items():
                 out[name][mask] = values
         return {name: torch.from_numpy(values) for name, values in out.items()}
 
@@ -126,23 +138,26 @@ def attach_targets(store_path: str, streams: list[StudentFrames],
     if missing:
         raise FasdError(f"the loss needs '{missing[0]}' targets but {store_path} holds only "
                         f"{', '.join(specs)}; cache a teacher that provides them or set that term's weight to 0")
+    if store.views is None and any(frames.replay is not None for frames in streams):
+        raise no_views(store_path)
     chunked_names = tuple(n for n in names if n not in IN_MEMORY) if stream else ()
     memory_names = tuple(n for n in names if n not in chunked_names)
     cache = BlockCache(2 * window)
     loaded = {}
     lookups = []
     for frames in streams:
-        per_domain = []
+        views = frames.replay is not None
+        per_domain, view_params = [], []
         for part in frames.domains:
             name = part.source.name
-            if name not in loaded:
+            if (name, views) not in loaded:
                 store.dataset(name)
                 why = source_mismatch(store, name, part.source.fingerprint())
                 if why:
                     raise FasdError(f"the store's copy of '{name}' is stale: {why}; re-cache it with "
                                     f"`fasd cache-teacher --dataset {name} --store {store_path} --overwrite`")
-                loaded[name] = load_targets(store, name, memory_names)
-            targets = loaded[name]
+                loaded[name, views] = load_targets(store, name, memory_names, views=views)
+            targets = loaded[name, views]
             frame_ids = part.source.table.frame_id[part.rows]
             store_rows = targets.rows_for(frame_ids)
             absent = frame_ids[store_rows < 0]
@@ -152,10 +167,15 @@ def attach_targets(store_path: str, streams: list[StudentFrames],
                     f"{store_path} (e.g. {', '.join(map(str, absent[:3]))}); cache them with "
                     f"`fasd cache-teacher --dataset {name} --store {store_path}`")
             in_memory = {n: targets.arrays[n][store_rows] for n in memory_names}
+            if views:
+                view_params.append(targets.view_params[store_rows])
             if chunked_names:
-                chunked = {n: ChunkedTargets(store.dataset(name)[n], cache) for n in chunked_names}
+                chunked = {n: ChunkedTargets(store.dataset(name)[layout.view_array(n) if views else n], cache)
+                           for n in chunked_names}
                 per_domain.append(StreamedTargets(chunked, store_rows, in_memory, (store_path, name)))
             else:
                 per_domain.append(ArrayTargets(in_memory))
+        if views:
+            frames.set_views(view_params)
         lookups.append(FrameTargets(frames, per_domain, {n: specs[n].shape for n in names}))
     return store, lookups

@@ -1,4 +1,9 @@
-"""Recompute random cached frames online and compare with the store (``fasd inspect --verify``)."""
+"""Recompute random cached frames online and compare with the store (``fasd inspect --verify``).
+
+A store with views also gets one random stored view of each picked frame recomputed: its parameters are drawn
+again from (view seed, frame ID) and must equal the stored ones, and the teacher's output on that view
+rendered from them must match ``views/<target>``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,8 @@ from fasd.store_schema import layout
 from fasd.store_schema.store import TeacherStore, read_strings
 from fasd.store_schema.writer import done_rows
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
-from fasd.teacher_cache.registry import TeacherOptions, load_teacher
+from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, load_teacher
+from fasd.views import apply_view, draw_views
 
 
 def teacher_options(fingerprint: dict, checkpoint: Path, trust_checkpoint: bool) -> TeacherOptions:
@@ -40,9 +46,8 @@ def verify_frames(store: TeacherStore, sources: list[FrameSource], checkpoint: P
         group = store.dataset(source.name)
         done = np.flatnonzero(done_rows(group))
         picked = np.sort(rng.choice(done, size=min(count, len(done)), replace=False))
-        cached_logits = group[layout.LOGITS].get_orthogonal_selection((picked,))
-        readable = np.isfinite(cached_logits).all(axis=1)
-        picked, cached_logits = picked[readable], cached_logits[readable]
+        readable = np.isfinite(group[layout.LOGITS].get_orthogonal_selection((picked,))).all(axis=1)
+        picked = picked[readable]
         if len(picked) == 0:
             raise FasdError(f"no cached frames to verify in '{source.name}'")
         row_of = {str(f): i for i, f in enumerate(source.table.frame_id)}
@@ -51,18 +56,39 @@ def verify_frames(store: TeacherStore, sources: list[FrameSource], checkpoint: P
         if missing:
             raise FasdError(f"{len(missing)} cached frame(s) of '{source.name}' are no longer in its source, "
                             f"e.g. {missing[0]}")
-        pixels = np.stack([resize_uint8(source.read_image(row_of[i]), loaded.input_size) for i in ids])
-        with torch.inference_mode():
-            online = loaded.module(normalize_batch(torch.from_numpy(pixels), loaded.mean, loaded.std))
-        worst = {}
-        for name in loaded.targets:
-            if name == layout.LOGITS:
-                continue
-            cached = torch.from_numpy(group[name].get_orthogonal_selection((picked,)).astype(np.float32))
-            cosine = torch.nn.functional.cosine_similarity(online[name].float().reshape(len(picked), -1),
-                                                           cached.reshape(len(picked), -1), dim=1)
-            worst[name] = float(cosine.min())
-        logit_diff = (online[layout.LOGITS].float() - torch.from_numpy(cached_logits)).abs().max()
-        results[source.name] = {"frames": int(len(picked)), "worst_cosine": min(worst.values(), default=1.0),
-                                "worst_cosine_per_target": worst, "max_logit_diff": float(logit_diff)}
+        images = [source.read_image(row_of[i]) for i in ids]
+        pixels = np.stack([resize_uint8(image, loaded.input_size) for image in images])
+        worst, logit_diff = _compare(loaded, pixels, {name: group[name].get_orthogonal_selection((picked,))
+                                                      for name in loaded.targets})
+        result = {"frames": int(len(picked))}
+        if store.views is not None:
+            views = rng.integers(store.views.count, size=len(picked))
+            stored = group[layout.VIEW_PARAMS].get_orthogonal_selection((picked,))[np.arange(len(picked)), views]
+            drawn = np.stack([draw_views(i, store.views)[v] for i, v in zip(ids, views)])
+            view_pixels = np.stack([apply_view(image, p, loaded.input_size) for image, p in zip(images, stored)])
+            cached = {layout.view_array(name): group[layout.view_array(name)].get_orthogonal_selection(
+                (picked,))[np.arange(len(picked)), views] for name in loaded.targets}
+            view_worst, view_diff = _compare(loaded, view_pixels, cached)
+            worst |= view_worst
+            logit_diff = max(logit_diff, view_diff)
+            result["view_params_match"] = bool(np.array_equal(stored, drawn))
+        results[source.name] = {**result, "worst_cosine": min(worst.values(), default=1.0),
+                                "worst_cosine_per_target": worst, "max_logit_diff": logit_diff}
     return results
+
+
+def _compare(loaded: LoadedTeacher, pixels: np.ndarray, cached: dict[str, np.ndarray]) -> tuple[dict, float]:
+    """The teacher run on ``pixels`` (n, S, S, 3) uint8 against ``cached`` {array name: (n, *shape)} whose names
+    end in the teacher's target names: worst cosine per non-logit target, largest logit difference."""
+    with torch.inference_mode():
+        online = loaded.module(normalize_batch(torch.from_numpy(pixels), loaded.mean, loaded.std))
+    worst, logit_diff = {}, 0.0
+    for array_name, values in cached.items():
+        name = array_name.rsplit("/", 1)[-1]
+        values = torch.from_numpy(values.astype(np.float32)).reshape(len(pixels), -1)
+        mine = online[name].float().reshape(len(pixels), -1)
+        if name == layout.LOGITS:
+            logit_diff = float((mine - values).abs().max())
+        else:
+            worst[array_name] = float(torch.nn.functional.cosine_similarity(mine, values, dim=1).min())
+    return worst, logit_diff
