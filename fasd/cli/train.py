@@ -85,6 +85,10 @@ def train(
         "--stream-targets/--targets-in-memory",
         help="Read teacher features from the store chunk by chunk (stores larger than memory) instead of "
              "loading them.")] = False,
+    views: Annotated[Optional[bool], typer.Option(
+        "--views/--no-views", help="Replay the store's augmentation views (cache-teacher --views K): each draw "
+                                   "takes one stored view's crop, flip and jitter and that view's targets "
+                                   "(default: off, the student's own random augmentation).")] = None,
 ) -> None:
     """Distil the student from the cached teacher targets; evaluate the best checkpoint on the target.
 
@@ -102,7 +106,7 @@ def train(
                  "lambda_kl": lambda_kl, "lambda_feat": lambda_feat, "lambda_triplet": lambda_triplet,
                  "lambda_head_aware": lambda_head_aware, "tau": tau, "margin": margin, "student": student,
                  "student_arch": student_arch, "input_size": input_size,
-                 "layer_tap": layer_tap, "layers": _layers(layers) if layers else None}
+                 "layer_tap": layer_tap, "layers": _layers(layers) if layers else None, "views": views}
     if alpha is not None:
         if lambda_ce is not None or lambda_kl is not None:
             raise FasdError("--alpha sets --lambda-ce and --lambda-kl: give one or the other")
@@ -147,7 +151,8 @@ def experiment(
     recipe: Annotated[str, typer.Option(help="Training defaults of every cell: vlmkd (paper A) or hatfas (paper "
                                              "C); see `fasd train --help`.")] = "vlmkd",
     ablations: Annotated[str, typer.Option(help="Comma-separated: full, no-teacher, kl-only, kl-feat, kl-ssdg "
-                                                "(hatfas: full, no-teacher).")] = "full",
+                                                "(hatfas: full, no-teacher); full-views replays the store's "
+                                                "stored views (cache-teacher --views K).")] = "full",
     stores: Annotated[Optional[str], typer.Option(help="Teacher stores as name=PATH,... (e.g. flip=flip.zarr,"
                                                        "clip=clip.zarr); default: one store 'default' = --store.")
                       ] = None,

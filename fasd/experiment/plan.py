@@ -27,6 +27,8 @@ ABLATIONS: dict[str, dict] = {
     "kl-only": {"lambda_feat": 0.0, "lambda_triplet": 0.0},
     "kl-feat": {"lambda_triplet": 0.0},
     "kl-ssdg": {"lambda_feat": 0.0},
+    # every loss term, each draw one of the store's K stored views replayed (needs a store cached with --views K)
+    "full-views": {"views": True},
 }
 # TrainOptions fields every cell sets itself; train_overrides may set any other field.
 _PER_CELL = {"protocol", "sources", "target", "config", "seed", "no_teacher", "teacher"}

@@ -49,6 +49,7 @@ class TrainOptions:
     warmup_epochs: int = 1
     student_arch: str | None = None  # timm students: another timm ViT (None: the student's default)
     input_size: int | None = None  # timm students: another input side (None: the student's default)
+    views: bool = False  # replay the store's stored augmentation views (cache-teacher --views K)
 
     @classmethod
     def for_recipe(cls, name: str, **overrides) -> "TrainOptions":

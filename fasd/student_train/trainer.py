@@ -36,7 +36,7 @@ from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
 from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
 from fasd.student_train.checkpoint import read_checkpoint, save_checkpoint
-from fasd.student_train.data import StudentFrames
+from fasd.student_train.data import StudentFrames, ViewSampler
 from fasd.student_train.losses import CompositeLoss, LossSettings, StepBatch
 from fasd.student_train.report import write_report
 from fasd.student_train.run_config import TrainOptions
@@ -47,7 +47,7 @@ from fasd.training.precision import autocast, grad_scaler
 from fasd.training.rundir import BEST, CONFIG, LAST, LOG, METRICS, SCORES
 from fasd.training.sampler import BlockWindowSampler, domain_balanced_sampler
 from fasd.training.schedule import warmup_cosine
-from fasd.training.transforms import eval_transform, train_transform
+from fasd.training.transforms import eval_transform, train_transform, view_transform
 
 
 def _domain_rows(registry: Registry, names: list[str], split: str) -> list[DomainRows]:
@@ -126,7 +126,10 @@ class Trainer:
                                             layer_tap=options.layer_tap, arch=options.student_arch,
                                             input_size=options.input_size)
         self.input_size = options.input_size or self.kind.input_size
-        self.train_set = StudentFrames(self.train_parts, train_transform(self.input_size))
+        if options.views and not self.criterion.needs_teacher:
+            raise FasdError("--views replays the teacher store's views: it needs a teacher (drop --no-teacher)")
+        self.train_set = StudentFrames(self.train_parts, train_transform(self.input_size),
+                                       replay=view_transform(self.input_size) if options.views else None)
         self.val_set = StudentFrames(self.val_parts, eval_transform(self.input_size))
         self.train_targets = self.val_targets = None
         if self.criterion.needs_teacher:
@@ -190,9 +193,11 @@ class Trainer:
     def _sampler(self, generator: torch.Generator, draws: int):
         sampler = domain_balanced_sampler(self.train_set.domain_of, draws, generator)
         blocks = self.train_targets.block_of if self.train_targets is not None else None
-        if blocks is None:
-            return sampler
-        return BlockWindowSampler(sampler, blocks, self.train_set.domain_of, STREAM_WINDOW, generator)
+        if blocks is not None:
+            sampler = BlockWindowSampler(sampler, blocks, self.train_set.domain_of, STREAM_WINDOW, generator)
+        if self.train_set.view_count:  # one stored view per draw (--views)
+            sampler = ViewSampler(sampler, self.train_set.view_count, generator.initial_seed())
+        return sampler
 
     def _train_epoch(self, epoch: int) -> dict:
         world = self.ranks.world_size
