@@ -31,7 +31,7 @@ def test_cache_inspect_and_verify(tmp_path, synth_config, tiny_flip_checkpoint):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout[result.stdout.index("{"):])
     alpha = summary["datasets"]["alpha"]
-    assert summary["schema_version"] == 1 and summary["teacher"]["name"] == "flip-mcl"
+    assert summary["schema_version"] == 2 and summary["teacher"]["name"] == "flip-mcl"
     assert alpha["rows"] == 60 and alpha["completed"] and alpha["nan_rows"] == 0
     assert sum(alpha["labels"].values()) == 60 and set(alpha["splits"]) == {"train", "val", "test"}
     assert abs(alpha["feature_norm"]["min"] - 1) < 2e-3 and abs(alpha["feature_norm"]["max"] - 1) < 2e-3
@@ -88,8 +88,8 @@ def test_bad_inputs_are_one_line(tmp_path, synth_config, tiny_flip_checkpoint, m
 
     save_flip_checkpoint(openai_state_dict(random_clip("fasd-tiny-clip", seed=9)), other)
     assert_user_error(_cache(synth_config, other, store), "another teacher", "--overwrite")
-    zarr.open_group(str(store), mode="r+").attrs["fasd_store"] = 2
-    assert_user_error(_cache(synth_config, tiny_flip_checkpoint, store), "schema version 2")
+    zarr.open_group(str(store), mode="r+").attrs["fasd_store"] = 3
+    assert_user_error(_cache(synth_config, tiny_flip_checkpoint, store), "schema version 3")
     assert_user_error(fasd("inspect", tmp_path / "missing.zarr"), "no teacher store")
 
 

@@ -19,6 +19,8 @@ from torch import nn
 
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF
 from fasd.errors import FasdError
+# RS2's alignment term (MMDA, paper B eq. 4–5) lives in a neutral module the MMDA teacher also imports.
+from fasd.rs2_math import RS2_MIN_MODES, rs2_align_loss  # noqa: F401  (re-exported: a loss term of tensors)
 
 # Distances between unit vectors lie in [0, 2]; these sentinels never win a max / min.
 _NO_POSITIVE = -1.0
@@ -223,10 +225,6 @@ class DistillationLoss(CompositeLoss):
                 raise ValueError(f"lambda_{term} > 0 needs {argument}")
         return super().forward(StepBatch({"logits": student_logits, "projection": projection}, labels, domains,
                                          targets))
-
-
-# RS2's alignment term (MMDA, paper B eq. 4–5) lives in a neutral module the MMDA teacher also imports.
-from fasd.rs2_math import RS2_MIN_MODES, rs2_align_loss  # noqa: E402  (re-export)
 
 
 def head_aware_loss(student_layers: torch.Tensor, teacher_layers: torch.Tensor) -> torch.Tensor:

@@ -10,14 +10,13 @@ Students take ImageNet-normalised images (fasd.training.transforms).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch.nn as nn
 
-from fasd.errors import FasdError
+from fasd.registry import Registry
 
 MEMBERS = ("fasd.student_train.model", "fasd.student_train.deit")
 
@@ -47,26 +46,16 @@ class StudentKind:
     pretrained: Callable[[nn.Module, Path | None], str | None] | None = None
 
 
-_KINDS: dict[str, StudentKind] = {}
+STUDENTS: Registry[StudentKind] = Registry("--student", MEMBERS)
 
 
 def register_student(name: str, help: str, input_size: int, pretrained: Callable | None = None) -> Callable:
-    def decorate(build: Callable) -> Callable:
-        if name in _KINDS:
-            raise ValueError(f"student {name} registered twice")
-        _KINDS[name] = StudentKind(name, help, build, input_size, pretrained)
-        return build
-    return decorate
+    return STUDENTS.register(name, lambda build: StudentKind(name, help, build, input_size, pretrained))
 
 
 def student_kinds() -> dict[str, StudentKind]:
-    for module in MEMBERS:
-        importlib.import_module(module)
-    return dict(_KINDS)
+    return STUDENTS.all()
 
 
 def student_kind(name: str) -> StudentKind:
-    kinds = student_kinds()
-    if name not in kinds:
-        raise FasdError(f"unknown --student '{name}'; registered: {', '.join(kinds)}")
-    return kinds[name]
+    return STUDENTS.get(name)

@@ -29,7 +29,6 @@ in fp32, written atomically, with the training summary in ``<out>.json``.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -55,6 +54,7 @@ from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.device import resolve_device
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
+from fasd.registry import Registry
 from fasd.training.sampler import domain_balanced_sampler
 from fasd.training.schedule import warmup_cosine
 from fasd.teacher_cache.arch import TINY_ARCH, openai_state_dict, random_clip
@@ -270,23 +270,11 @@ class FinetuneMethod:
     build: Callable[[FinetuneOptions], FinetuneModel]
 
 
-METHODS: dict[str, FinetuneMethod] = {}
-METHOD_MEMBERS = ("fasd.teacher_cache.finetune_vit",)
+METHODS: Registry[FinetuneMethod] = Registry("--method", ("fasd.teacher_cache.finetune_vit",))
 
 
 def register_finetune(name: str, help: str) -> Callable:
-    def decorate(build: Callable) -> Callable:
-        if name in METHODS:
-            raise ValueError(f"fine-tuning method {name} registered twice")
-        METHODS[name] = FinetuneMethod(name, help, build)
-        return build
-    return decorate
-
-
-def finetune_methods() -> dict[str, FinetuneMethod]:
-    for module in METHOD_MEMBERS:
-        importlib.import_module(module)
-    return dict(METHODS)
+    return METHODS.register(name, lambda build: FinetuneMethod(name, help, build))
 
 
 def _frozen_text_classifier(clip: open_clip.model.CLIP, prompts: dict, centroid_mode: str) -> Teacher:
@@ -325,9 +313,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     for ``init``). Returns (and writes to ``<out>.json``) the training summary.
     """
     out = Path(out)
-    methods = finetune_methods()
-    if method not in methods:
-        raise FasdError(f"unknown --method '{method}'; registered: {', '.join(methods)}")
+    chosen = METHODS.get(method)
     if init is not None and arch is not None and method == "clip":
         raise FasdError("pass either --init FILE (a CLIP checkpoint) or --arch NAME (random weights), not both")
     _check_options(sources, out, centroid_mode, epochs, batch_size, lr, weight_decay, workers, max_frames_per_epoch)
@@ -335,7 +321,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     frame_sources = [open_source(registry.dataset(name)) for name in sources]
     torch_device = resolve_device(device)
     torch.manual_seed(seed)
-    model = methods[method].build(FinetuneOptions(Path(init) if init is not None else None, arch, seed,
+    model = chosen.build(FinetuneOptions(Path(init) if init is not None else None, arch, seed,
                                                   trust_checkpoint, input_size, prompts, centroid_mode))
     lr = lr if lr is not None else model.default_lr(batch_size)
     classifier = model.module.to(torch_device)

@@ -8,7 +8,6 @@ module and MEMBERS below.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch.nn as nn
 
 from fasd.constants import NORMALIZATIONS
 from fasd.errors import FasdError
+from fasd.registry import Registry
 from fasd.store_schema.specs import REQUIRED_TARGET, TargetSpec, specs_to_json
 
 MEMBERS = ("fasd.teacher_cache.clip", "fasd.teacher_cache.vit")
@@ -76,42 +76,27 @@ class TeacherKind:
     build: Callable[[TeacherOptions, str], LoadedTeacher]  # (options, resolved normalisation)
 
 
-_KINDS: dict[str, TeacherKind] = {}
+TEACHERS: Registry[TeacherKind] = Registry("--teacher", MEMBERS)
 
 
 def register_teacher(name: str, help: str, normalize: str) -> Callable:
     """Register ``build(options, normalize) -> LoadedTeacher`` as teacher kind ``name`` whose input contract
     defaults to the ``normalize`` statistics."""
-    def decorate(build: Callable) -> Callable:
-        if name in _KINDS:
-            raise ValueError(f"teacher kind {name} registered twice")
-        _KINDS[name] = TeacherKind(name, help, normalize, build)
-        return build
-    return decorate
+    return TEACHERS.register(name, lambda build: TeacherKind(name, help, normalize, build))
 
 
 def teacher_kinds() -> dict[str, TeacherKind]:
-    for module in MEMBERS:
-        importlib.import_module(module)
-    return dict(_KINDS)
-
-
-def kinds_help() -> str:
-    """One line per registered kind, for --help and errors."""
-    return "; ".join(f"{k.name}: {k.help} (default --normalize {k.default_normalize})"
-                     for k in teacher_kinds().values())
+    return TEACHERS.all()
 
 
 def load_teacher(kind: str, options: TeacherOptions) -> LoadedTeacher:
     """Build a registered teacher kind from its checkpoint; unknown kinds and normalisations are one line."""
-    kinds = teacher_kinds()
-    if kind not in kinds:
-        raise FasdError(f"unknown --teacher '{kind}'; registered: {', '.join(kinds)}")
+    chosen = TEACHERS.get(kind)
     if options.normalize is not None and options.normalize not in NORMALIZATIONS:
         raise FasdError(f"unknown --normalize '{options.normalize}'; valid: {', '.join(NORMALIZATIONS)}")
     if not Path(options.checkpoint).is_file():
         raise FasdError(f"teacher checkpoint not found: {options.checkpoint}")
-    loaded = kinds[kind].build(options, options.normalize or kinds[kind].default_normalize)
+    loaded = chosen.build(options, options.normalize or chosen.default_normalize)
     if REQUIRED_TARGET not in loaded.targets:  # a registration bug, not a user error
         raise ValueError(f"teacher kind {kind} declares no '{REQUIRED_TARGET}' target")
     return loaded
