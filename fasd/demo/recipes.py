@@ -45,34 +45,46 @@ class DemoRecipe:
     student_options: Callable[[DemoContext, int, bool], TrainOptions]  # (ctx, seed, no_teacher)
 
 
-def _vlmkd_teacher(ctx: DemoContext) -> dict:
-    """FLIP-style fine-tuning of a tiny random-init CLIP on every domain but the target, then caching."""
-    checkpoint = ctx.out / "teacher.pt"
+def _teacher_stage(ctx: DemoContext, checkpoint: Path, method: str, arch: str, kind: str, model: str,
+                   teacher_options: dict, finetune: dict) -> dict:
+    """Fine-tune a random-init teacher with ``method`` on every domain but the target (skipped when its
+    checkpoint exists), cache it as ``kind`` for the protocol's domains, and say what it saw."""
     if not checkpoint.is_file():
-        with ctx.stage(f"teacher-finetune: {TINY_ARCH} on {', '.join(ctx.teacher_domains)}"):
-            finetune_teacher(ctx.config, ctx.teacher_domains, checkpoint, arch=TINY_ARCH,
+        with ctx.stage(f"teacher-finetune --method {method}: {model} on {', '.join(ctx.teacher_domains)}"):
+            finetune_teacher(ctx.config, ctx.teacher_domains, checkpoint, method=method, arch=arch,
                              epochs=ctx.budget.teacher_epochs, seed=ctx.budget.seed,
                              max_frames_per_epoch=ctx.budget.teacher_draws, workers=default_workers(),
-                             progress=ctx.progress)
+                             progress=ctx.progress, **finetune)
     domains = [*ctx.protocol.sources, ctx.protocol.target]
-    with ctx.stage(f"cache-teacher: {', '.join(domains)}"):
-        loaded = load_teacher("flip-mcl", TeacherOptions(checkpoint))
+    with ctx.stage(f"cache-teacher --teacher {kind}: {', '.join(domains)}"):
+        loaded = load_teacher(kind, TeacherOptions(checkpoint, **teacher_options))
         for name in domains:
             run_cache(open_source(ctx.registry.dataset(name)), loaded, str(ctx.store),
                       CacheOptions(batch_size=64, chunk_rows=1024, progress=ctx.progress))
     trained = json.loads(Path(f"{checkpoint}.json").read_text())
-    return {"model": f"tiny CLIP ({TINY_ARCH}, random init), FLIP-style fine-tuning",
-            "domains": trained["sources"], "train_frames": trained["train_frames"],
-            "epochs": trained["epochs"], "draws_per_epoch": trained["draws_per_epoch"]}
+    return {"model": f"{model} (random init), fine-tuned with --method {method}", "domains": trained["sources"],
+            "train_frames": trained["train_frames"], "epochs": trained["epochs"],
+            "draws_per_epoch": trained["draws_per_epoch"]}
 
 
-def _vlmkd_options(ctx: DemoContext, seed: int, no_teacher: bool) -> TrainOptions:
+def _vlmkd_teacher(ctx: DemoContext) -> dict:
+    """FLIP-style fine-tuning of a tiny CLIP, cached as flip-mcl (logits + unit feature)."""
+    return _teacher_stage(ctx, ctx.out / "teacher.pt", "clip", TINY_ARCH, "flip-mcl", f"tiny CLIP ({TINY_ARCH})",
+                          {}, {})
+
+
+def _student_options(recipe: str, ctx: DemoContext, seed: int, no_teacher: bool, **extra) -> TrainOptions:
+    """The recipe's training options at the demo's budget (``extra``: the recipe's demo-specific overrides)."""
     b = ctx.budget
-    return TrainOptions.for_recipe("vlmkd", protocol=ctx.protocol.name, sources=list(ctx.protocol.sources),
+    return TrainOptions.for_recipe(recipe, protocol=ctx.protocol.name, sources=list(ctx.protocol.sources),
                                    target=ctx.protocol.target, config=str(ctx.config),
                                    store=None if no_teacher else str(ctx.store), epochs=b.student_epochs,
                                    batch_size=b.batch_size, max_draws=b.max_draws, no_teacher=no_teacher,
-                                   seed=seed)
+                                   seed=seed, **extra)
+
+
+def _vlmkd_options(ctx: DemoContext, seed: int, no_teacher: bool) -> TrainOptions:
+    return _student_options("vlmkd", ctx, seed, no_teacher)
 
 
 # hatfas on CPU: tiny timm ViTs (DeiT-Tiny's architecture) at 64 px, so a 3-seed demo fits in minutes.
@@ -82,34 +94,15 @@ HATFAS_LAYERS = (4, 6, 8)
 
 
 def _hatfas_teacher(ctx: DemoContext) -> dict:
-    """A random-init DeiT-Tiny at 64 px fine-tuned (``--method vit``) on every domain but the target, then its
-    logits and layer tokens cached."""
-    checkpoint = ctx.out / "teacher_vit.pth"
-    if not checkpoint.is_file():
-        with ctx.stage(f"teacher-finetune --method vit: {HATFAS_ARCH}@{HATFAS_SIZE} on "
-                       f"{', '.join(ctx.teacher_domains)}"):
-            finetune_teacher(ctx.config, ctx.teacher_domains, checkpoint, method="vit", arch=HATFAS_ARCH,
-                             input_size=HATFAS_SIZE, epochs=ctx.budget.teacher_epochs, seed=ctx.budget.seed,
-                             max_frames_per_epoch=ctx.budget.teacher_draws, lr=5e-4, progress=ctx.progress)
-    domains = [*ctx.protocol.sources, ctx.protocol.target]
-    with ctx.stage(f"cache-teacher --teacher vit --layers {','.join(map(str, HATFAS_LAYERS))}: {', '.join(domains)}"):
-        loaded = load_teacher("vit", TeacherOptions(checkpoint, arch=HATFAS_ARCH, layers=HATFAS_LAYERS))
-        for name in domains:
-            run_cache(open_source(ctx.registry.dataset(name)), loaded, str(ctx.store),
-                      CacheOptions(batch_size=64, chunk_rows=1024, progress=ctx.progress))
-    trained = json.loads(Path(f"{checkpoint}.json").read_text())
-    return {"model": f"{HATFAS_ARCH} at {HATFAS_SIZE} px (random init), fine-tuned with --method vit",
-            "domains": trained["sources"], "train_frames": trained["train_frames"],
-            "epochs": trained["epochs"], "draws_per_epoch": trained["draws_per_epoch"]}
+    """A DeiT-Tiny at 64 px fine-tuned with ``--method vit``, cached with its layer tokens."""
+    return _teacher_stage(ctx, ctx.out / "teacher_vit.pth", "vit", HATFAS_ARCH, "vit",
+                          f"{HATFAS_ARCH} at {HATFAS_SIZE} px", {"arch": HATFAS_ARCH, "layers": HATFAS_LAYERS},
+                          {"input_size": HATFAS_SIZE, "lr": 5e-4})
 
 
 def _hatfas_options(ctx: DemoContext, seed: int, no_teacher: bool) -> TrainOptions:
-    b = ctx.budget
-    return TrainOptions.for_recipe("hatfas", protocol=ctx.protocol.name, sources=list(ctx.protocol.sources),
-                                   target=ctx.protocol.target, config=str(ctx.config),
-                                   store=None if no_teacher else str(ctx.store), epochs=b.student_epochs,
-                                   batch_size=b.batch_size, max_draws=b.max_draws, no_teacher=no_teacher,
-                                   seed=seed, input_size=HATFAS_SIZE, warmup_epochs=1, lr=5e-4)
+    # DeiT's 5 warm-up epochs and batch-scaled lr are for 300 epochs; the demo's few epochs need one and 5e-4
+    return _student_options("hatfas", ctx, seed, no_teacher, input_size=HATFAS_SIZE, warmup_epochs=1, lr=5e-4)
 
 
 DEMO_RECIPES: dict[str, DemoRecipe] = {
