@@ -17,10 +17,10 @@ WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, 
 
 def os_error_line(exc: OSError) -> str:
     """``cannot write PATH: reason`` for write failures, ``cannot access PATH: reason`` for the rest."""
-    path = exc.filename if exc.filename is not None else "(unknown path)"
-    reason = exc.strerror or str(exc) or type(exc).__name__
     verb = "cannot write" if exc.errno in WRITE_ERRNOS else "cannot access"
-    return f"{verb} {path}: {reason}"
+    if exc.filename is None:  # e.g. h5py: the path is in the message
+        return f"{verb}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+    return f"{verb} {exc.filename}: {exc.strerror or str(exc) or type(exc).__name__}"
 
 
 def ensure_writable(path: Path) -> None:

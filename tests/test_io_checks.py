@@ -55,3 +55,8 @@ def test_cli_turns_oserror_into_one_line_and_prints_version(tmp_path):
     assert blocker.read_text() == "mine"
     version = CliRunner().invoke(app, ["--version"])
     assert version.exit_code == 0 and version.output.startswith("fasd ")
+
+
+def test_os_error_without_a_filename_keeps_its_message():
+    assert os_error_line(OSError(errno.ENOENT, "Unable to create file (name = '/proc/x.h5')")) == \
+        "cannot access: [Errno 2] Unable to create file (name = '/proc/x.h5')"

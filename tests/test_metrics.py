@@ -372,3 +372,23 @@ def test_video_level_metrics_count_videos(tmp_path):
     Source.table.video_id = np.array([""] * 4)
     with pytest.raises(FasdError, match="--video-level needs video IDs"):
         metrics_for(Source(), rows, np.array([0.8, 0.6, 0.3, 0.9]), video=True)
+
+
+def test_unreadable_frame_while_scoring_is_one_line():
+    import torch
+
+    from fasd.data.source import FrameSource, FrameTable, UnreadableFrame
+    from fasd.evaluate.scoring import score_rows
+
+    class Broken(FrameSource):
+        name, format = "toy", "test"
+        table = FrameTable(frame_id=np.array(["a", "b"]), label=np.array([L, S], np.int8),
+                           split=np.array(["test"] * 2), video_id=np.array(["", ""]), attack_type=np.array(["", ""]))
+
+        def read_image(self, row):
+            if row == 1:
+                raise UnreadableFrame("b: truncated PNG")
+            return np.zeros((8, 8, 3), np.uint8)
+
+    with pytest.raises(FasdError, match="cannot score toy: unreadable frame b: truncated PNG; fix or remove it"):
+        score_rows(lambda images: torch.full((len(images),), 0.5).numpy(), Broken(), np.arange(2), progress=False)

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fasd.constants import STUDENT_INPUT_SIZE
-from fasd.data.source import FrameSource
+from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import compute_metrics, video_level
 from fasd.training.frames import EvalFrames
@@ -29,9 +29,14 @@ def score_rows(p_live: PLive, source: FrameSource, rows: np.ndarray, batch_size:
                         num_workers=workers)
     scores = np.empty(len(rows), dtype=np.float64)
     with tqdm(total=len(rows), unit="frame", desc=desc, disable=not progress, leave=False) as bar:
-        for images, index in loader:
-            scores[index.numpy()] = p_live(images)
-            bar.update(len(index))
+        try:
+            for images, index in loader:
+                scores[index.numpy()] = p_live(images)
+                bar.update(len(index))
+        except UnreadableFrame as exc:  # a worker re-raises it with the worker's traceback in the message
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            what = lines[-1].split("UnreadableFrame: ", 1)[-1] if lines else "a frame"
+            raise FasdError(f"cannot score {source.name}: unreadable frame {what}; fix or remove it") from None
     return scores
 
 
