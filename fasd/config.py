@@ -19,6 +19,7 @@ from fasd.errors import FasdError
 FORMATS = ("hdf5", "folder", "mcio")
 DATASET_KEYS = ("format", "path", "manifest")
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+INTRA = "intra-"  # intra-dataset protocol prefix: intra-X trains, selects and tests on X's own splits
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,16 @@ class Registry:
     def protocol_names(self) -> list[str]:
         names = [f"holdout-{d}" for d in self.domains] if len(self.domains) > 1 else []
         names += [f"{a}-to-{b}" for a in self.domains for b in self.domains if a != b]
+        names += [f"{INTRA}{d}" for d in self.datasets]
         return names
 
     def protocol(self, name: str) -> Protocol:
-        """Resolve ``holdout-X`` (all protocol domains but X -> X) or ``A-to-B``."""
+        """Resolve ``holdout-X`` (all protocol domains but X -> X), ``A-to-B``, or ``intra-X`` (any registered
+        dataset X: train on its train split, select on its val split, test on its test split; OULU-NPU's
+        Train/Dev/Test of one protocol fold)."""
+        if name.startswith(INTRA) and name[len(INTRA):] in self.datasets:
+            dataset = name[len(INTRA):]
+            return Protocol(name, (dataset,), dataset)
         if name.startswith("holdout-"):
             target = name[len("holdout-"):]
             if target in self.domains and len(self.domains) > 1:
@@ -63,7 +70,7 @@ class Registry:
             source, target = name.split("-to-", 1)
             if source in self.domains and target in self.domains and source != target:
                 return Protocol(name, (source,), target)
-        valid = ", ".join(self.protocol_names()) or "(none: register at least two datasets)"
+        valid = ", ".join(self.protocol_names()) or "(none: register a dataset)"
         raise FasdError(f"unknown protocol '{name}'; valid protocols: {valid}")
 
     def explicit_protocol(self, sources: list[str], target: str) -> Protocol:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fasd.errors import FasdError
-from fasd.experiment.plan import ABLATIONS, METRICS_FILE
+from fasd.experiment.plan import ABLATIONS, DEFAULT_RECIPE, METRICS_FILE
 
 # results.csv metric columns and where each value sits in metrics.json.
 METRICS: dict[str, tuple[str, ...]] = {
@@ -29,9 +29,15 @@ METRICS: dict[str, tuple[str, ...]] = {
     "auc": ("auc",),
     "acer_iso_at_eer": ("at_eer", "acer_iso"),
     "acer_iso_at_0.5": ("at_0.5", "acer_iso"),
+    # at the sources' validation threshold (intra-dataset protocols: the Dev split), the OULU-NPU table's columns
+    "apcer_worst_at_val": ("at_val", "apcer_worst_type"),
+    "bpcer_at_val": ("at_val", "bpcer"),
+    "acer_iso_at_val": ("at_val", "acer_iso"),
 }
-# Keys a run holds only where attack types are known (ISO/IEC 30107-3 ACER): None when absent.
-ISO_ONLY = frozenset({"acer_iso"})
+# Keys a run holds only where attack types are known (ISO/IEC 30107-3 ACER), and rate rows it holds only when
+# it was evaluated at a validation threshold: None when absent.
+ISO_ONLY = frozenset({"acer_iso", "apcer_worst_type"})
+OPTIONAL_ROWS = frozenset({"at_val"})
 RESULT_COLUMNS = ["protocol", "store", "ablation", "seed", "sources", "target", *METRICS, "best_epoch", "run_dir"]
 
 
@@ -46,6 +52,7 @@ class RunResult:
     best_epoch: int
     values: dict[str, float | None]
     run_dir: Path
+    recipe: str = DEFAULT_RECIPE  # runs written before recipes existed are vlmkd runs
 
     @property
     def group(self) -> tuple[str, str, str]:
@@ -73,10 +80,16 @@ class Group:
     def seeds(self) -> list[int]:
         return [run.seed for run in self.runs]
 
+    @property
+    def recipe(self) -> str:
+        return self.runs[0].recipe
+
 
 def _lookup(metrics: dict, path: tuple[str, ...]):
     *parents, last = path
     for key in parents:
+        if key in OPTIONAL_ROWS and key not in metrics:
+            return None
         metrics = metrics[key]
     return metrics.get(last) if last in ISO_ONLY else metrics[last]
 
@@ -87,7 +100,8 @@ def _read_run(path: Path, runs_root: Path) -> RunResult:
         metrics = json.loads(path.read_text())
         return RunResult(protocol, store, ablation, int(metrics["seed"]), tuple(metrics["sources"]),
                          metrics["target"], int(metrics["best_epoch"]),
-                         {name: _lookup(metrics, where) for name, where in METRICS.items()}, path.parent)
+                         {name: _lookup(metrics, where) for name, where in METRICS.items()}, path.parent,
+                         metrics.get("recipe", DEFAULT_RECIPE))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FasdError(f"cannot read {path} ({exc.__class__.__name__}: {exc}); delete its run directory "
                         f"to run the cell again") from None

@@ -8,7 +8,7 @@ training flags are given this time; to run a cell again with other settings, use
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from fasd.config import Registry
@@ -20,7 +20,9 @@ METRICS_FILE = "metrics.json"
 NO_STORE = "none"  # the store part of a no-teacher cell's path: it reads no teacher targets
 NO_TEACHER = "no-teacher"
 
-# Loss-weight changes per ablation, applied on top of the (paper-default) training options.
+# Changes per ablation, applied on top of the recipe's training options. An ablation that changes nothing under
+# the recipe would repeat "full" under another name, and build_plan refuses it: under hatfas (CE + KL +
+# head-aware) the ones that only zero vlmkd's feature and triplet terms (kl-only, kl-feat, kl-ssdg).
 ABLATIONS: dict[str, dict] = {
     "full": {},
     NO_TEACHER: {"no_teacher": True},
@@ -31,7 +33,8 @@ ABLATIONS: dict[str, dict] = {
     "full-views": {"views": True},
 }
 # TrainOptions fields every cell sets itself; train_overrides may set any other field.
-_PER_CELL = {"protocol", "sources", "target", "config", "seed", "no_teacher", "teacher"}
+_PER_CELL = {"protocol", "sources", "target", "config", "seed", "no_teacher", "teacher", "recipe"}
+DEFAULT_RECIPE = "vlmkd"
 _STORE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 FINISHED, RESUME, NEW = "finished", "resume", "new"
@@ -91,22 +94,37 @@ def _check_overrides(overrides: dict) -> None:
         raise FasdError(f"unknown training option(s) {', '.join(unknown)}; valid: {', '.join(sorted(allowed))}")
 
 
+def _changes_something(ablation: str, options: TrainOptions) -> bool:
+    return ablation == "full" or any(getattr(options, key) != value for key, value in ABLATIONS[ablation].items())
+
+
+def _check_ablations(ablations: list[str], recipe: str, base: dict) -> None:
+    unknown = [a for a in ablations if a not in ABLATIONS]
+    if unknown:
+        raise FasdError(f"unknown ablation(s) {', '.join(unknown)}; valid: {', '.join(ABLATIONS)}")
+    options = TrainOptions.for_recipe(recipe, protocol="", sources=[], target="", config="", **base)
+    idle = [a for a in ablations if not _changes_something(a, options)]
+    if idle:
+        valid = [a for a in ABLATIONS if _changes_something(a, options)]
+        raise FasdError(f"ablation(s) {', '.join(idle)} change nothing under --recipe {recipe} (it already has "
+                        f"those settings); valid for {recipe}: {', '.join(valid)}")
+
+
 def build_plan(registry: Registry, protocols: list[str], seeds: list[int], ablations: list[str],
-               stores: dict[str, str], train_overrides: dict) -> list[Cell]:
+               stores: dict[str, str], train_overrides: dict, recipe: str = DEFAULT_RECIPE) -> list[Cell]:
     """Every cell, seed-major (all of seed 0 first, so early tables already have every row).
 
-    ``train_overrides``: TrainOptions fields for every cell; a None value means "not given" (the training
-    default). ``stores`` maps a name to a teacher store; when empty, one store named "default" is taken from
-    ``train_overrides["store"]`` (else the training default). No-teacher cells run once per protocol and seed.
+    ``train_overrides``: TrainOptions fields for every cell on top of ``recipe``'s defaults
+    (``TrainOptions.for_recipe``); a None value means "not given". ``stores`` maps a name to a teacher store;
+    when empty, one store named "default" is taken from ``train_overrides["store"]`` (else the training
+    default). No-teacher cells run once per protocol and seed.
     """
     train_overrides = {k: v for k, v in train_overrides.items() if v is not None}
     _check_overrides(train_overrides)
     resolved = [registry.protocol(name) for name in _unique(protocols, "protocol")]
     ablations = _unique(ablations, "ablation")
-    unknown = [a for a in ablations if a not in ABLATIONS]
-    if unknown:
-        raise FasdError(f"unknown ablation(s) {', '.join(unknown)}; valid: {', '.join(ABLATIONS)}")
     base = {k: v for k, v in train_overrides.items() if k != "store"}
+    _check_ablations(ablations, recipe, base)
     stores = check_stores(stores or {"default": train_overrides.get("store", default_store())})
     cells = []
     for seed in _unique(seeds, "seed"):
@@ -115,9 +133,10 @@ def build_plan(registry: Registry, protocols: list[str], seeds: list[int], ablat
                 changes = ABLATIONS[ablation]
                 targets = {NO_STORE: None} if changes.get("no_teacher") else stores
                 for store, path in targets.items():
-                    options = TrainOptions(protocol=protocol.name, sources=list(protocol.sources),
-                                           target=protocol.target, config=str(registry.path), seed=seed,
-                                           **{**base, **changes, "store": path})
+                    options = TrainOptions.for_recipe(recipe, protocol=protocol.name,
+                                                      sources=list(protocol.sources), target=protocol.target,
+                                                      config=str(registry.path), seed=seed, **{**base, **changes})
+                    options = replace(options, store=path)  # for_recipe keeps its default for None
                     options.validate()
                     cells.append(Cell(protocol.name, store, ablation, seed, options))
     return cells

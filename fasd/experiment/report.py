@@ -12,7 +12,8 @@ from pathlib import Path
 from fasd.errors import FasdError
 from fasd.experiment.aggregate import collect_runs, summarize, write_results, write_summary
 from fasd.experiment.figures import acer_plots, roc_plots
-from fasd.experiment.tables import render_tables
+from fasd.experiment.intra import is_intra, render_intra
+from fasd.experiment.tables import TITLE, render_tables
 
 PLAN_FILE = "plan.json"
 
@@ -41,7 +42,11 @@ def report_experiment(out: Path, references: dict[str, float] | None = None) -> 
     runs = collect_runs(out)
     groups = summarize(runs)
     tables = out / "tables.md"
-    tables.write_text(render_tables(groups, references) + "\n")
+    # The cross-domain tables (1, 3, 4, 5) hold the other protocols; intra-X ones get the OULU-NPU table.
+    cross = {key: group for key, group in groups.items() if not is_intra(group)}
+    intra = [group for group in groups.values() if is_intra(group)]
+    text = render_tables(cross, references) if cross or not intra else f"{TITLE}\n"
+    tables.write_text("\n".join([text, *render_intra(intra)]) + "\n")
     plots = out / "plots"
     return [write_results(runs, out / "results.csv"), write_summary(groups, out / "summary.csv"), tables,
             *acer_plots(list(groups.values()), references, plots), *roc_plots(list(groups.values()), plots)]

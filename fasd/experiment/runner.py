@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from fasd.config import Registry, load_registry
 from fasd.errors import FasdError
-from fasd.experiment.plan import (FINISHED, RESUME, Cell, build_plan, cell_state, describe_plan,
-                                  format_plan)
+from fasd.experiment.plan import (DEFAULT_RECIPE, FINISHED, RESUME, Cell, build_plan, cell_state,
+                                  describe_plan, format_plan)
 from fasd.experiment.references import check_scopes
 from fasd.experiment.report import PLAN_FILE, recorded_references, report_experiment
 from fasd.student_train.trainer import Trainer, resume_options
@@ -76,16 +76,16 @@ def _run_cell(cell: Cell, registry: Registry, out: Path, tag: str, outcome: Expe
 def run_experiment(config: Path | str | None, protocols: list[str], seeds: list[int], ablations: list[str],
                    stores: dict[str, str], out: Path, train_overrides: dict, references: dict[str, float],
                    dry_run: bool = False, progress: bool = True,
-                   echo: Callable[[str], None] = tqdm.write) -> ExperimentOutcome:
+                   echo: Callable[[str], None] = tqdm.write, recipe: str = DEFAULT_RECIPE) -> ExperimentOutcome:
     """Run every cell of protocols × ablations × stores × seeds into OUT/runs/, then write the report.
 
     ``train_overrides``: TrainOptions fields for every cell (epochs, batch_size, device, ...; ``store`` is the
-    store of the single "default" teacher when ``stores`` is empty). ``references``: ACER in % by
-    ``NAME`` or ``NAME@PROTOCOL``; empty keeps those recorded in OUT/plan.json. ``dry_run`` prints the plan
-    and writes nothing.
+    store of the single "default" teacher when ``stores`` is empty) on top of ``recipe``'s defaults.
+    ``references``: ACER in % by ``NAME`` or ``NAME@PROTOCOL``; empty keeps those recorded in OUT/plan.json.
+    ``dry_run`` prints the plan and writes nothing.
     """
     registry = load_registry(config)
-    cells = build_plan(registry, protocols, seeds, ablations, stores, train_overrides)
+    cells = build_plan(registry, protocols, seeds, ablations, stores, train_overrides, recipe)
     check_scopes(references, list(dict.fromkeys(cell.protocol for cell in cells)))
     out = Path(out)
     outcome = ExperimentOutcome(describe_plan(cells, out))
@@ -94,8 +94,9 @@ def run_experiment(config: Path | str | None, protocols: list[str], seeds: list[
         return outcome
     references = references or recorded_references(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / PLAN_FILE).write_text(json.dumps({"config": str(registry.path), "references": references,
-                                             "train_overrides": train_overrides, "cells": outcome.plan},
+    (out / PLAN_FILE).write_text(json.dumps({"config": str(registry.path), "recipe": recipe,
+                                             "references": references, "train_overrides": train_overrides,
+                                             "cells": outcome.plan},
                                             indent=2, default=str))
     try:
         for index, cell in enumerate(cells, 1):

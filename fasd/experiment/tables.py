@@ -116,26 +116,27 @@ def table5_rows(groups: Groups) -> list[list[str]]:
     return rows
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *("| " + " | ".join(row) + " |" for row in rows)]
 
 
 HEADER = ["protocol", "train → test", "", "seeds", "ACER (%)", "Δ ACER (pp)", "EER (%)", "ACER@0.5 (%)"]
 ISO_HEADER = ["ACER_ISO (%)", "ACER_ISO@0.5 (%)"]
+TITLE = "# Experiment results"
 
 
 def _section(title: str, variant: str, rows: list[list[str]], missing: str, iso: bool) -> list[str]:
     """A markdown table; the ACER_ISO columns only when some run's target names its attack types."""
     header = [*HEADER[:2], variant, *HEADER[3:], *(ISO_HEADER if iso else [])]
     rows = [row[:len(header)] for row in rows]
-    return [f"## {title}", "", *(_markdown(header, rows) if rows else [f"_{missing}_"]), ""]
+    return [f"## {title}", "", *(markdown_table(header, rows) if rows else [f"_{missing}_"]), ""]
 
 
 def render_tables(groups: Groups, references: dict[str, float]) -> str:
     iso = any(group.stats["acer_iso_at_eer"].n for group in groups.values())
     lines = [
-        "# Experiment results", "",
+        TITLE, "",
         "ACER at the EER threshold of the target's test split, in %: mean ± sample std (ddof = 1) over seeds; "
         "a single seed shows its value alone. Δ ACER = ACER − baseline ACER in percentage points (negative is "
         "better); the baseline is named in each cell. EER and ACER at the fixed 0.5 threshold alongside. "
