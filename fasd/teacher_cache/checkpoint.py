@@ -135,11 +135,13 @@ def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | No
     missing = [k for k in expected if k not in state]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        return f"missing key '{missing[0]}'{more}"
+        return f"missing key '{missing[0]}' {tuple(expected[missing[0]].shape)}{more}"
     unexpected = [k for k in state if k not in expected]
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        return f"unexpected key '{unexpected[0]}'{more}"
+        found = state[unexpected[0]]
+        shape = f" {tuple(found.shape)}" if isinstance(found, torch.Tensor) else ""
+        return f"unexpected key '{unexpected[0]}'{shape}{more}"
     for key, tensor in expected.items():
         found = state[key]
         if not isinstance(found, torch.Tensor):

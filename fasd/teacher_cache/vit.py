@@ -22,7 +22,7 @@ from fasd.constants import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD
 from fasd.errors import FasdError
 from fasd.store_schema import layout
 from fasd.store_schema.specs import TargetSpec
-from fasd.teacher_cache.checkpoint import file_sha256, read_checkpoint
+from fasd.teacher_cache.checkpoint import check_state_fits, file_sha256, read_checkpoint
 from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, register_teacher
 from fasd.vit_layers import build_timm_vit, check_layers, check_tap, vit_outputs
 
@@ -54,20 +54,6 @@ def checkpoint_img_size(model: VisionTransformer, state: dict[str, torch.Tensor]
     grid_tokens = saved.shape[1] - (0 if model.no_embed_class else model.num_prefix_tokens)
     side = math.isqrt(max(grid_tokens, 0))
     return side * model.patch_embed.patch_size[0] if side and side * side == grid_tokens else None
-
-
-def _first_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
-    """What first keeps ``state`` from loading strictly into ``model`` (model key order), or None."""
-    expected = model.state_dict()
-    for key, value in expected.items():
-        if key not in state:
-            return f"{key} {tuple(value.shape)} is missing from the checkpoint"
-        if state[key].shape != value.shape:
-            return f"{key} is {tuple(state[key].shape)} in the checkpoint but {tuple(value.shape)} in the model"
-    unexpected = next((key for key in state if key not in expected), None)
-    if unexpected is not None:
-        return f"the checkpoint has {unexpected} {tuple(state[unexpected].shape)}, which the model lacks"
-    return None
 
 
 class VitTeacher(nn.Module):
@@ -107,11 +93,8 @@ def load_vit_teacher(checkpoint: Path, arch: str, layers: tuple[int, ...], tap: 
             and head.shape[1] == model.head.weight.shape[1]:
         raise FasdError(f"{checkpoint}: head.weight is {tuple(head.shape)}, a {head.shape[0]}-way head; fasd needs "
                         f"a 2-way [spoof, live] head: fine-tune the ViT for face anti-spoofing first")
-    mismatch = _first_mismatch(model, state)
-    if mismatch is not None:
-        raise FasdError(f"{checkpoint} does not fit --arch {arch}: {mismatch}; pass the --arch the checkpoint "
-                        f"was trained with (e.g. deit_base_patch16_224 for HaTFAS' teacher)")
-    model.load_state_dict(state)
+    check_state_fits(model, state, f"{checkpoint} (--arch {arch})", "pass the --arch the checkpoint was trained "
+                     "with (e.g. deit_base_patch16_224 for HaTFAS' teacher)")
     return VitTeacher(model, arch, tuple(layers), tap).eval()
 
 
