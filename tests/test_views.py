@@ -104,6 +104,21 @@ def test_apply_view_crops_flips_and_jitters_like_hand_and_torchvision():
     assert np.abs(jittered.astype(float) - image).mean() > 5  # the factors did something
 
 
+def test_a_view_shows_the_same_pixels_at_the_teacher_and_the_student_resolution():
+    """Rendered at 96 px (a teacher) and brought down to 48, a view equals its 48 px render (a student) up to
+    resampling; another view of the same frame is much further away."""
+    yy, xx = np.mgrid[0:80, 0:80] / 80.0
+    image = (np.stack([np.sin(6 * xx) * np.cos(3 * yy), xx * yy, np.sin(9 * yy + 2 * xx)], -1) * 120 + 128)
+    image = image.clip(0, 255).astype(np.uint8)
+    views = draw_views("frame", ViewSettings(6, 1, True))
+    for k, params in enumerate(views):
+        teacher = np.asarray(Image.fromarray(apply_view(image, params, 96)).resize((48, 48), Image.BICUBIC))
+        student = apply_view(image, params, 48).astype(float)
+        same = np.abs(teacher - student).mean()
+        other = np.abs(apply_view(image, views[(k + 1) % 6], 48) - student).mean()
+        assert same < 2.0 and other > 4 * same, (k, same, other)
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 1000), size=st.integers(4, 64), jitter=st.booleans())
 def test_apply_view_of_any_drawn_view_is_a_uint8_square_of_the_asked_size(seed, size, jitter):
@@ -310,6 +325,7 @@ def test_view_sampler_keeps_the_frames_drawn_and_picks_views_uniformly_and_repro
     assert list(ViewSampler(base, 4, 11)) == pairs
 
 
+@pytest.mark.slow
 def test_train_views_end_to_end_and_refused_on_a_store_without_views(tmp_path, views_store, synth_store,
                                                                      synth_config):
     common = ["train", "--sources", "alpha", "--target", "beta", "--config", synth_config, "--epochs", "1",
@@ -323,6 +339,7 @@ def test_train_views_end_to_end_and_refused_on_a_store_without_views(tmp_path, v
 
 # ---------------------------------------------------------------- hatfas: a tiny timm ViT teacher
 
+@pytest.mark.slow
 def test_hatfas_vit_views_match_timm_on_views_replayed_by_hand(tmp_path, synth_config):
     torch.manual_seed(3)
     model = timm.create_model(VIT_ARCH, pretrained=False, num_classes=2, img_size=VIT_SIZE).eval()
