@@ -50,6 +50,8 @@ class LoadedTeacher:
     targets: dict[str, TargetSpec]
     details: dict = field(default_factory=dict)  # kind-specific, recorded in the fingerprint
     texts: dict = field(default_factory=dict)  # arrays for the store's text/ group (centroids, captions)
+    # ("rgb",): module(images) on RGB; more: module({modality: images}, mask (N, M) bool) on every modality
+    modalities: tuple[str, ...] = ("rgb",)
 
     @property
     def mean(self) -> tuple[float, ...]:
