@@ -22,7 +22,7 @@ from fasd.export.deployable import load_deployable
 from fasd.export.metadata import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAMES, as_batch, decode_metadata, first_line
 
 METADATA_METHOD = "fasd_metadata"  # ExecuTorch constant method holding the metadata as JSON text
-EXECUTORCH_MAX_BATCH = 64  # upper bound of the .pte's dynamic batch axis (XNNPACK plans memory for it)
+EXECUTORCH_MAX_BATCH = 64  # requested bound of the .pte's dynamic batch axis; torch.export may tighten it
 
 
 class Scorer(Protocol):
@@ -108,8 +108,9 @@ class OnnxStudent(_FileScorer):
 
 
 class ExecuTorchStudent(_FileScorer):
-    """An exported .pte run by ExecuTorch's Python runtime (XNNPACK delegate), batches of at most
-    EXECUTORCH_MAX_BATCH per call."""
+    """An exported .pte run by ExecuTorch's Python runtime (XNNPACK delegate), in chunks no larger than the
+    batch bound its memory plan was made for (read from the program: torch.export may tighten the requested
+    EXECUTORCH_MAX_BATCH, e.g. to 15 for MobileNetV3-Small)."""
 
     kind = "ExecuTorch"
 
@@ -126,6 +127,7 @@ class ExecuTorchStudent(_FileScorer):
                 raise self._not_ours(f"no {METADATA_METHOD} method")
             text = program.load_method(METADATA_METHOD).execute([])[0]
             self._method = program.load_method("forward")
+            self.max_batch = int(self._method.metadata.input_tensor_meta(0).sizes()[0])
         except FasdError:
             raise
         except Exception as exc:  # the pybindings raise RuntimeError/ValueError without a common base
@@ -142,7 +144,7 @@ class ExecuTorchStudent(_FileScorer):
 
     def forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         batch = torch.from_numpy(as_batch(images))
-        outs = [self._method.execute([chunk.contiguous()]) for chunk in batch.split(EXECUTORCH_MAX_BATCH)]
+        outs = [self._method.execute([chunk.contiguous()]) for chunk in batch.split(self.max_batch)]
         return (torch.cat([o[0] for o in outs]).numpy(), torch.cat([o[1] for o in outs]).numpy())
 
 

@@ -1,4 +1,4 @@
-"""ExecuTorch: a .pte lowered to the XNNPACK backend, batch axis dynamic up to EXECUTORCH_MAX_BATCH.
+"""ExecuTorch: a .pte lowered to the XNNPACK backend, batch axis dynamic (bounded; the scorer chunks).
 
 The metadata travels as a constant method (``fasd_metadata`` returns its JSON text). int8 is PyTorch 2
 export quantisation with the XNNPACK quantizer (static, per-channel symmetric int8 weights, int8
@@ -51,5 +51,5 @@ def write_executorch(deployable: Deployable, out: Path, options: ExportOptions) 
             program, partitioner=[partitioner.XnnpackPartitioner()],
             constant_methods={METADATA_METHOD: json.dumps(encode_metadata(deployable.metadata))}).to_executorch()
     out.write_bytes(lowered.buffer)
-    note = f"XNNPACK delegate, batch 1..{EXECUTORCH_MAX_BATCH}"
+    note = "XNNPACK delegate, dynamic batch"
     return note if not options.int8 else f"{note}, int8 {INT8}, calibrated on {options.calibration_source}"
