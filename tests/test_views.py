@@ -276,6 +276,16 @@ def test_other_views_are_refused_like_another_teacher_and_plain_stores_are_uncha
     assert_user_error(result, "another teacher", "views")
     assert_user_error(fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--store",
                            tmp_path / "x.zarr", "--checkpoint", tiny_flip_checkpoint, "--views", -1), "--views")
+    # An fsspec store (memory://) with fewer views: the same first views (draws are prefix-stable in K).
+    run_cache(_source(synth_config), load_teacher("flip-mcl", TeacherOptions(tiny_flip_checkpoint)),
+              "memory://views-test.zarr", CacheOptions(batch_size=BATCH, chunk_rows=CHUNK_ROWS, progress=False,
+                                                       views=ViewSettings(K - 1, 5), splits=("test",)))
+    remote, local = (open_store(path).dataset("alpha") for path in ("memory://views-test.zarr", views_store))
+    row_of = {f: i for i, f in enumerate(read_strings(local["frame_id"]))}
+    rows = [row_of[f] for f in read_strings(remote["frame_id"])]
+    np.testing.assert_array_equal(remote["views/params"][:], local["views/params"][:][rows, :K - 1])
+    assert _cosine(remote["views/feature"][:].astype(np.float32),
+                   local["views/feature"][:][rows, :K - 1].astype(np.float32)).min() >= 0.999
 
 
 # ---------------------------------------------------------------- the student's replay
