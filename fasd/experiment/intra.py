@@ -47,7 +47,7 @@ class IntraRow:
 
 
 def is_intra(group: Group) -> bool:
-    return group.protocol.startswith(INTRA)
+    return group.protocol == f"{INTRA}{group.target}"
 
 
 def row_of(dataset: str) -> IntraRow:
