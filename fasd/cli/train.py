@@ -61,6 +61,12 @@ def train(
                                                                  "(default: vlmkd 0.5, hatfas 0).")] = None,
     lambda_head_aware: Annotated[Optional[float], typer.Option(help="Weight of the head-aware layer term "
                                                                     "(default: vlmkd 0, hatfas β = 1).")] = None,
+    lambda_rs2: Annotated[Optional[float], typer.Option(help="Weight of RS2 alignment of the projection to the "
+                                                             "store's caption embeddings (default: mmda 1, "
+                                                             "others 0).")] = None,
+    modality_dropout: Annotated[Optional[float], typer.Option(help="mobilenetv3-small-mm: chance that a modality of "
+                                                                   "a training sample is replaced by the zero "
+                                                                   "image (default 0).")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="HaTFAS shorthand: sets --lambda-ce 1-α and --lambda-kl "
                                                         "α (default: unset).")] = None,
     beta: Annotated[Optional[float], typer.Option(help="HaTFAS shorthand: sets --lambda-head-aware β (default: "
@@ -106,7 +112,8 @@ def train(
                  "lambda_kl": lambda_kl, "lambda_feat": lambda_feat, "lambda_triplet": lambda_triplet,
                  "lambda_head_aware": lambda_head_aware, "tau": tau, "margin": margin, "student": student,
                  "student_arch": student_arch, "input_size": input_size,
-                 "layer_tap": layer_tap, "layers": _layers(layers) if layers else None, "views": views}
+                 "layer_tap": layer_tap, "layers": _layers(layers) if layers else None, "views": views,
+                 "lambda_rs2": lambda_rs2, "modality_dropout": modality_dropout}
     if alpha is not None:
         if lambda_ce is not None or lambda_kl is not None:
             raise FasdError("--alpha sets --lambda-ce and --lambda-kl: give one or the other")
@@ -189,7 +196,8 @@ def experiment(
             typer.echo(f"wrote {path}")
         return
     if not protocols:
-        raise FasdError("name the protocols: --protocols oulu-to-replay,holdout-oulu,... (or --report DIR)")
+        raise FasdError("name the protocols: --protocols oulu-to-replay,holdout-oulu,intra-oulu_p1,... "
+                        "(or --report DIR)")
     overrides = {"store": store, "epochs": epochs, "batch_size": batch_size, "max_draws": max_draws, "lr": lr,
                  "device": device, "workers": workers,
                  "student_weights": str(student_weights) if student_weights else None}
