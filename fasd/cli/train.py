@@ -18,13 +18,14 @@ def _resolve_protocol(registry, split: Optional[str], sources: Optional[str], ta
         return registry.protocol(split)
     if sources and target:
         return registry.explicit_protocol(_csv(sources), target)
-    raise FasdError("name the protocol: --split holdout-X / A-to-B, or --sources A,B --target C")
+    raise FasdError("name the protocol: --split holdout-X / A-to-B / intra-X, or --sources A,B --target C")
 
 
 @command("train")
 def train(
     split: Annotated[Optional[str], typer.Option(help="Protocol: holdout-X (train on the other protocol "
-                                                      "domains, test on X) or A-to-B.")] = None,
+                                                      "domains, test on X), A-to-B, or intra-X (X's own "
+                                                      "train/val/test splits).")] = None,
     sources: Annotated[Optional[str], typer.Option(help="Comma-separated source datasets (with --target).")
                        ] = None,
     target: Annotated[Optional[str], typer.Option(help="Held-out target dataset (with --sources).")] = None,
