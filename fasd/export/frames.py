@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from fasd.errors import FasdError
+from fasd.export.metadata import INPUT_SHAPE
 from fasd.training.transforms import eval_transform
 
 FRAME_SEED = 0  # which frames a split contributes is fixed, so exports are reproducible
@@ -39,7 +40,5 @@ def dataset_frames(spec: str, count: int, default_split: str, config: Path | Non
 
 def random_frames(count: int) -> tuple[np.ndarray, str]:
     """Standard-normal inputs: the parity check's fallback when no dataset is named."""
-    from fasd.export.metadata import INPUT_SHAPE
-
     frames = np.random.default_rng(FRAME_SEED).standard_normal((count, *INPUT_SHAPE), dtype=np.float32)
     return frames, f"{count} random standard-normal inputs (no --parity-data dataset named)"

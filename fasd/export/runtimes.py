@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import zipfile
+from importlib.metadata import version
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -139,7 +140,6 @@ class ExecuTorchStudent(_FileScorer):
         if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
             raise self._not_ours("metadata is not a text -> text mapping")
         self.metadata = decode_metadata(props, self._not_ours)
-        from importlib.metadata import version
         self.runtime = f"executorch {version('executorch')}"
 
     def forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
