@@ -85,40 +85,56 @@ def teacher_finetune(
     out: Annotated[Path, typer.Option(help="Checkpoint to write (read by cache-teacher: clip -> --teacher "
                                            "flip-mcl, vit -> --teacher vit).")],
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
-    method: Annotated[str, typer.Option(help="clip (FLIP-style CLIP image tower vs frozen prompt centroids) or "
-                                             "vit (a timm ViT/DeiT with a 2-way head, as HaTFAS).")] = "clip",
+    method: Annotated[str, typer.Option(help="clip (FLIP-style CLIP image tower vs frozen prompt centroids), "
+                                             "vit (a timm ViT/DeiT with a 2-way head, as HaTFAS) or mmda (paper "
+                                             "B: CLIP ViT on RGB, depth and IR; -> --teacher mmda).")] = "clip",
     arch: Annotated[Optional[str], typer.Option(help="clip: open_clip architecture with random weights (default "
                                                      "fasd-tiny-clip, or ViT-B-16); vit: timm name (default "
                                                      "deit_base_patch16_224).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint (clip: OpenAI-format or FLIP; "
                                                       "vit: a timm/DeiT state dict or {'model': ...}).")] = None,
     prompts: Annotated[Optional[Path], typer.Option(help='JSON {"spoof": [...], "live": [...]}.')] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 6).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default 64).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 6; mmda 5).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default 64; mmda 24).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: clip 5e-4 for random weights, "
                                                     "1e-6 (FLIP's) with --init; vit 5e-4·batch/512 (DeiT's)).")
                   ] = None,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.05,
+    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay (default 0.05; mmda 1e-3).")
+                            ] = None,
     centroid_mode: Annotated[str, typer.Option(help="flip or clip prompt centroids.")] = "flip",
     max_frames_per_epoch: Annotated[Optional[int], typer.Option(help="Cap the draws per epoch.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     trust_checkpoint: Annotated[bool, typer.Option(help="Allow arbitrary pickled objects in --init.")] = False,
+    md2a: Annotated[bool, typer.Option("--md2a/--no-md2a", help="mmda: MD2A fusion (off: plain self-attention).")
+                    ] = True,
+    rs2: Annotated[bool, typer.Option("--rs2/--no-rs2", help="mmda: RS2 caption alignment (off: CE only).")] = True,
+    udsa_depth: Annotated[int, typer.Option(help="mmda: U-DSA adapter depth (0: none).")] = 7,
+    rs2_min: Annotated[str, typer.Option(help="mmda: over-all or own-class reading of RS2's min.")] = "over-all",
+    captions: Annotated[Optional[Path], typer.Option(help='mmda: JSON {"spoof": [...], "live": [...]} (default: '
+                                                          "paper B's 24 + 24 captions).")] = None,
 ) -> None:
     """Fine-tune a teacher for FAS on the sources' train splits and write a checkpoint cache-teacher reads."""
     from fasd.teacher_cache.finetune import finetune_teacher
     from fasd.teacher_cache.prompts import load_prompts
 
-    extra = {k: v for k, v in {"epochs": epochs, "batch_size": batch_size}.items() if v is not None}
+    from fasd.teacher_cache.mmda.captions import load_captions
+    from fasd.teacher_cache.mmda.model import MMDASettings
+
+    # The MMDA switches; methods with their own loop read theirs (mmda), the others ignore them.
+    method_options = {"settings": MMDASettings(md2a=md2a, rs2=rs2, udsa_depth=udsa_depth, rs2_min=rs2_min),
+                      "captions": load_captions(captions)}
     summary = finetune_teacher(config, _csv(sources), out, init=init, arch=arch, prompts=load_prompts(prompts),
-                               centroid_mode=centroid_mode, lr=lr, weight_decay=weight_decay,
-                               max_frames_per_epoch=max_frames_per_epoch, device=device, workers=workers, seed=seed,
-                               trust_checkpoint=trust_checkpoint, method=method, **extra)
+                               centroid_mode=centroid_mode, lr=lr, weight_decay=weight_decay, epochs=epochs,
+                               batch_size=batch_size, max_frames_per_epoch=max_frames_per_epoch, device=device,
+                               workers=workers, seed=seed, trust_checkpoint=trust_checkpoint, method=method,
+                               method_options=method_options)
     val = summary.get("val") or {}
+    accuracy = summary.get("train_accuracy")
     typer.echo(f"{summary['arch']} ({summary['method']}) on {', '.join(summary['sources'])}: {summary['epochs']} "
-               f"epoch(s) in {summary['seconds']:.1f} s; train loss {summary['train_loss']:.4f}, accuracy "
-               f"{summary['train_accuracy']:.3f}"
+               f"epoch(s) in {summary['seconds']:.1f} s; train loss {summary['train_loss']:.4f}"
+               + (f", accuracy {accuracy:.3f}" if accuracy is not None else "")
                + (f"; val accuracy {val['accuracy']:.3f}, EER {val['eer']:.3f}" if val.get("eer") is not None else ""))
     typer.echo(f"wrote {summary['out']} (cache it with --teacher {summary['teacher']}); full summary: "
                f"{summary['out']}.json")

@@ -263,17 +263,40 @@ class FinetuneModel:
     details: dict = field(default_factory=dict)  # method-specific summary entries
 
 
+@dataclass
+class FinetuneRun:
+    """What a method with its own training loop (``run``) receives; None: the method's own default."""
+
+    options: FinetuneOptions
+    epochs: int | None
+    batch_size: int | None
+    lr: float | None
+    weight_decay: float | None
+    device: str
+    workers: int
+    max_frames_per_epoch: int | None
+    log: Callable[[str], None]
+    method_options: dict = field(default_factory=dict)  # method-specific switches (mmda: settings, captions)
+
+
 @dataclass(frozen=True)
 class FinetuneMethod:
     name: str
     help: str
-    build: Callable[[FinetuneOptions], FinetuneModel]
+    build: Callable[[FinetuneOptions], FinetuneModel] | None  # a model for the shared RGB loop below
+    # or its own loop (multimodal methods): run(sources, out, FinetuneRun) -> summary (with method, teacher, arch,
+    # sources, epochs, seconds, train_loss, out)
+    run: Callable[[list[FrameSource], Path, FinetuneRun], dict] | None = None
 
 
-METHODS: Registry[FinetuneMethod] = Registry("--method", ("fasd.teacher_cache.finetune_vit",))
+METHODS: Registry[FinetuneMethod] = Registry("--method", ("fasd.teacher_cache.finetune_vit",
+                                                          "fasd.teacher_cache.mmda.kind"))
 
 
-def register_finetune(name: str, help: str) -> Callable:
+def register_finetune(name: str, help: str, run: Callable | None = None) -> Callable | FinetuneMethod:
+    """A decorator registering ``build(options) -> FinetuneModel``; with ``run``, registers that loop directly."""
+    if run is not None:
+        return METHODS.add(name, FinetuneMethod(name, help, None, run))
     return METHODS.register(name, lambda build: FinetuneMethod(name, help, build))
 
 
@@ -303,26 +326,41 @@ def clip_method(options: FinetuneOptions) -> FinetuneModel:
 
 def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: Path | None = None,
                      arch: str | None = None, prompts: dict | None = None, centroid_mode: str = "flip",
-                     epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE, lr: float | None = None,
-                     weight_decay: float = DEFAULT_WEIGHT_DECAY, device: str = "auto", workers: int = 0,
+                     epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+                     weight_decay: float | None = None, device: str = "auto", workers: int = 0,
                      seed: int = 0, max_frames_per_epoch: int | None = None, progress: bool = True,
-                     trust_checkpoint: bool = False, method: str = "clip", input_size: int | None = None) -> dict:
+                     trust_checkpoint: bool = False, method: str = "clip", input_size: int | None = None,
+                     method_options: dict | None = None) -> dict:
     """Fine-tune a teacher with ``method`` on ``sources`` and write its checkpoint to ``out``.
 
-    ``lr=None`` picks the method's default (clip: RANDOM_INIT_LR for random weights, FLIP's PRETRAINED_LR
+    None picks the method's default (clip lr: RANDOM_INIT_LR for random weights, FLIP's PRETRAINED_LR
     for ``init``). Returns (and writes to ``<out>.json``) the training summary.
     """
     out = Path(out)
     chosen = METHODS.get(method)
-    if init is not None and arch is not None and method == "clip":
+    if init is not None and arch is not None and method in ("clip", "mmda"):
         raise FasdError("pass either --init FILE (a CLIP checkpoint) or --arch NAME (random weights), not both")
-    _check_options(sources, out, centroid_mode, epochs, batch_size, lr, weight_decay, workers, max_frames_per_epoch)
+    _check_options(sources, out, centroid_mode, DEFAULT_EPOCHS if epochs is None else epochs,
+                   DEFAULT_BATCH_SIZE if batch_size is None else batch_size, lr,
+                   DEFAULT_WEIGHT_DECAY if weight_decay is None else weight_decay, workers, max_frames_per_epoch)
     registry = load_registry(config)
     frame_sources = [open_source(registry.dataset(name)) for name in sources]
+    log = tqdm.write if progress else (lambda _msg: None)
+    options = FinetuneOptions(Path(init) if init is not None else None, arch, seed, trust_checkpoint, input_size,
+                              prompts, centroid_mode)
+    if chosen.run is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        summary = chosen.run(frame_sources, out, FinetuneRun(options, epochs, batch_size, lr, weight_decay, device,
+                                                             workers, max_frames_per_epoch, log,
+                                                             dict(method_options or {})))
+        _write_json_atomic(summary_path(out), summary)
+        return summary
+    epochs = DEFAULT_EPOCHS if epochs is None else epochs
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    weight_decay = DEFAULT_WEIGHT_DECAY if weight_decay is None else weight_decay
     torch_device = resolve_device(device)
     torch.manual_seed(seed)
-    model = chosen.build(FinetuneOptions(Path(init) if init is not None else None, arch, seed,
-                                                  trust_checkpoint, input_size, prompts, centroid_mode))
+    model = chosen.build(options)
     lr = lr if lr is not None else model.default_lr(batch_size)
     classifier = model.module.to(torch_device)
     size = classifier.input_size
@@ -344,7 +382,6 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     scheduler = warmup_cosine(optimizer, len(loader), epochs)
     autocast = precision_autocast(torch_device)
 
-    log = tqdm.write if progress else (lambda _msg: None)
     log(f"teacher-finetune --method {method}: {model.arch} from {model.origin}; {len(train_set)} train frames from "
         f"{', '.join(sources)}, {draws} draws/epoch, lr {lr:g}, {torch_device}")
     history: list[dict] = []

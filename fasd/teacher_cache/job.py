@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from fasd import distributed
+from fasd.constants import MODALITIES
 from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.device import resolve_device
 from fasd.errors import FasdError
@@ -103,6 +104,32 @@ class TeacherFrames(Dataset):
         return torch.from_numpy(pixels), torch.from_numpy(views), torch.from_numpy(params), True
 
 
+class ModalityTeacherFrames(Dataset):
+    """For a multimodal teacher (LoadedTeacher.modalities beyond rgb): store row -> (every modality's uint8 pixels
+    at the teacher's size (M, size, size, 3) in MODALITIES order, the modality mask (M,) bool, no view
+    parameters, readable flag). An absent modality is the all-zero frame (FrameSource.read_modalities)."""
+
+    def __init__(self, source: FrameSource, source_rows: np.ndarray, size: int):
+        self.source, self.source_rows, self.size = source, source_rows, size
+
+    def __len__(self) -> int:
+        return len(self.source_rows)
+
+    def __getitem__(self, row: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+        no_params = torch.zeros(0, dtype=torch.float32)
+        try:
+            frame = self.source.read_modalities(int(self.source_rows[row]))
+        except UnreadableFrame:
+            return (torch.zeros(len(MODALITIES), self.size, self.size, 3, dtype=torch.uint8),
+                    torch.ones(len(MODALITIES), dtype=torch.bool), no_params, False)
+        pixels = np.stack([resize_uint8(frame[m], self.size) for m in MODALITIES])
+        return torch.from_numpy(pixels), torch.from_numpy(np.asarray(frame["mask"], dtype=bool)), no_params, True
+
+
+def multimodal(loaded: LoadedTeacher) -> bool:
+    return tuple(loaded.modalities) != ("rgb",)
+
+
 def chunk_batches(chunks: list[int], rows: int, chunk_rows: int, batch_size: int) -> list[list[int]]:
     """Batches of store rows, chunk by chunk, never crossing a chunk boundary."""
     batches = []
@@ -117,6 +144,9 @@ def run_cache(source: FrameSource, loaded: LoadedTeacher, store_path: str, optio
     source_rows = table.rows_in_splits(options.splits)
     if len(source_rows) == 0:
         raise FasdError(f"dataset '{source.name}' has no frames in splits {','.join(options.splits)}")
+    if multimodal(loaded) and options.views.count:
+        raise FasdError(f"--views: the {loaded.kind} teacher reads {', '.join(loaded.modalities)}; stored views "
+                        "are RGB-only, cache it without --views")
     group = distributed.main_first(lambda: _prepare_layout(source, source_rows, loaded, store_path, options))
     rows = len(source_rows)
     chunks = writer.pending_chunks(group, options.shard, options.num_shards)
@@ -158,7 +188,10 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
     teacher = loaded.module.to(device)
     rows = len(source_rows)
     batches = chunk_batches(chunks, rows, options.chunk_rows, options.batch_size)
-    loader = DataLoader(TeacherFrames(source, source_rows, loaded.input_size, options.views), batch_sampler=batches,
+    frames = (ModalityTeacherFrames(source, source_rows, loaded.input_size) if multimodal(loaded) else
+              TeacherFrames(source, source_rows, loaded.input_size, options.views))
+    forward = _forward_modalities if multimodal(loaded) else _forward
+    loader = DataLoader(frames, batch_sampler=batches,
                         num_workers=options.workers, pin_memory=device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if options.workers else None)
     frame_ids = read_strings(group["frame_id"])
@@ -175,8 +208,9 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
             total=total, unit="frame", desc=f"cache {source.name}", disable=not options.progress,
             smoothing=0.1) as bar:
         try:
+            # the second item: the views' pixels (RGB teachers) or the modality mask (multimodal teachers)
             for batch_rows, (pixels, view_pixels, params, readable) in zip(batches, loader):
-                result = _forward(teacher, loaded, pixels, view_pixels, device, options.batch_size)
+                result = forward(teacher, loaded, pixels, view_pixels, device, options.batch_size)
                 if options.views.count:
                     result[layout.VIEW_PARAMS] = params.numpy()
                 bad = ~readable.numpy()
@@ -240,6 +274,20 @@ def _forward(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tens
         if views:
             result[layout.view_array(name)] = value[count:].reshape(count, views, *value.shape[1:])
     return result
+
+
+def _forward_modalities(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tensor, mask: torch.Tensor,
+                        device: torch.device, batch_size: int) -> dict[str, np.ndarray]:
+    """A multimodal teacher's targets of B frames: pixels (B, M, S, S, 3) uint8, mask (B, M) bool; every modality
+    normalised with the teacher's mean/std, ``teacher({modality: images}, mask)`` ``batch_size`` frames at a time."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(pixels), batch_size):
+        chunk = pixels[start:start + batch_size].to(device, non_blocking=True)
+        images = {m: normalize_batch(chunk[:, i], loaded.mean, loaded.std) for i, m in enumerate(MODALITIES)}
+        with torch.inference_mode(), autocast(device):
+            for name, value in teacher(images, mask[start:start + batch_size].to(device)).items():
+                parts.setdefault(name, []).append(value.float().cpu())
+    return {name: torch.cat(values).numpy() for name, values in parts.items()}
 
 
 def _raise_failed_writes(pending: list[Future]) -> None:

@@ -19,7 +19,7 @@ from fasd.errors import FasdError
 from fasd.registry import Registry
 from fasd.store_schema.specs import REQUIRED_TARGET, TargetSpec, specs_to_json
 
-MEMBERS = ("fasd.teacher_cache.clip", "fasd.teacher_cache.vit")
+MEMBERS = ("fasd.teacher_cache.clip", "fasd.teacher_cache.vit", "fasd.teacher_cache.mmda.kind")
 
 
 @dataclass
