@@ -15,9 +15,10 @@ from fasd.errors import FasdError
 from fasd.io_checks import os_error_line
 
 app = typer.Typer(
-    help="fasd: distil a vision-language face anti-spoofing teacher (FLIP-MCL, CLIP ViT-B/16) into a "
-         "phone-sized MobileNetV3-Small student. Labels: 0 = spoof, 1 = live.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    help="fasd: distil large face anti-spoofing teachers (FLIP-MCL / CLIP, timm ViT/DeiT) into phone-sized "
+         "students (MobileNetV3-Small, DeiT-Tiny) through a cached teacher store. Recipes: vlmkd (default), "
+         "hatfas. Labels: 0 = spoof, 1 = live.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 def _version(show: bool) -> None:
