@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fasd.cli.app import _csv, _layers, _positive, _print_json, _shard, command
+from fasd.cli.app import command, _csv, _finite, _layers, _positive, _print_json, _shard
 from fasd.errors import FasdError
 
 
@@ -70,6 +70,8 @@ def ingest(
     from fasd.config import register_dataset
     from fasd.data.ingest import DEFAULT_MARGIN, run_ingest
 
+    if margin is not None:
+        _finite("--margin", margin)
     summary = run_ingest(kind, root, out, size=size, frames_per_video=frames_per_video, protocol=protocol,
                          workers=workers, margin=DEFAULT_MARGIN if margin is None else margin, lists=lists,
                          dataset=dataset)
@@ -275,6 +277,8 @@ def inspect(
     summary = summarize_store(opened, dataset)
     for name, entry in summary["datasets"].items():
         entry["teacher_metrics"] = {} if entry["damaged"] else teacher_metrics(opened, name)
+    if verify < 0:
+        raise FasdError(f"--verify must be >= 0 frames, got {verify}")
     if verify:
         if checkpoint is None:
             raise FasdError("--verify N needs --checkpoint FILE (the teacher the store was cached with)")

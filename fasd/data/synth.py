@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -46,6 +47,7 @@ from fasd.constants import LABEL_LIVE, LABEL_SPOOF, MODALITIES, SPLITS
 from fasd.data.hdf5_pack import PackWriter
 from fasd.errors import FasdError
 
+SYNTH_SOURCE = "synthetic"  # the packs' "source" attribute: what marks a pack fasd synth may replace
 DOMAIN_NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
 DEFAULT_FRAMES = 600
 FRAMES_PER_VIDEO = 4
@@ -166,6 +168,20 @@ def sensor_style(index: int) -> SensorStyle:
         ir_noise=u(0.015, 0.045), ir_falloff=u(0.2, 0.6), ink_ir=u(0.1, 0.6))
 
 
+def _refuse_foreign_pack(path: Path) -> None:
+    """Only a pack ``fasd synth`` wrote may be replaced by a new one."""
+    if not path.exists():
+        return
+    try:
+        with h5py.File(path, "r") as handle:
+            ours = handle.attrs.get("source") == SYNTH_SOURCE
+    except OSError:
+        ours = False
+    if not ours:
+        raise FasdError(f"{path} exists and was not written by fasd synth; fasd will not overwrite it: "
+                        f"choose another folder")
+
+
 def synthesize(out_dir: Path, domains: int = 3, frames: int = DEFAULT_FRAMES, size: int = 112,
                seed: int = 0, progress: bool = True, modalities: Sequence[str] = ("rgb",)) -> Path:
     """Write ``OUT_DIR/<domain>.h5`` for each domain and ``OUT_DIR/fasd.toml``; return the toml's path.
@@ -189,6 +205,8 @@ def synthesize(out_dir: Path, domains: int = 3, frames: int = DEFAULT_FRAMES, si
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(DOMAIN_NAMES[:domains])
+    for name in names:
+        _refuse_foreign_pack(out_dir / f"{name}.h5")
     extra = tuple(name for name in MODALITIES[1:] if name in modalities)
     with tqdm(total=domains * frames, desc="synth", unit="frame", disable=not progress) as bar:
         for index, name in enumerate(names):
@@ -226,7 +244,7 @@ def _write_domain(path: Path, name: str, style: DomainStyle, frames: int, size: 
              if name in extra})
         return _render(grid, style, block, np.random.default_rng(noise_seeds[index]), block_sensors)
 
-    with (PackWriter(path, dataset=name, size=size, source="synthetic", crop_policy="synthetic-centred",
+    with (PackWriter(path, dataset=name, size=size, source=SYNTH_SOURCE, crop_policy="synthetic-centred",
                      modalities=("rgb", *extra)) as pack,
           ThreadPoolExecutor(max_workers=min(MAX_THREADS, os.cpu_count() or 1)) as pool):
         for block, frames_of in zip(blocks, pool.map(render, range(len(blocks)))):

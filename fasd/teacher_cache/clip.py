@@ -18,16 +18,23 @@ import torch.nn.functional as F
 from fasd.constants import CLASS_NAMES
 from fasd.store_schema import layout
 from fasd.store_schema.specs import TargetSpec
-from fasd.teacher_cache.checkpoint import clip_state_dict, file_sha256, read_checkpoint
+from fasd.errors import FasdError
+from fasd.teacher_cache.checkpoint import check_state_fits, clip_state_dict, file_sha256, read_checkpoint
 from fasd.teacher_cache.prompts import centroids_from_embeddings, default_prompts
 from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, register_teacher
 
 
-def build_clip(state: dict[str, torch.Tensor]) -> open_clip.model.CLIP:
-    """An fp32 open_clip CLIP in eval mode built from an OpenAI-format state dict."""
-    model = open_clip.model.build_model_from_openai_state_dict(dict(state), cast_dtype=None).float()
+def build_clip(state: dict[str, torch.Tensor], what: str = "the checkpoint") -> open_clip.model.CLIP:
+    """An fp32 open_clip CLIP in eval mode built from an OpenAI-format state dict (architecture read from its
+    shapes); a state dict whose tensors do not agree with each other is one FasdError line."""
+    try:
+        model = open_clip.model.build_model_from_openai_state_dict(dict(state), cast_dtype=None).float()
+    except (RuntimeError, KeyError, ValueError, IndexError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise FasdError(f"{what} is not a consistent CLIP ViT state dict ({first[:200]})") from None
     # The builder casts to fp16; reload so fp32 checkpoints keep their full precision.
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    check_state_fits(model, {k: v.float() for k, v in state.items() if k in model.state_dict()}, what,
+                     "pass the checkpoint of a CLIP ViT (OpenAI format, or FLIP's)")
     return model.eval()
 
 
@@ -71,7 +78,7 @@ def _load_clip(kind: str, options: TeacherOptions, normalize: str) -> LoadedTeac
     checkpoint = Path(options.checkpoint)
     prompts = options.prompts or default_prompts()
     state = clip_state_dict(read_checkpoint(checkpoint, options.trust_checkpoint), checkpoint)
-    clip = build_clip(state)
+    clip = build_clip(state, str(checkpoint))
     centroids = centroids_from_embeddings(encode_prompts(clip, prompts), options.centroid_mode)
     logit_scale = float(clip.logit_scale.detach().exp())
     teacher = Teacher(clip, centroids, logit_scale).eval()
