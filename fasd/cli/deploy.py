@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fasd.cli.app import _positive, _print_json, command
+from fasd.cli.app import _csv, _positive, _print_json, command
 from fasd.errors import FasdError
 
 
@@ -24,6 +24,8 @@ def evaluate(
     video_level: Annotated[bool, typer.Option("--video-level", help="Score videos by their frames' mean.")
                            ] = False,
     batch_size: Annotated[int, typer.Option(help="Frames per forward.")] = 256,
+    missing: Annotated[Optional[str], typer.Option(help="Multimodal students: zero these modalities at test time "
+                                                        "(Protocol 2), e.g. depth, ir or depth,ir.")] = None,
 ) -> None:
     """ISO/IEC 30107-3 metrics (APCER, BPCER, ACER, EER, HTER, AUC, TPR@FPR=1%) of a student on a split."""
     from fasd.config import load_registry
@@ -31,6 +33,7 @@ def evaluate(
     from fasd.data.open_source import open_source
     from fasd.evaluate.metrics import format_report
     from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
+    from fasd.export.metadata import modalities_of
     from fasd.export.runtimes import load_scorer
 
     registry = load_registry(config)
@@ -49,7 +52,9 @@ def evaluate(
     rows = source.table.rows_in_splits([split_name])
     if len(rows) == 0:
         raise FasdError(f"dataset '{name}' has no frames in split '{split_name}'")
-    frame_scores = score_rows(scorer.p_live, source, rows, batch_size=batch_size, desc=f"score {name}")
+    missing_list = tuple(_csv(missing)) if missing else ()
+    frame_scores = score_rows(scorer.p_live, source, rows, batch_size=batch_size, desc=f"score {name}",
+                              modalities=modalities_of(scorer.metadata), missing=missing_list)
     if scores is not None:
         write_scores(scores, source, rows, frame_scores)
     metrics = metrics_for(source, rows, frame_scores, video=video_level,
@@ -57,7 +62,8 @@ def evaluate(
     if as_json:
         _print_json(metrics)
     else:
-        typer.echo(f"{model} on {name}/{split_name}{' (video level)' if video_level else ''}")
+        typer.echo(f"{model} on {name}/{split_name}{' (video level)' if video_level else ''}"
+                   + (f", {'/'.join(missing_list)} missing" if missing_list else ""))
         typer.echo(format_report(metrics))
 
 
@@ -109,9 +115,14 @@ def predict(
     threshold: Annotated[Optional[float], typer.Option(
         help="Live when P(live) >= threshold (default: the model's EER threshold, else 0.5).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    depth: Annotated[Optional[Path], typer.Option(help="Multimodal students: folder of depth images named like "
+                                                       "the RGB ones (absent: depth missing, the zero frame).")
+                     ] = None,
+    ir: Annotated[Optional[Path], typer.Option(help="Multimodal students: folder of IR images named like the RGB "
+                                                    "ones (absent: IR missing).")] = None,
 ) -> None:
     """Print P(live) and the live/spoof decision for each image."""
     from fasd.export.predict import format_predictions, predict_paths
 
-    rows = predict_paths(model, inputs, threshold)
+    rows = predict_paths(model, inputs, threshold, folders={"depth": depth, "ir": ir})
     _print_json(rows) if as_json else typer.echo(format_predictions(rows))

@@ -16,17 +16,25 @@ from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import compute_metrics, video_level
 from fasd.training.frames import EvalFrames
+from fasd.training.modalities import ModalityEvalFrames, check_missing, modality_eval_transform
 from fasd.training.transforms import eval_transform
 
 PLive = Callable[[torch.Tensor], np.ndarray]  # normalised images (N, 3, 112, 112) -> P(live) (N,)
 
 
 def score_rows(p_live: PLive, source: FrameSource, rows: np.ndarray, batch_size: int = 256, workers: int = 0,
-               progress: bool = True, desc: str = "score", size: int = STUDENT_INPUT_SIZE) -> np.ndarray:
+               progress: bool = True, desc: str = "score", size: int = STUDENT_INPUT_SIZE,
+               modalities: tuple[str, ...] = ("rgb",), missing: tuple[str, ...] = ()) -> np.ndarray:
     """P(live) for ``rows`` of ``source`` with the evaluation transform (plain resize to ``size``, the
-    student's input side; no augmentation)."""
-    loader = DataLoader(EvalFrames(source, rows, eval_transform(size)), batch_size=batch_size, shuffle=False,
-                        num_workers=workers)
+    student's input side; no augmentation). A student of several ``modalities`` gets (N, M, 3, S, S) stacks,
+    with the ``missing`` modalities zeroed (Protocol 2)."""
+    if tuple(modalities) == ("rgb",):
+        if missing:
+            raise FasdError("--missing zeroes depth or IR: it needs a multimodal student (mobilenetv3-small-mm)")
+        frames = EvalFrames(source, rows, eval_transform(size))
+    else:
+        frames = ModalityEvalFrames(source, rows, modality_eval_transform(size, check_missing(missing)))
+    loader = DataLoader(frames, batch_size=batch_size, shuffle=False, num_workers=workers)
     scores = np.empty(len(rows), dtype=np.float64)
     with tqdm(total=len(rows), unit="frame", desc=desc, disable=not progress, leave=False) as bar:
         try:

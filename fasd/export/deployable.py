@@ -13,8 +13,10 @@ import torch
 from torch import nn
 
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
-from fasd.export.metadata import INPUT_NAME, student_metadata
-from fasd.student_train.checkpoint import load_student
+from fasd.export.metadata import INPUT_NAME, SINGLE_INPUT, student_metadata
+from fasd.student_train.checkpoint import DEFAULT_STUDENT, load_student
+from fasd.student_train.students import student_kind
+from fasd.training.modalities import run_deployed
 
 
 @dataclass(frozen=True)
@@ -37,14 +39,21 @@ class Deployable:
         return self.metadata.get("eer_threshold")
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
-        """Zeros of the input contract's shape, for tracing."""
-        return (torch.zeros(batch, len(self.mean), self.input_size, self.input_size),)
+        """Zeros of the input contract's shape, one per input, for tracing."""
+        return tuple(torch.zeros(batch, len(self.mean), self.input_size, self.input_size)
+                     for _ in self.input_names)
+
+    def run(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The module on a batch: (N, 3, S, S), or (N, M, 3, S, S) with one image per input."""
+        return run_deployed(self.module, images)
 
 
 def load_deployable(checkpoint: Path) -> Deployable:
     """The checkpoint's registered student's deployable part (MobileNetV3-Small: encoder + logit head;
     DeiT-Tiny: the whole ViT) with its input contract; FasdError if the file is not a fasd student checkpoint."""
     student, info = load_student(Path(checkpoint))
-    return Deployable(module=student.deployable().eval(), input_names=(INPUT_NAME,),
+    modalities = student_kind((info.get("config") or {}).get("student", DEFAULT_STUDENT)).modalities
+    return Deployable(module=student.deployable().eval(),
+                      input_names=(INPUT_NAME,) if tuple(modalities) == SINGLE_INPUT else tuple(modalities),
                       input_size=student.input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      metadata=student_metadata(info.get("eer_threshold"), student.input_size))
+                      metadata=student_metadata(info.get("eer_threshold"), student.input_size, modalities))

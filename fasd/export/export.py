@@ -20,6 +20,7 @@ from fasd.errors import FasdError
 from fasd.export.deployable import Deployable, load_deployable
 from fasd.export.formats import ExportFormat, ExportOptions, export_format
 from fasd.export.frames import dataset_frames, random_frames
+from fasd.export.metadata import modalities_of
 from fasd.export.runtimes import Scorer, load_scorer
 
 PARITY_TOLERANCE = 1e-3  # max |Δ logit| allowed between an fp32 export in its runtime and PyTorch
@@ -29,6 +30,7 @@ PARITY_SPLIT = "test"  # default split of --parity-data
 CALIBRATION_SPLIT = "train"  # default split of --calibrate
 DEFAULT_THRESHOLD = 0.5  # decision threshold when the checkpoint carries no EER threshold
 QUANTIZATIONS = ("int8",)
+MULTI_INPUT_FORMATS = ("onnx", "ort")  # formats whose writers and runtimes take one input per modality
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,11 @@ def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", q
     options = _options(kind, quantize, calibrate, calibration_frames, config, opset)
     out = _out_path(kind, out, options.int8)
     deployable = load_deployable(checkpoint)
-    frames, frames_source = _parity_frames(parity_data, calibrate, config)
+    modalities = modalities_of(deployable.metadata)
+    if len(deployable.input_names) > 1 and (kind.name not in MULTI_INPUT_FORMATS or options.int8):
+        raise FasdError(f"the {'/'.join(modalities)} student exports to fp32 "
+                        f"{' or '.join(MULTI_INPUT_FORMATS)} only (one graph with an input per modality)")
+    frames, frames_source = _parity_frames(parity_data, calibrate, config, modalities)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     _remove(tmp)
@@ -140,12 +146,12 @@ def _out_path(kind: ExportFormat, out: Path | None, int8: bool) -> Path:
     return out
 
 
-def _parity_frames(parity_data: str | None, calibrate: str | None, config: Path | None
-                   ) -> tuple[np.ndarray, str]:
+def _parity_frames(parity_data: str | None, calibrate: str | None, config: Path | None,
+                   modalities: tuple[str, ...]) -> tuple[np.ndarray, str]:
     spec = parity_data if parity_data is not None else (calibrate.partition(":")[0] if calibrate else None)
     if spec is None:
-        return random_frames(PARITY_FRAMES)
-    return dataset_frames(spec, PARITY_FRAMES, PARITY_SPLIT, config, flag="--parity-data")
+        return random_frames(PARITY_FRAMES, modalities)
+    return dataset_frames(spec, PARITY_FRAMES, PARITY_SPLIT, config, flag="--parity-data", modalities=modalities)
 
 
 def _parity(scorer: Scorer, deployable: Deployable, frames: np.ndarray, source: str) -> Parity:
@@ -156,7 +162,7 @@ def _parity(scorer: Scorer, deployable: Deployable, frames: np.ndarray, source: 
     for batch in batches:
         logits, p_live = scorer.forward(batch)
         with torch.inference_mode():
-            expected_logits, expected_p = (t.numpy() for t in deployable.module(torch.from_numpy(batch)))
+            expected_logits, expected_p = (t.numpy() for t in deployable.run(torch.from_numpy(batch)))
         logit_diff.append(np.abs(logits - expected_logits).max())
         p_diff.append(np.abs(p_live - expected_p).max())
         same.append((p_live >= threshold) == (expected_p >= threshold))

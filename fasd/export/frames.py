@@ -8,16 +8,18 @@ import numpy as np
 import torch
 
 from fasd.errors import FasdError
-from fasd.export.metadata import INPUT_SHAPE
+from fasd.export.metadata import INPUT_SHAPE, SINGLE_INPUT
+from fasd.training.modalities import modality_eval_transform
 from fasd.training.transforms import eval_transform
 
 FRAME_SEED = 0  # which frames a split contributes is fixed, so exports are reproducible
 
 
 def dataset_frames(spec: str, count: int, default_split: str, config: Path | None = None,
-                   flag: str = "--calibrate") -> tuple[np.ndarray, str]:
+                   flag: str = "--calibrate", modalities: tuple[str, ...] = SINGLE_INPUT) -> tuple[np.ndarray, str]:
     """``count`` frames (or all, if fewer) drawn without replacement from ``DATASET[:SPLIT]`` of the
-    registry, as eval_transform produces them; and a description such as "64 frames of alpha/train"."""
+    registry, as eval_transform produces them (every modality stacked, N x M x 3 x S x S, for a multimodal
+    student); and a description such as "64 frames of alpha/train"."""
     from fasd.config import load_registry
     from fasd.constants import SPLITS
     from fasd.data.open_source import open_source
@@ -33,12 +35,16 @@ def dataset_frames(spec: str, count: int, default_split: str, config: Path | Non
     if len(rows) == 0:
         raise FasdError(f"{flag} {spec}: dataset '{name}' has no frames in split '{split}'")
     picked = np.sort(np.random.default_rng(FRAME_SEED).choice(rows, size=min(count, len(rows)), replace=False))
-    transform = eval_transform()
-    frames = torch.stack([transform(source.read_image(int(row))) for row in picked]).numpy()
+    if tuple(modalities) == SINGLE_INPUT:
+        transform, read = eval_transform(), source.read_image
+    else:
+        transform, read = modality_eval_transform(), source.read_modalities
+    frames = torch.stack([transform(read(int(row))) for row in picked]).numpy()
     return frames, f"{len(picked)} frames of {name}/{split}"
 
 
-def random_frames(count: int) -> tuple[np.ndarray, str]:
+def random_frames(count: int, modalities: tuple[str, ...] = SINGLE_INPUT) -> tuple[np.ndarray, str]:
     """Standard-normal inputs: the parity check's fallback when no dataset is named."""
-    frames = np.random.default_rng(FRAME_SEED).standard_normal((count, *INPUT_SHAPE), dtype=np.float32)
+    shape = INPUT_SHAPE if tuple(modalities) == SINGLE_INPUT else (len(modalities), *INPUT_SHAPE)
+    frames = np.random.default_rng(FRAME_SEED).standard_normal((count, *shape), dtype=np.float32)
     return frames, f"{count} random standard-normal inputs (no --parity-data dataset named)"

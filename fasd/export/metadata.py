@@ -20,15 +20,22 @@ LABELS = f"{LABEL_SPOOF} = {CLASS_NAMES[LABEL_SPOOF]}, {LABEL_LIVE} = {CLASS_NAM
 PREPROCESSING = (f"RGB, resize to {STUDENT_INPUT_SIZE} x {STUDENT_INPUT_SIZE}, scale to [0, 1], "
                  "subtract mean, divide by std (per channel), NCHW float32")
 OUTPUTS = "logits N x 2 [spoof, live]; p_live N = softmax(logits)[:, 1]"
-_JSON_KEYS = ("input_size", "mean", "std", "eer_threshold")
+_JSON_KEYS = ("input_size", "mean", "std", "eer_threshold", "modalities")
+SINGLE_INPUT = ("rgb",)  # the modalities of a one-input student (no "modalities" key in its metadata)
 _REQUIRED_KEYS = ("input_size", "mean", "std", "labels")
 
 
-def student_metadata(eer_threshold: float | None, input_size: int = STUDENT_INPUT_SIZE) -> dict:
-    """The description every scorer reports about its model; ``eer_threshold`` only when known."""
-    meta = {"fasd_version": __version__, "input_name": INPUT_NAME, "input_size": input_size,
-            "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "labels": LABELS,
-            "preprocessing": PREPROCESSING, "outputs": OUTPUTS}
+def student_metadata(eer_threshold: float | None, input_size: int = STUDENT_INPUT_SIZE,
+                     modalities: tuple[str, ...] = SINGLE_INPUT) -> dict:
+    """The description every scorer reports about its model; ``eer_threshold`` only when known. A multimodal
+    student has one input per modality, named after it (a missing modality is the all-zero frame)."""
+    multimodal = tuple(modalities) != SINGLE_INPUT
+    meta = {"fasd_version": __version__, "input_name": ",".join(modalities) if multimodal else INPUT_NAME,
+            "input_size": input_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "labels": LABELS,
+            "preprocessing": PREPROCESSING + ("; per modality, a missing one as the all-zero frame"
+                                              if multimodal else ""), "outputs": OUTPUTS}
+    if multimodal:
+        meta["modalities"] = list(modalities)
     if eer_threshold is not None:
         meta["eer_threshold"] = float(eer_threshold)
     return meta
@@ -63,11 +70,18 @@ def _close(found: tuple, expected: tuple) -> bool:
     return all(a.shape == b.shape and np.allclose(a, b) for a, b in pairs)
 
 
-def as_batch(images: np.ndarray) -> np.ndarray:
-    """Contiguous float32 N x 3 x 112 x 112; anything else is a caller bug (ValueError)."""
+def modalities_of(meta: dict) -> tuple[str, ...]:
+    """The modalities a model's inputs take, in input order."""
+    return tuple(meta.get("modalities", SINGLE_INPUT))
+
+
+def as_batch(images: np.ndarray, inputs: int = 1) -> np.ndarray:
+    """Contiguous float32 N x 3 x 112 x 112, or N x inputs x 3 x 112 x 112 for a model of several inputs;
+    anything else is a caller bug (ValueError)."""
     batch = np.ascontiguousarray(images, dtype=np.float32)
-    if batch.ndim != 4 or batch.shape[1:] != INPUT_SHAPE:
-        raise ValueError(f"expected images N x {' x '.join(map(str, INPUT_SHAPE))}, got {batch.shape}")
+    shape = INPUT_SHAPE if inputs == 1 else (inputs, *INPUT_SHAPE)
+    if batch.shape[1:] != shape:
+        raise ValueError(f"expected images N x {' x '.join(map(str, shape))}, got {batch.shape}")
     return batch
 
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fasd.constants import CLASS_NAMES, LABEL_LIVE, LABEL_SPOOF
+from fasd.constants import CLASS_NAMES, LABEL_LIVE, LABEL_SPOOF, MODALITIES
 from fasd.data.image_io import decode_image
 from fasd.data.source import UnreadableFrame
 from fasd.errors import FasdError
+from fasd.export.metadata import SINGLE_INPUT, modalities_of
 from fasd.export.runtimes import load_scorer
+from fasd.training.modalities import modality_eval_transform
 from fasd.training.transforms import eval_transform
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -37,11 +39,28 @@ def find_images(inputs: list[Path]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _batches(paths: list[Path]) -> Iterator[tuple[list[Path], np.ndarray]]:
-    transform = eval_transform()
+def _batches(paths: list[Path], modalities: tuple[str, ...] = SINGLE_INPUT,
+             folders: dict[str, Path] | None = None) -> Iterator[tuple[list[Path], np.ndarray]]:
+    """Normalised batches; a multimodal model gets (N, M, 3, S, S) stacks (see _frame)."""
+    single = tuple(modalities) == SINGLE_INPUT
+    transform = eval_transform() if single else modality_eval_transform()
+    read = _read if single else (lambda path: _frame(path, folders or {}))
     for start in range(0, len(paths), _BATCH):
         chunk = paths[start:start + _BATCH]
-        yield chunk, torch.stack([transform(_read(path)) for path in chunk]).numpy()
+        yield chunk, torch.stack([transform(read(path)) for path in chunk]).numpy()
+
+
+def _frame(path: Path, folders: dict[str, Path]) -> dict[str, np.ndarray]:
+    """An RGB image and, for every other modality, the file of the same name in its folder (``--depth DIR``,
+    ``--ir DIR``); no folder or no such file: that modality is missing, the all-zero frame."""
+    rgb = _read(path)
+    frame = {"rgb": rgb, "mask": np.ones(len(MODALITIES), dtype=bool)}
+    for index, name in enumerate(MODALITIES[1:], start=1):
+        other = folders.get(name)
+        found = other is not None and (other / path.name).is_file()
+        frame[name] = _read(other / path.name) if found else np.zeros_like(rgb)
+        frame["mask"][index] = found
+    return frame
 
 
 def _read(path: Path) -> np.ndarray:
@@ -51,19 +70,28 @@ def _read(path: Path) -> np.ndarray:
         raise FasdError(f"cannot read image {exc}; pass PNG, JPEG, BMP or WebP files") from None
 
 
-def predict_paths(model: Path, inputs: list[Path], threshold: float | None = None) -> list[dict]:
+def predict_paths(model: Path, inputs: list[Path], threshold: float | None = None,
+                  folders: dict[str, Path] | None = None) -> list[dict]:
     """One row per image: path, p_live, decision ('live' when p_live >= threshold, else 'spoof'), threshold.
 
     ``threshold`` None: the model's EER threshold when its metadata has one, else 0.5.
+    ``folders``: a multimodal model's other modalities, {modality: folder} (files matched by name).
     An unreadable image is a FasdError naming it (nothing is silently skipped).
     """
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise FasdError(f"--threshold must be in [0, 1], got {threshold}")
+    folders = {name: Path(folder) for name, folder in (folders or {}).items() if folder is not None}
+    for name, folder in folders.items():
+        if not folder.is_dir():
+            raise FasdError(f"--{name} {folder} is not a folder")
     scorer = load_scorer(model)
+    modalities = modalities_of(scorer.metadata)
+    if folders and tuple(modalities) == SINGLE_INPUT:
+        raise FasdError(f"--{'/--'.join(folders)}: {model} takes RGB only; pass a multimodal student")
     if threshold is None:
         threshold = float(scorer.metadata.get("eer_threshold", DEFAULT_THRESHOLD))
     rows = []
-    for paths, images in _batches(find_images(inputs)):
+    for paths, images in _batches(find_images(inputs), modalities, folders):
         for path, p in zip(paths, scorer.p_live(images).tolist()):
             label = LABEL_LIVE if p >= threshold else LABEL_SPOOF
             rows.append({"path": str(path), "p_live": p, "decision": CLASS_NAMES[label],

@@ -18,6 +18,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from fasd.constants import MODALITIES
 from fasd.errors import FasdError
 from fasd.export.deployable import load_deployable
 from fasd.export.metadata import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAMES, as_batch, decode_metadata, first_line
@@ -92,20 +93,32 @@ class OnnxStudent(_FileScorer):
         self.runtime = f"onnxruntime {ort.__version__}"
 
     def _check_io(self) -> None:
+        """One input ``image``, or one per modality named after it (a multimodal student, in MODALITIES order)."""
         inputs = self._session.get_inputs()
         outputs = [node.name for node in self._session.get_outputs()]
-        shape = inputs[0].shape if len(inputs) == 1 else []
-        if (len(inputs) != 1 or inputs[0].name != INPUT_NAME or inputs[0].type != "tensor(float)"
-                or len(shape) != 4 or isinstance(shape[0], int) or tuple(shape[1:]) != INPUT_SHAPE
-                or outputs != list(OUTPUT_NAMES)):
+        names = [node.name for node in inputs]
+        self._inputs = names
+        if (names not in ([INPUT_NAME], list(MODALITIES)) or outputs != list(OUTPUT_NAMES)
+                or not all(_float_batch(node) for node in inputs)):
             found = ", ".join(f"{node.name} {node.type} {node.shape}" for node in inputs)
-            raise self._not_ours(f"expected input {INPUT_NAME} float N x {' x '.join(map(str, INPUT_SHAPE))} "
-                                 f"(dynamic N) and outputs {', '.join(OUTPUT_NAMES)}; "
-                                 f"found input(s) {found or 'none'} and outputs {', '.join(outputs) or 'none'}")
+            raise self._not_ours(f"expected input {INPUT_NAME} (or inputs {', '.join(MODALITIES)}) float N x "
+                                 f"{' x '.join(map(str, INPUT_SHAPE))} (dynamic N) and outputs "
+                                 f"{', '.join(OUTPUT_NAMES)}; found input(s) {found or 'none'} and outputs "
+                                 f"{', '.join(outputs) or 'none'}")
 
     def forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, p_live = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: as_batch(images)})
+        batch = as_batch(images, len(self._inputs))
+        feeds = ({INPUT_NAME: batch} if batch.ndim == 4 else
+                 {name: np.ascontiguousarray(batch[:, i]) for i, name in enumerate(self._inputs)})
+        logits, p_live = self._session.run(list(OUTPUT_NAMES), feeds)
         return logits, p_live
+
+
+def _float_batch(node) -> bool:
+    """A float N x 3 x 112 x 112 input with a dynamic batch axis."""
+    shape = node.shape
+    return (node.type == "tensor(float)" and len(shape) == 4 and not isinstance(shape[0], int)
+            and tuple(shape[1:]) == INPUT_SHAPE)
 
 
 class ExecuTorchStudent(_FileScorer):
@@ -160,12 +173,13 @@ class TorchStudentScorer:
         self.path = Path(checkpoint)
         deployable = load_deployable(self.path)
         self.model = deployable.module
+        self.deployable = deployable
         self.metadata = deployable.metadata
         self.runtime = f"torch {torch.__version__}"
 
     @torch.inference_mode()
     def forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logits, p_live = self.model(torch.from_numpy(as_batch(images)))
+        logits, p_live = self.deployable.run(torch.from_numpy(as_batch(images, len(self.deployable.input_names))))
         return logits.numpy(), p_live.numpy()
 
     def p_live(self, images: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
+from fasd.data.source import FrameSource
 from fasd.training.frames import DomainRows
 from fasd.training.transforms import StudentTransform, ViewReplay
 
@@ -42,6 +43,10 @@ class StudentFrames(Dataset):
     def labels(self) -> np.ndarray:
         return np.concatenate([d.source.table.label[d.rows] for d in self.domains]).astype(np.int64)
 
+    def read(self, source: FrameSource, row: int):
+        """What the transform takes: the RGB image (multimodal streams read every modality)."""
+        return source.read_image(row)
+
     def set_views(self, params: list[np.ndarray]) -> None:
         """The stored view parameters of every domain's rows (what the stream replays)."""
         self.view_params = params
@@ -58,7 +63,7 @@ class StudentFrames(Dataset):
         row = int(part.rows[offset])
         label = int(part.source.table.label[row])
         if view is None:
-            return self.transform(part.source.read_image(row)), label, domain, index
+            return self.transform(self.read(part.source, row)), label, domain, index
         image = self.replay(part.source.read_image(row), self.view_params[domain][offset, view])
         return image, label, domain, np.array([index, view], dtype=np.int64)
 

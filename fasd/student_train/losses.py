@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +90,9 @@ class LossSettings:
 
     tau: float = 4.0  # KL temperature
     margin: float = 0.5  # triplet margin
+    # Per-store (not per-frame) arrays of the teacher store's text/ group the active terms read (LossTerm.texts),
+    # e.g. RS2's captions (K, D) and caption_labels (K,); the trainer fills them in from the store.
+    texts: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,18 +103,19 @@ class LossTerm:
     targets: tuple[str, ...]  # teacher targets it reads
     outputs: tuple[str, ...]  # student outputs it reads
     compute: Callable[[StepBatch, LossSettings], torch.Tensor]
+    texts: tuple[str, ...] = ()  # arrays of the store's text/ group it reads (LossSettings.texts)
 
 
 TERMS: dict[str, LossTerm] = {}
 
 
 def register_loss(name: str, flag: str, help: str, targets: tuple[str, ...] = (),
-                  outputs: tuple[str, ...] = ("logits",)) -> Callable:
+                  outputs: tuple[str, ...] = ("logits",), texts: tuple[str, ...] = ()) -> Callable:
     """Register ``compute(batch, settings) -> scalar`` as loss term ``name``."""
     def decorate(compute: Callable) -> Callable:
         if name in TERMS:
             raise ValueError(f"loss term {name} registered twice")
-        TERMS[name] = LossTerm(name, flag, help, targets, outputs, compute)
+        TERMS[name] = LossTerm(name, flag, help, targets, outputs, compute, texts)
         return compute
     return decorate
 
@@ -142,6 +146,13 @@ def _triplet(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
                targets=("layer_cls",), outputs=("layer_cls",))
 def _head_aware(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
     return head_aware_loss(batch.outputs["layer_cls"], batch.targets["layer_cls"])
+
+
+@register_loss("rs2", "--lambda-rs2", "RS2 alignment of the projection to the store's caption embeddings "
+               "(paper B eq. 4-5, over-all min)", outputs=("projection",), texts=("captions", "caption_labels"))
+def _rs2(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
+    return rs2_align_loss(batch.outputs["projection"], batch.labels, settings.texts["captions"],
+                          settings.texts["caption_labels"])
 
 
 def _check_weight(flag: str, value: float) -> None:
@@ -178,8 +189,13 @@ class CompositeLoss(nn.Module):
         return tuple(dict.fromkeys(t for term in self.active() for t in term.targets))
 
     @property
+    def needed_texts(self) -> tuple[str, ...]:
+        """Arrays of the store's text/ group the active terms read (LossSettings.texts)."""
+        return tuple(dict.fromkeys(t for term in self.active() for t in term.texts))
+
+    @property
     def needs_teacher(self) -> bool:
-        return bool(self.needed_targets)
+        return bool(self.needed_targets or self.needed_texts)
 
     @property
     def needed_outputs(self) -> tuple[str, ...]:

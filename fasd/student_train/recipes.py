@@ -62,3 +62,9 @@ register_recipe(Recipe(
     "tokens of layers 4,6,8", student="deit-tiny", weights=alpha_beta_weights(0.7, 1.0), tau=3.0,
     lr=5e-4 * 128 / 512, lr_scales=True, weight_decay=0.05, batch_size=128, epochs=300, warmup_epochs=5,
     layers=(4, 6, 8), layer_tap="block"))
+
+register_recipe(Recipe(
+    "mmda", "paper B: MMDA teacher (CLIP ViT on RGB, depth, IR) -> one MobileNetV3-Small per modality, 112 px; "
+    "CE + KL + feature + RS2 alignment to the teacher's captions", student="mobilenetv3-small-mm",
+    weights={"ce": 1.0, "kl": 1.0, "feat": 1.0, "rs2": 1.0}, tau=4.0, lr=1e-3, weight_decay=1e-4, batch_size=64,
+    epochs=15, warmup_epochs=1))

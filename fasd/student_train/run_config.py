@@ -50,6 +50,8 @@ class TrainOptions:
     student_arch: str | None = None  # timm students: another timm ViT (None: the student's default)
     input_size: int | None = None  # timm students: another input side (None: the student's default)
     views: bool = False  # replay the store's stored augmentation views (cache-teacher --views K)
+    lambda_rs2: float = 0.0  # RS2 alignment of the projection to the store's captions (mmda)
+    modality_dropout: float = 0.0  # multimodal students: drop whole modalities of training samples
 
     @classmethod
     def for_recipe(cls, name: str, **overrides) -> "TrainOptions":
@@ -62,7 +64,8 @@ class TrainOptions:
                     "max_draws": chosen.max_draws, "tau": chosen.tau, "margin": chosen.margin,
                     "lambda_ce": weights.get("ce", 0.0), "lambda_kl": weights.get("kl", 0.0),
                     "lambda_feat": weights.get("feat", 0.0), "lambda_triplet": weights.get("triplet", 0.0),
-                    "lambda_head_aware": weights.get("head-aware", 0.0), "layers": list(chosen.layers),
+                    "lambda_head_aware": weights.get("head-aware", 0.0), "lambda_rs2": weights.get("rs2", 0.0),
+                    "layers": list(chosen.layers),
                     "layer_tap": chosen.layer_tap, "warmup_epochs": chosen.warmup_epochs}
         return cls(**(defaults | {k: v for k, v in overrides.items() if v is not None}))
 
@@ -85,7 +88,7 @@ class TrainOptions:
     def loss_weights(self) -> dict[str, float]:
         """Weight per loss term (fasd.student_train.losses.TERMS); --no-teacher keeps only CE."""
         weights = {"ce": self.lambda_ce, "kl": self.lambda_kl, "feat": self.lambda_feat,
-                   "triplet": self.lambda_triplet, "head-aware": self.lambda_head_aware}
+                   "triplet": self.lambda_triplet, "head-aware": self.lambda_head_aware, "rs2": self.lambda_rs2}
         if self.no_teacher:
             weights = {name: value if name == "ce" else 0.0 for name, value in weights.items()}
         # paper A's four terms are always logged (0.0 when off), as fasd 0.1 did; the others only when used

@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from fasd.registry import Registry
 
-MEMBERS = ("fasd.student_train.model", "fasd.student_train.deit")
+MEMBERS = ("fasd.student_train.model", "fasd.student_train.deit", "fasd.student_train.multimodal_stream")
 
 
 @dataclass
@@ -30,6 +30,7 @@ class StudentConfig:
     layer_tap: str = "block"
     arch: str | None = None  # timm students: the timm model name (None: the student's default)
     input_size: int | None = None  # timm students: another input side (None: the student's default)
+    modality_dropout: float = 0.0  # multimodal students: chance a modality of a training sample is dropped
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -44,13 +45,15 @@ class StudentKind:
     # Loads pre-trained weights into a built student (None: the student trains from scratch); returns a
     # warning when it falls back to random initialisation.
     pretrained: Callable[[nn.Module, Path | None], str | None] | None = None
+    modalities: tuple[str, ...] = ("rgb",)  # more: its stream and scorers carry every modality (M, 3, S, S)
 
 
 STUDENTS: Registry[StudentKind] = Registry("--student", MEMBERS)
 
 
-def register_student(name: str, help: str, input_size: int, pretrained: Callable | None = None) -> Callable:
-    return STUDENTS.register(name, lambda build: StudentKind(name, help, build, input_size, pretrained))
+def register_student(name: str, help: str, input_size: int, pretrained: Callable | None = None,
+                     modalities: tuple[str, ...] = ("rgb",)) -> Callable:
+    return STUDENTS.register(name, lambda build: StudentKind(name, help, build, input_size, pretrained, modalities))
 
 
 def student_kinds() -> dict[str, StudentKind]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,8 @@ from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
 from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
 from fasd.student_train.checkpoint import read_checkpoint, save_checkpoint
-from fasd.student_train.data import StudentFrames, ViewSampler
+from fasd.student_train.data import ViewSampler
+from fasd.student_train.multimodal_stream import student_stream
 from fasd.student_train.losses import CompositeLoss, LossSettings, StepBatch
 from fasd.student_train.report import write_report
 from fasd.student_train.run_config import TrainOptions
@@ -47,7 +48,8 @@ from fasd.training.precision import autocast, grad_scaler
 from fasd.training.rundir import BEST, CONFIG, LAST, LOG, METRICS, SCORES
 from fasd.training.sampler import BlockWindowSampler, domain_balanced_sampler
 from fasd.training.schedule import warmup_cosine
-from fasd.training.transforms import eval_transform, train_transform, view_transform
+from fasd.training.modalities import run_deployed
+from fasd.training.transforms import view_transform
 
 
 def _domain_rows(registry: Registry, names: list[str], split: str) -> list[DomainRows]:
@@ -124,13 +126,14 @@ class Trainer:
         needs_layers = "layer_cls" in self.criterion.needed_outputs
         self.student_config = StudentConfig(layers=list(options.layers) if needs_layers else [],
                                             layer_tap=options.layer_tap, arch=options.student_arch,
-                                            input_size=options.input_size)
+                                            input_size=options.input_size, modality_dropout=options.modality_dropout)
         self.input_size = options.input_size or self.kind.input_size
         if options.views and not self.criterion.needs_teacher:
             raise FasdError("--views replays the teacher store's views: it needs a teacher (drop --no-teacher)")
-        self.train_set = StudentFrames(self.train_parts, train_transform(self.input_size),
+        stream = student_stream(self.kind.modalities)
+        self.train_set = stream.frames(self.train_parts, stream.train(self.input_size),
                                        replay=view_transform(self.input_size) if options.views else None)
-        self.val_set = StudentFrames(self.val_parts, eval_transform(self.input_size))
+        self.val_set = stream.frames(self.val_parts, stream.eval(self.input_size))
         self.train_targets = self.val_targets = None
         if self.criterion.needs_teacher:
             if not options.store:
@@ -141,11 +144,24 @@ class Trainer:
             options.teacher = store.teacher
             if needs_layers:
                 _check_same_layers(store.teacher, options)
+            self._attach_texts(store)
             if "projection" in self.criterion.needed_outputs:
                 # The projection head maps into the teacher's feature space, whatever its dimension.
                 self.student_config.projection_dim = projection_dim(store)
         self.draws = min(len(self.train_set), options.max_draws)
         self.steps_per_epoch = max(1, self.draws // options.batch_size)
+
+    def _attach_texts(self, store) -> None:
+        """The store-level arrays (text/ group) the active terms read, e.g. RS2's caption embeddings."""
+        texts = {}
+        for name in self.criterion.needed_texts:
+            values = store.text(name)
+            if values is None:
+                raise FasdError(f"the store {self.options.store} has no text/{name}, which the "
+                                f"{'/'.join(t.name for t in self.criterion.active() if name in t.texts)} term reads: "
+                                f"cache a teacher that writes it (e.g. --teacher mmda) or set that term's weight to 0")
+            texts[name] = torch.from_numpy(np.asarray(values)).to(self.device)
+        self.criterion.settings = replace(self.criterion.settings, texts=texts)
 
     def _build(self, log) -> None:
         torch.manual_seed(self.options.seed)
@@ -244,7 +260,7 @@ class Trainer:
 
     def _p_live(self, images: torch.Tensor) -> np.ndarray:
         with torch.no_grad(), autocast(self.device):
-            logits, _ = self.deployed(images.to(self.device))
+            logits, _ = run_deployed(self.deployed, images.to(self.device))
         return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
 
     def run(self, resume: bool = False) -> dict | None:
@@ -312,15 +328,15 @@ class Trainer:
         self.student.load_state_dict(payload["model"])
         self.student.eval()
         # Operating threshold chosen on the sources' validation data (never on the target).
-        val_scores = [score_rows(self._p_live, p.source, p.rows, progress=False, size=self.input_size)
-                      for p in self.val_parts]
+        val_scores = [score_rows(self._p_live, p.source, p.rows, progress=False, size=self.input_size,
+                                 modalities=self.kind.modalities) for p in self.val_parts]
         val_labels = np.concatenate([p.source.table.label[p.rows] for p in self.val_parts])
         _, val_threshold = eer(val_labels, np.concatenate(val_scores))
         save_checkpoint(self.run_dir / BEST, self.student, payload["epoch"], self.options.__dict__,
                         eer_threshold=val_threshold, val_loss=payload["val_loss"])
         test = self.test_part
         scores = score_rows(self._p_live, test.source, test.rows, progress=self.progress,
-                            desc=f"test {self.options.target}", size=self.input_size)
+                            desc=f"test {self.options.target}", size=self.input_size, modalities=self.kind.modalities)
         write_scores(self.run_dir / SCORES, test.source, test.rows, scores)
         metrics = metrics_for(test.source, test.rows, scores, val_threshold=val_threshold)
         metrics.update({"recipe": self.options.recipe, "student": self.options.student,
