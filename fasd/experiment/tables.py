@@ -18,8 +18,8 @@ Baseline = tuple[str, float]  # (name, ACER in %)
 Groups = dict[tuple[str, str, str], Group]
 
 LABELS = {"full": "full (KL + feature + SSDG)", NO_TEACHER: "no teacher (CE only)", "kl-only": "KL only",
-          "kl-feat": "KL + feature", "kl-ssdg": "KL + SSDG"}
-LOSS_COMPONENTS = ("kl-only", "kl-feat", "kl-ssdg", "full")
+          "kl-feat": "KL + feature", "kl-ssdg": "KL + SSDG", "full-views": "full, stored views replayed"}
+LOSS_COMPONENTS = ("kl-only", "kl-feat", "kl-ssdg", "full", "full-views")
 
 
 def percent(stat: Stat) -> str:
@@ -151,6 +151,6 @@ def render_tables(groups: Groups, references: dict[str, float]) -> str:
                   "needs finished full runs of one protocol with two or more teacher stores "
                   "(--stores flip=PATH,clip=PATH)", iso),
         *_section("Table 5: loss components", "loss", table5_rows(groups),
-                  "needs finished runs of the kl-only, kl-feat or kl-ssdg ablations", iso),
+                  "needs finished runs of the kl-only, kl-feat, kl-ssdg or full-views ablations", iso),
     ]
     return "\n".join(lines)
