@@ -371,3 +371,13 @@ def test_hatfas_vit_views_match_timm_on_views_replayed_by_hand(tmp_path, synth_c
         cls = model.forward_head(model.forward_features(batch), pre_logits=True).numpy()
     assert _cosine(group["views/feature"][:5].astype(np.float32).reshape(10, -1), cls).min() >= 0.999
     np.testing.assert_allclose(group["views/logits"][:5].reshape(10, 2), logits, atol=2e-3)
+
+
+def test_experiment_full_views_cells_replay_views_and_full_cells_do_not(synth_config, views_store):
+    from fasd.experiment.plan import build_plan
+
+    cells = build_plan(load_registry(synth_config), ["holdout-gamma"], [0, 1], ["full", "full-views"],
+                       {"views": views_store}, {})
+    assert [(c.ablation, c.seed, c.options.views) for c in cells] == [
+        ("full", 0, False), ("full-views", 0, True), ("full", 1, False), ("full-views", 1, True)]
+    assert cells[1].key == "holdout-gamma/views/full-views/seed0"
