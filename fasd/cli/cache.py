@@ -9,6 +9,7 @@ import typer
 
 from fasd.cli.app import command, _csv, _finite, _layers, _positive, _print_json, _shard
 from fasd.errors import FasdError
+from fasd.io_checks import ensure_writable
 
 
 @command("synth")
@@ -72,6 +73,7 @@ def ingest(
 
     if margin is not None:
         _finite("--margin", margin)
+    ensure_writable(out)
     summary = run_ingest(kind, root, out, size=size, frames_per_video=frames_per_video, protocol=protocol,
                          workers=workers, margin=DEFAULT_MARGIN if margin is None else margin, lists=lists,
                          dataset=dataset)
@@ -148,7 +150,8 @@ def cache_teacher(
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
     store: Annotated[str, typer.Option(help="Teacher store: a folder or fsspec URL (s3://...).")] = "teacher.zarr",
     teacher: Annotated[str, typer.Option(help="Registered teacher kind: flip-mcl (a FLIP checkpoint), clip (an "
-                                              "OpenAI CLIP state dict) or vit (a timm ViT/DeiT checkpoint).")
+                                              "OpenAI CLIP state dict), vit (a timm ViT/DeiT checkpoint) or mmda "
+                                              "(teacher-finetune --method mmda; reads RGB, depth and IR).")
                        ] = "flip-mcl",
     checkpoint: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint file (never downloaded).")] = None,
     normalize: Annotated[Optional[str], typer.Option(
@@ -223,6 +226,8 @@ def cache_teacher(
                            workers=default_workers() if workers is None else workers, shard=shard_index,
                            num_shards=shard_count, chunk_rows=chunk_rows, overwrite=overwrite, strict=strict,
                            views=ViewSettings(views, view_seed, bool(view_jitter)))
+    if "://" not in store:
+        ensure_writable(Path(store))
     if repair:
         _repair(store, dataset)
     with distributed.process_group() as ranks:

@@ -33,10 +33,12 @@ def train(
     store: Annotated[str, typer.Option(help="Teacher store written by cache-teacher: folder or fsspec URL "
                                             "(s3://...).")] = "teacher.zarr",
     recipe: Annotated[str, typer.Option(help="Named defaults: vlmkd (paper A: MobileNetV3-Small, CE + KL + feature "
-                                             "+ SSDG triplet) or hatfas (paper C: DeiT-Tiny, (1-α) CE + α KL + β "
-                                             "head-aware). Every flag below overrides.")] = "vlmkd",
-    student: Annotated[Optional[str], typer.Option(help="Registered student: mobilenetv3-small or deit-tiny "
-                                                        "(default: the recipe's).")] = None,
+                                             "+ SSDG triplet), hatfas (paper C: DeiT-Tiny, (1-α) CE + α KL + β "
+                                             "head-aware) or mmda (paper B: one MobileNetV3-Small per modality, CE "
+                                             "+ KL + feature + RS2). Every flag below overrides.")] = "vlmkd",
+    student: Annotated[Optional[str], typer.Option(help="Registered student: mobilenetv3-small, deit-tiny or "
+                                                        "mobilenetv3-small-mm (RGB + depth + IR) (default: the "
+                                                        "recipe's).")] = None,
     student_arch: Annotated[Optional[str], typer.Option(help="deit-tiny: another timm ViT name (default "
                                                              "deit_tiny_patch16_224).")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="deit-tiny: another input side in pixels (default "
@@ -105,6 +107,7 @@ def train(
     from fasd.config import load_registry
     from fasd.device import default_workers
     from fasd.evaluate.metrics import format_report
+    from fasd.io_checks import ensure_writable
     from fasd.student_train.run_config import TrainOptions
     from fasd.student_train.trainer import Trainer, existing_run, refuse_changed_options, resume_options
 
@@ -141,6 +144,7 @@ def train(
         existing = existing_run(run_dir, options)
         if existing is not None:
             resume, options = run_dir, existing
+    ensure_writable(run_dir)  # refused before any frame is read, not after the first epoch
     with distributed.process_group() as ranks:
         metrics = Trainer(load_registry(options.config), options, run_dir).run(resume=resume is not None)
     if ranks.is_main:
