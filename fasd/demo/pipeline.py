@@ -190,5 +190,6 @@ def _in_domain(checkpoint: Path, registry, sources: list[str], progress: bool) -
         source = open_source(registry.dataset(name))
         rows = source.table.rows_in_splits(["test"])
         labels.append(source.table.label[rows])
-        scores.append(score_rows(scorer.p_live, source, rows, progress=progress, desc=f"in-domain {name}"))
+        scores.append(score_rows(scorer.p_live, source, rows, progress=progress, desc=f"in-domain {name}",
+                                 size=scorer.metadata["input_size"]))
     return compute_metrics(np.concatenate(labels), np.concatenate(scores))
