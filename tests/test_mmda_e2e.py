@@ -130,6 +130,10 @@ def test_mmda_end_to_end_through_the_cli(tmp_path: Path) -> None:
     np.testing.assert_allclose(group["caption_cos"][:4], expected["caption_cos"].numpy(), atol=2e-3)
     np.testing.assert_allclose(opened.text("captions"), module.captions.numpy())
     np.testing.assert_array_equal(opened.text("caption_labels"), module.caption_labels.numpy())
+    result = fasd("inspect", store, "--verify", 3, "--checkpoint", teacher, "--config", config, "--json")
+    assert result.exit_code == 0, result.output
+    verified = json.loads(result.stdout[result.stdout.index("{"):])["verify"]
+    assert verified["C"]["worst_cosine"] > 0.999 and verified["C"]["max_logit_diff"] < 1e-3
 
     run = tmp_path / "run"
     result = fasd("train", "--sources", "W", "--target", "C", "--config", config, "--store", store, "--recipe",

@@ -190,7 +190,7 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
     batches = chunk_batches(chunks, rows, options.chunk_rows, options.batch_size)
     frames = (ModalityTeacherFrames(source, source_rows, loaded.input_size) if multimodal(loaded) else
               TeacherFrames(source, source_rows, loaded.input_size, options.views))
-    forward = _forward_modalities if multimodal(loaded) else _forward
+    forward = forward_modalities if multimodal(loaded) else _forward
     loader = DataLoader(frames, batch_sampler=batches,
                         num_workers=options.workers, pin_memory=device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if options.workers else None)
@@ -276,7 +276,7 @@ def _forward(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tens
     return result
 
 
-def _forward_modalities(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tensor, mask: torch.Tensor,
+def forward_modalities(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tensor, mask: torch.Tensor,
                         device: torch.device, batch_size: int) -> dict[str, np.ndarray]:
     """A multimodal teacher's targets of B frames: pixels (B, M, S, S, 3) uint8, mask (B, M) bool; every modality
     normalised with the teacher's mean/std, ``teacher({modality: images}, mask)`` ``batch_size`` frames at a time."""

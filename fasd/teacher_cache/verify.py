@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fasd.constants import MODALITIES
 from fasd.data.source import FrameSource
 from fasd.errors import FasdError
 from fasd.store_schema import layout
 from fasd.store_schema.store import TeacherStore, read_strings
 from fasd.store_schema.writer import done_rows
+from fasd.teacher_cache.job import forward_modalities, multimodal
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, load_teacher
 from fasd.views import apply_view, draw_views
@@ -56,11 +58,21 @@ def verify_frames(store: TeacherStore, sources: list[FrameSource], checkpoint: P
         if missing:
             raise FasdError(f"{len(missing)} cached frame(s) of '{source.name}' are no longer in its source, "
                             f"e.g. {missing[0]}")
+        cached = {name: group[name].get_orthogonal_selection((picked,)) for name in loaded.targets}
+        result = {"frames": int(len(picked))}
+        if multimodal(loaded):  # every modality through the cache job's own multimodal forward (no views)
+            frames = [source.read_modalities(row_of[i]) for i in ids]
+            pixels = np.stack([[resize_uint8(f[m], loaded.input_size) for m in MODALITIES] for f in frames])
+            online = forward_modalities(loaded.module, loaded, torch.from_numpy(pixels),
+                                         torch.from_numpy(np.stack([f["mask"] for f in frames])),
+                                         torch.device("cpu"), len(frames))
+            worst, logit_diff = _compare_outputs(online, cached)
+            results[source.name] = {**result, "worst_cosine": min(worst.values(), default=1.0),
+                                    "worst_cosine_per_target": worst, "max_logit_diff": logit_diff}
+            continue
         images = [source.read_image(row_of[i]) for i in ids]
         pixels = np.stack([resize_uint8(image, loaded.input_size) for image in images])
-        worst, logit_diff = _compare(loaded, pixels, {name: group[name].get_orthogonal_selection((picked,))
-                                                      for name in loaded.targets})
-        result = {"frames": int(len(picked))}
+        worst, logit_diff = _compare(loaded, pixels, cached)
         if store.views is not None:
             views = rng.integers(store.views.count, size=len(picked))
             stored = group[layout.VIEW_PARAMS].get_orthogonal_selection((picked,))[np.arange(len(picked)), views]
@@ -82,11 +94,17 @@ def _compare(loaded: LoadedTeacher, pixels: np.ndarray, cached: dict[str, np.nda
     end in the teacher's target names: worst cosine per non-logit target, largest logit difference."""
     with torch.inference_mode():
         online = loaded.module(normalize_batch(torch.from_numpy(pixels), loaded.mean, loaded.std))
+    return _compare_outputs(online, cached)
+
+
+def _compare_outputs(online: dict, cached: dict[str, np.ndarray]) -> tuple[dict, float]:
+    """The teacher's outputs {target: (n, *shape)} against ``cached`` (see _compare)."""
     worst, logit_diff = {}, 0.0
     for array_name, values in cached.items():
         name = array_name.rsplit("/", 1)[-1]
-        values = torch.from_numpy(values.astype(np.float32)).reshape(len(pixels), -1)
-        mine = online[name].float().reshape(len(pixels), -1)
+        count = len(values)
+        values = torch.from_numpy(values.astype(np.float32)).reshape(count, -1)
+        mine = torch.as_tensor(online[name]).float().reshape(count, -1)
         if name == layout.LOGITS:
             logit_diff = float((mine - values).abs().max())
         else:
