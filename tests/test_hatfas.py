@@ -59,6 +59,16 @@ def vit_stores(tmp_path_factory, synth_config, vit_checkpoint):
     return store_for
 
 
+def _json(result, opening: str = "{"):
+    """The JSON a command printed on stdout (progress bars go before it)."""
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout[result.stdout.index(opening):])
+
+
+def source_pack(config, name: str):
+    return load_registry(config).dataset(name).path
+
+
 def _hooked_cls(model, images, tap: str) -> torch.Tensor:
     """The CLS token at blocks 4, 6, 8 from timm's own forward, read with forward hooks."""
     seen = {}
@@ -108,6 +118,22 @@ def test_hatfas_trains_through_the_cli(vit_stores, synth_config, tmp_path):
     assert metrics["recipe"] == "hatfas" and metrics["student"] == "deit-tiny"
     assert metrics["loss_weights"]["lambda_ce"] == pytest.approx(0.3)
     assert metrics["loss_weights"]["lambda_head_aware"] == 1.0 and metrics["loss_weights"]["tau"] == 3.0
+    # the whole DeiT ships: ONNX with parity on real frames, then evaluate / bench / predict on the file
+    exported = fasd("export", tmp_path / "run" / "best.pt", "--format", "onnx", "--out", tmp_path / "deit.onnx",
+                    "--parity-data", "beta:test", "--config", synth_config)
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / "deit.onnx").stat().st_size > 20e6  # 5.5 M parameters in fp32
+    on_file = _json(fasd("evaluate", tmp_path / "deit.onnx", "--dataset", "beta", "--config", synth_config,
+                         "--json"))
+    on_checkpoint = _json(fasd("evaluate", tmp_path / "run" / "best.pt", "--dataset", "beta", "--config",
+                               synth_config, "--json"))
+    assert on_file["auc"] == pytest.approx(on_checkpoint["auc"], abs=1e-3) and on_file["n"] == metrics["n"]
+    bench = _json(fasd("bench", tmp_path / "deit.onnx", "--runs", "3", "--warmup", "1", "--json"))
+    assert bench["input"] == f"1 x 3 x {SIZE} x {SIZE} float32"
+    frames = tmp_path / "frames"
+    assert fasd("frames", source_pack(synth_config, "beta"), "--out", frames, "--count", "2").exit_code == 0
+    predicted = fasd("predict", tmp_path / "deit.onnx", frames, "--json")
+    assert predicted.exit_code == 0 and len(_json(predicted, "[")) == 2, predicted.output
     other_tap = "official" if tap == "block" else "block"
     refused = fasd("train", "--sources", "alpha", "--target", "beta", "--config", synth_config, "--store", store,
                    *TINY_HATFAS, "--layer-tap", other_tap, "--out", tmp_path / "run2")

@@ -54,7 +54,8 @@ def evaluate(
         raise FasdError(f"dataset '{name}' has no frames in split '{split_name}'")
     missing_list = tuple(_csv(missing)) if missing else ()
     frame_scores = score_rows(scorer.p_live, source, rows, batch_size=batch_size, desc=f"score {name}",
-                              modalities=modalities_of(scorer.metadata), missing=missing_list)
+                              modalities=modalities_of(scorer.metadata), missing=missing_list,
+                              size=scorer.metadata["input_size"])
     if scores is not None:
         write_scores(scores, source, rows, frame_scores)
     metrics = metrics_for(source, rows, frame_scores, video=video_level,

@@ -86,14 +86,14 @@ def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", q
     --calibrate's dataset (test split), else random inputs. FasdError, nothing at ``out``, on any failure.
     """
     kind = export_format(fmt)
-    options = _options(kind, quantize, calibrate, calibration_frames, config, opset)
-    out = _out_path(kind, out, options.int8)
     deployable = load_deployable(checkpoint)
+    options = _options(kind, quantize, calibrate, calibration_frames, config, opset, deployable.input_size)
+    out = _out_path(kind, out, options.int8)
     modalities = modalities_of(deployable.metadata)
     if len(deployable.input_names) > 1 and (kind.name not in MULTI_INPUT_FORMATS or options.int8):
         raise FasdError(f"the {'/'.join(modalities)} student exports to fp32 "
                         f"{' or '.join(MULTI_INPUT_FORMATS)} only (one graph with an input per modality)")
-    frames, frames_source = _parity_frames(parity_data, calibrate, config, modalities)
+    frames, frames_source = _parity_frames(parity_data, calibrate, config, modalities, deployable.input_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
     _remove(tmp)
@@ -117,7 +117,7 @@ def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", q
 
 
 def _options(kind: ExportFormat, quantize: str | None, calibrate: str | None, calibration_frames: int,
-             config: Path | None, opset: int) -> ExportOptions:
+             config: Path | None, opset: int, size: int) -> ExportOptions:
     if quantize is None:
         if calibrate is not None:
             raise FasdError("--calibrate is for --quantize int8; drop it or add --quantize int8")
@@ -129,7 +129,7 @@ def _options(kind: ExportFormat, quantize: str | None, calibrate: str | None, ca
     if calibrate is None:
         raise FasdError("--quantize int8 needs calibration frames: add --calibrate DATASET[:SPLIT]")
     frames, source = dataset_frames(calibrate, calibration_frames, CALIBRATION_SPLIT, config,
-                                    flag="--calibrate")
+                                    flag="--calibrate", size=size)
     return ExportOptions(opset=opset, calibration=frames, calibration_source=source)
 
 
@@ -147,11 +147,12 @@ def _out_path(kind: ExportFormat, out: Path | None, int8: bool) -> Path:
 
 
 def _parity_frames(parity_data: str | None, calibrate: str | None, config: Path | None,
-                   modalities: tuple[str, ...]) -> tuple[np.ndarray, str]:
+                   modalities: tuple[str, ...], size: int) -> tuple[np.ndarray, str]:
     spec = parity_data if parity_data is not None else (calibrate.partition(":")[0] if calibrate else None)
     if spec is None:
-        return random_frames(PARITY_FRAMES, modalities)
-    return dataset_frames(spec, PARITY_FRAMES, PARITY_SPLIT, config, flag="--parity-data", modalities=modalities)
+        return random_frames(PARITY_FRAMES, modalities, size)
+    return dataset_frames(spec, PARITY_FRAMES, PARITY_SPLIT, config, flag="--parity-data", modalities=modalities,
+                          size=size)
 
 
 def _parity(scorer: Scorer, deployable: Deployable, frames: np.ndarray, source: str) -> Parity:

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from fasd.errors import FasdError
-from fasd.export.metadata import INPUT_SHAPE, SINGLE_INPUT
+from fasd.constants import STUDENT_INPUT_SIZE
+from fasd.export.metadata import SINGLE_INPUT
 from fasd.training.modalities import modality_eval_transform
 from fasd.training.transforms import eval_transform
 
@@ -16,7 +17,8 @@ FRAME_SEED = 0  # which frames a split contributes is fixed, so exports are repr
 
 
 def dataset_frames(spec: str, count: int, default_split: str, config: Path | None = None,
-                   flag: str = "--calibrate", modalities: tuple[str, ...] = SINGLE_INPUT) -> tuple[np.ndarray, str]:
+                   flag: str = "--calibrate", modalities: tuple[str, ...] = SINGLE_INPUT,
+                   size: int = STUDENT_INPUT_SIZE) -> tuple[np.ndarray, str]:
     """``count`` frames (or all, if fewer) drawn without replacement from ``DATASET[:SPLIT]`` of the
     registry, as eval_transform produces them (every modality stacked, N x M x 3 x S x S, for a multimodal
     student); and a description such as "64 frames of alpha/train"."""
@@ -36,15 +38,16 @@ def dataset_frames(spec: str, count: int, default_split: str, config: Path | Non
         raise FasdError(f"{flag} {spec}: dataset '{name}' has no frames in split '{split}'")
     picked = np.sort(np.random.default_rng(FRAME_SEED).choice(rows, size=min(count, len(rows)), replace=False))
     if tuple(modalities) == SINGLE_INPUT:
-        transform, read = eval_transform(), source.read_image
+        transform, read = eval_transform(size), source.read_image
     else:
         transform, read = modality_eval_transform(), source.read_modalities
     frames = torch.stack([transform(read(int(row))) for row in picked]).numpy()
     return frames, f"{len(picked)} frames of {name}/{split}"
 
 
-def random_frames(count: int, modalities: tuple[str, ...] = SINGLE_INPUT) -> tuple[np.ndarray, str]:
+def random_frames(count: int, modalities: tuple[str, ...] = SINGLE_INPUT,
+                  size: int = STUDENT_INPUT_SIZE) -> tuple[np.ndarray, str]:
     """Standard-normal inputs: the parity check's fallback when no dataset is named."""
-    shape = INPUT_SHAPE if tuple(modalities) == SINGLE_INPUT else (len(modalities), *INPUT_SHAPE)
+    shape = (3, size, size) if tuple(modalities) == SINGLE_INPUT else (len(modalities), 3, size, size)
     frames = np.random.default_rng(FRAME_SEED).standard_normal((count, *shape), dtype=np.float32)
     return frames, f"{count} random standard-normal inputs (no --parity-data dataset named)"

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fasd.errors import FasdError
-from fasd.export.metadata import INPUT_SHAPE
+from fasd.export.metadata import input_shape
 from fasd.export.runtimes import load_scorer
 
 
@@ -38,7 +38,8 @@ def bench_model(path: Path, runs: int = 1000, warmup: int = 100, batch: int = 1,
         if value < minimum:
             raise FasdError(f"--{name} must be >= {minimum}, got {value}")
     model = load_scorer(path, threads=threads)
-    images = np.random.default_rng(0).standard_normal((batch, *INPUT_SHAPE), dtype=np.float32)
+    shape = input_shape(model.metadata)
+    images = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
     for _ in range(warmup):
         model.p_live(images)
     times_ns = np.empty(runs, dtype=np.int64)
@@ -52,7 +53,7 @@ def bench_model(path: Path, runs: int = 1000, warmup: int = 100, batch: int = 1,
     return {"median_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "mean_ms": mean,
             "throughput": batch * 1000.0 / mean, "runs": runs, "warmup": warmup, "batch": batch,
             "threads": threads, "cpu": cpu_name(), "runtime": model.runtime,
-            "input": f"{batch} x {' x '.join(map(str, INPUT_SHAPE))} float32"}
+            "input": f"{batch} x {' x '.join(map(str, shape))} float32"}
 
 
 def format_latency(result: dict) -> str:

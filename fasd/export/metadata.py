@@ -15,7 +15,6 @@ from fasd.errors import FasdError
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "p_live")
-INPUT_SHAPE = (3, STUDENT_INPUT_SIZE, STUDENT_INPUT_SIZE)
 LABELS = f"{LABEL_SPOOF} = {CLASS_NAMES[LABEL_SPOOF]}, {LABEL_LIVE} = {CLASS_NAMES[LABEL_LIVE]}"
 PREPROCESSING = (f"RGB, resize to {STUDENT_INPUT_SIZE} x {STUDENT_INPUT_SIZE}, scale to [0, 1], "
                  "subtract mean, divide by std (per channel), NCHW float32")
@@ -55,10 +54,11 @@ def decode_metadata(props: Mapping[str, str], fail: Callable[[str], FasdError]) 
         meta = {key: json.loads(value) if key in _JSON_KEYS else value for key, value in props.items()}
     except json.JSONDecodeError as exc:
         raise fail(f"unreadable metadata ({exc})") from None
-    expected = (STUDENT_INPUT_SIZE, list(IMAGENET_MEAN), list(IMAGENET_STD))
-    found = (meta["input_size"], meta["mean"], meta["std"])
-    if not _close(found, expected):
-        raise fail(f"it expects preprocessing (size, mean, std) {found}, fasd provides {expected}")
+    expected = (list(IMAGENET_MEAN), list(IMAGENET_STD))
+    found = (meta["mean"], meta["std"])
+    if not _close(found, expected) or not isinstance(meta["input_size"], int) or meta["input_size"] < 1:
+        raise fail(f"it expects preprocessing (size, mean, std) {(meta['input_size'], *found)}, fasd provides a "
+                   f"square size and mean/std {expected}")
     return meta
 
 
@@ -75,13 +75,20 @@ def modalities_of(meta: dict) -> tuple[str, ...]:
     return tuple(meta.get("modalities", SINGLE_INPUT))
 
 
+def input_shape(meta: dict) -> tuple[int, ...]:
+    """One sample's input as a model's metadata describes it: 3 x S x S, or M x 3 x S x S for M modalities."""
+    size, modalities = int(meta["input_size"]), modalities_of(meta)
+    return (3, size, size) if modalities == SINGLE_INPUT else (len(modalities), 3, size, size)
+
+
 def as_batch(images: np.ndarray, inputs: int = 1) -> np.ndarray:
     """Contiguous float32 N x 3 x 112 x 112, or N x inputs x 3 x 112 x 112 for a model of several inputs;
     anything else is a caller bug (ValueError)."""
     batch = np.ascontiguousarray(images, dtype=np.float32)
-    shape = INPUT_SHAPE if inputs == 1 else (inputs, *INPUT_SHAPE)
-    if batch.shape[1:] != shape:
-        raise ValueError(f"expected images N x {' x '.join(map(str, shape))}, got {batch.shape}")
+    per_input = batch.shape[1:] if inputs == 1 else batch.shape[2:]
+    if (batch.ndim != (4 if inputs == 1 else 5) or (inputs > 1 and batch.shape[1] != inputs)
+            or len(per_input) != 3 or per_input[0] != 3 or per_input[1] != per_input[2]):
+        raise ValueError(f"expected images N x {'' if inputs == 1 else f'{inputs} x '}3 x S x S, got {batch.shape}")
     return batch
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fasd.constants import CLASS_NAMES, LABEL_LIVE, LABEL_SPOOF, MODALITIES
+from fasd.constants import CLASS_NAMES, LABEL_LIVE, LABEL_SPOOF, MODALITIES, STUDENT_INPUT_SIZE
 from fasd.data.image_io import decode_image
 from fasd.data.source import UnreadableFrame
 from fasd.errors import FasdError
@@ -40,10 +40,12 @@ def find_images(inputs: list[Path]) -> list[Path]:
 
 
 def _batches(paths: list[Path], modalities: tuple[str, ...] = SINGLE_INPUT,
-             folders: dict[str, Path] | None = None) -> Iterator[tuple[list[Path], np.ndarray]]:
-    """Normalised batches; a multimodal model gets (N, M, 3, S, S) stacks (see _frame)."""
+             folders: dict[str, Path] | None = None,
+             size: int = STUDENT_INPUT_SIZE) -> Iterator[tuple[list[Path], np.ndarray]]:
+    """Normalised batches at the model's input ``size``; a multimodal model gets (N, M, 3, S, S) stacks (see
+    _frame)."""
     single = tuple(modalities) == SINGLE_INPUT
-    transform = eval_transform() if single else modality_eval_transform()
+    transform = eval_transform(size) if single else modality_eval_transform()
     read = _read if single else (lambda path: _frame(path, folders or {}))
     for start in range(0, len(paths), _BATCH):
         chunk = paths[start:start + _BATCH]
@@ -91,7 +93,7 @@ def predict_paths(model: Path, inputs: list[Path], threshold: float | None = Non
     if threshold is None:
         threshold = float(scorer.metadata.get("eer_threshold", DEFAULT_THRESHOLD))
     rows = []
-    for paths, images in _batches(find_images(inputs), modalities, folders):
+    for paths, images in _batches(find_images(inputs), modalities, folders, scorer.metadata["input_size"]):
         for path, p in zip(paths, scorer.p_live(images).tolist()):
             label = LABEL_LIVE if p >= threshold else LABEL_SPOOF
             rows.append({"path": str(path), "p_live": p, "decision": CLASS_NAMES[label],

@@ -21,7 +21,7 @@ import torch
 from fasd.constants import MODALITIES
 from fasd.errors import FasdError
 from fasd.export.deployable import load_deployable
-from fasd.export.metadata import INPUT_NAME, INPUT_SHAPE, OUTPUT_NAMES, as_batch, decode_metadata, first_line
+from fasd.export.metadata import INPUT_NAME, OUTPUT_NAMES, as_batch, decode_metadata, first_line
 
 METADATA_METHOD = "fasd_metadata"  # ExecuTorch constant method holding the metadata as JSON text
 EXECUTORCH_MAX_BATCH = 64  # requested bound of the .pte's dynamic batch axis; torch.export may tighten it
@@ -102,7 +102,7 @@ class OnnxStudent(_FileScorer):
                 or not all(_float_batch(node) for node in inputs)):
             found = ", ".join(f"{node.name} {node.type} {node.shape}" for node in inputs)
             raise self._not_ours(f"expected input {INPUT_NAME} (or inputs {', '.join(MODALITIES)}) float N x "
-                                 f"{' x '.join(map(str, INPUT_SHAPE))} (dynamic N) and outputs "
+                                 f"3 x S x S (dynamic N) and outputs "
                                  f"{', '.join(OUTPUT_NAMES)}; found input(s) {found or 'none'} and outputs "
                                  f"{', '.join(outputs) or 'none'}")
 
@@ -115,10 +115,10 @@ class OnnxStudent(_FileScorer):
 
 
 def _float_batch(node) -> bool:
-    """A float N x 3 x 112 x 112 input with a dynamic batch axis."""
+    """A float N x 3 x S x S input with a dynamic batch axis (S: the student's input side)."""
     shape = node.shape
     return (node.type == "tensor(float)" and len(shape) == 4 and not isinstance(shape[0], int)
-            and tuple(shape[1:]) == INPUT_SHAPE)
+            and shape[1] == 3 and shape[2] == shape[3])
 
 
 class ExecuTorchStudent(_FileScorer):
