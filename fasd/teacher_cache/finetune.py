@@ -54,6 +54,7 @@ from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.device import resolve_device
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
+from fasd.io_checks import ensure_writable
 from fasd.registry import Registry
 from fasd.training.sampler import domain_balanced_sampler
 from fasd.training.schedule import warmup_cosine
@@ -343,6 +344,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     _check_options(sources, out, centroid_mode, DEFAULT_EPOCHS if epochs is None else epochs,
                    DEFAULT_BATCH_SIZE if batch_size is None else batch_size, lr,
                    DEFAULT_WEIGHT_DECAY if weight_decay is None else weight_decay, workers, max_frames_per_epoch)
+    ensure_writable(out)  # before any training: a run that cannot save is refused up front
     registry = load_registry(config)
     frame_sources = [open_source(registry.dataset(name)) for name in sources]
     log = tqdm.write if progress else (lambda _msg: None)
