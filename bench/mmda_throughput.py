@@ -35,7 +35,7 @@ from fasd.teacher_cache.mmda.kind import CAPTION_LABELS, CAPTIONS
 from fasd.teacher_cache.mmda.model import build_mmda_teacher
 from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, load_teacher
 from synthetic_targets import write_random_targets
-from train_throughput import seconds_per_step
+from train_throughput import print_report, seconds_per_step
 
 
 def mmda_teacher(tmp: Path) -> LoadedTeacher:
@@ -95,17 +95,8 @@ def main() -> None:
         cached_s = seconds_per_step(cached, args.steps)
         cached._loss = online_loss(cached, loaded)
         online_s = seconds_per_step(cached, args.online_steps)
-    per_frame = sum(loaded.targets[name].bytes_per_frame for name in cached.criterion.needed_targets)
-    print(f"CPU, {torch.get_num_threads()} threads; recipe mmda; batch {args.batch_size}; teacher "
-          f"{loaded.fingerprint['arch']} (random weights)")
-    print(f"targets the recipe reads: {', '.join(cached.criterion.needed_targets)} = {per_frame} B/frame "
-          f"uncompressed, plus text/captions once per store")
-    print(f"CE only              {1 / ce_s:7.2f} steps/s  ({ce_s * 1000:8.1f} ms/step)")
-    print(f"cached distillation  {1 / cached_s:7.2f} steps/s  ({cached_s * 1000:8.1f} ms/step)")
-    print(f"online distillation  {1 / online_s:7.3f} steps/s  ({online_s * 1000:8.1f} ms/step)")
-    print(f"cached / CE-only step time   {cached_s / ce_s:6.3f}   (goal <= 1.15)")
-    print(f"online / cached step time    {online_s / cached_s:6.1f}   (goal >= 20)")
-
+    print_report("mmda", args.batch_size, loaded, cached.criterion.needed_targets, (ce_s, cached_s, online_s),
+                 note=", plus text/captions once per store")
 
 if __name__ == "__main__":
     main()

@@ -113,15 +113,21 @@ def main() -> None:
         cached = Trainer(registry, TrainOptions.for_recipe(args.recipe, **common), tmp / "cached", progress=False)
         for trainer in (ce, cached):
             trainer._build(lambda _msg: None)
-        recipe_targets = {name: loaded.targets[name] for name in cached.criterion.needed_targets}
         ce_s = seconds_per_step(ce, steps)
         cached_s = seconds_per_step(cached, steps)
         cached._loss = online_teacher_loss(cached, loaded)
         online_s = seconds_per_step(cached, online_steps)
-    per_frame = sum(spec.bytes_per_frame for spec in recipe_targets.values())
-    print(f"CPU, {torch.get_num_threads()} threads; recipe {args.recipe}; batch {batch_size}; teacher "
+    print_report(args.recipe, batch_size, loaded, cached.criterion.needed_targets, (ce_s, cached_s, online_s))
+
+
+def print_report(recipe: str, batch_size: int, loaded: LoadedTeacher, targets: tuple[str, ...],
+                 seconds: tuple[float, float, float], note: str = "") -> None:
+    """The three step times (CE only, cached, online) and the two ratios against their goals."""
+    ce_s, cached_s, online_s = seconds
+    per_frame = sum(loaded.targets[name].bytes_per_frame for name in targets)
+    print(f"CPU, {torch.get_num_threads()} threads; recipe {recipe}; batch {batch_size}; teacher "
           f"{loaded.fingerprint['arch']} (random weights)")
-    print(f"targets the recipe reads: {', '.join(recipe_targets)} = {per_frame} B/frame uncompressed")
+    print(f"targets the recipe reads: {', '.join(targets)} = {per_frame} B/frame uncompressed{note}")
     print(f"CE only              {1 / ce_s:7.2f} steps/s  ({ce_s * 1000:8.1f} ms/step)")
     print(f"cached distillation  {1 / cached_s:7.2f} steps/s  ({cached_s * 1000:8.1f} ms/step)")
     print(f"online distillation  {1 / online_s:7.3f} steps/s  ({online_s * 1000:8.1f} ms/step)")
