@@ -17,10 +17,12 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Named entries of one kind. ``flag`` is the CLI option that picks one, for error messages."""
+    """Named entries of one kind. ``flag`` is the CLI option that picks one; ``unknown`` is the one-line error
+    for a name that is not registered (fields: flag, name, names)."""
 
-    def __init__(self, flag: str, members: tuple[str, ...] = ()):
-        self.flag, self.members = flag, members
+    def __init__(self, flag: str, members: tuple[str, ...] = (),
+                 unknown: str = "unknown {flag} '{name}'; registered: {names}"):
+        self.flag, self.members, self.unknown = flag, members, unknown
         self._entries: dict[str, T] = {}
 
     def add(self, name: str, entry: T) -> T:
@@ -44,5 +46,5 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         entries = self.all()
         if name not in entries:
-            raise FasdError(f"unknown {self.flag} '{name}'; registered: {', '.join(entries)}")
+            raise FasdError(self.unknown.format(flag=self.flag, name=name, names=", ".join(entries)))
         return entries[name]

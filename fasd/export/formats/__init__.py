@@ -6,15 +6,14 @@ then verifies that file (in its runtime where one runs on Linux) before it appea
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from fasd.errors import FasdError
 from fasd.export.deployable import Deployable
+from fasd.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -41,26 +40,19 @@ class ExportFormat:
     check: Checker | None  # formats with no runtime on Linux: a spec check; None: parity in its runtime
 
 
-_FORMATS: dict[str, ExportFormat] = {}
-_MODULES = ("onnx", "executorch", "litert", "coreml")  # fasd.export.formats.<module> register on import
+_FORMATS: Registry[ExportFormat] = Registry(
+    "--format", tuple(f"{__name__}.{m}" for m in ("onnx", "executorch", "litert", "coreml")),
+    unknown="{flag} {name} is not supported; pass one of {names}")
 
 
 def register_format(name: str, suffix: str, int8: str | None, check: Checker | None = None
                     ) -> Callable[[Writer], Writer]:
-    def decorate(write: Writer) -> Writer:
-        _FORMATS[name] = ExportFormat(name, suffix, write, int8, check)
-        return write
-    return decorate
+    return _FORMATS.register(name, lambda write: ExportFormat(name, suffix, write, int8, check))
 
 
 def formats() -> dict[str, ExportFormat]:
-    for module in _MODULES:
-        importlib.import_module(f"{__name__}.{module}")
-    return dict(_FORMATS)
+    return _FORMATS.all()
 
 
 def export_format(name: str) -> ExportFormat:
-    known = formats()
-    if name not in known:
-        raise FasdError(f"--format {name} is not supported; pass one of {', '.join(known)}")
-    return known[name]
+    return _FORMATS.get(name)
