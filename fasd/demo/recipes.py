@@ -69,7 +69,7 @@ def _teacher_stage(ctx: DemoContext, checkpoint: Path, method: str, arch: str, k
 
 def _vlmkd_teacher(ctx: DemoContext) -> dict:
     """FLIP-style fine-tuning of a tiny CLIP, cached as flip-mcl (logits + unit feature)."""
-    return _teacher_stage(ctx, ctx.out / "teacher.pt", "clip", TINY_ARCH, "flip-mcl", f"tiny CLIP ({TINY_ARCH})",
+    return _teacher_stage(ctx, ctx.out / "teacher.pt", "clip", TINY_ARCH, "flip-mcl", f"tiny CLIP {TINY_ARCH}",
                           {}, {})
 
 
