@@ -20,6 +20,9 @@ FORMATS = ("hdf5", "folder", "mcio")
 DATASET_KEYS = ("format", "path", "manifest")
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 INTRA = "intra-"  # intra-dataset protocol prefix: intra-X trains, selects and tests on X's own splits
+TO = "-to-"  # A-to-B: train on A, test on B
+POOL = "+"  # joins the datasets of one side of a protocol: the name of A,B-to-C,D is A+B-to-C+D
+SIDE = re.compile(r"[,+]")  # how a user may list one side's datasets: A,B or A+B
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,21 @@ class DatasetEntry:
 
 @dataclass(frozen=True)
 class Protocol:
+    """Train on ``sources``, test on ``targets``. Several targets are tested as one pooled test set (the union
+    of their test splits, fasd.data.pooled), named ``target``: the target names joined by POOL."""
+
     name: str
     sources: tuple[str, ...]
-    target: str
+    targets: tuple[str, ...]
+
+    @property
+    def target(self) -> str:
+        return POOL.join(self.targets)
+
+
+def pooled_members(target: str) -> list[str]:
+    """The dataset names of a (possibly pooled) target name: ``C+D`` -> [C, D], ``C`` -> [C]."""
+    return target.split(POOL)
 
 
 @dataclass
@@ -50,35 +65,63 @@ class Registry:
         return self.datasets[name]
 
     def protocol_names(self) -> list[str]:
+        """Every protocol but the limited-source ones (A,B-to-C,D: one per pair of disjoint subsets)."""
         names = [f"holdout-{d}" for d in self.domains] if len(self.domains) > 1 else []
-        names += [f"{a}-to-{b}" for a in self.domains for b in self.domains if a != b]
+        names += [f"{a}{TO}{b}" for a in self.domains for b in self.domains if a != b]
         names += [f"{INTRA}{d}" for d in self.datasets]
         return names
 
+    def _unknown(self, name: str, problem: str = "") -> FasdError:
+        valid = ", ".join(self.protocol_names()) or "(none: register a dataset)"
+        return FasdError(f"unknown protocol '{name}'{problem}; valid protocols: {valid}, or A,B-to-C,D "
+                         f"(limited sources: any disjoint protocol domains)")
+
     def protocol(self, name: str) -> Protocol:
-        """Resolve ``holdout-X`` (all protocol domains but X -> X), ``A-to-B``, or ``intra-X`` (any registered
-        dataset X: train on its train split, select on its val split, test on its test split; OULU-NPU's
-        Train/Dev/Test of one protocol fold)."""
+        """Resolve ``holdout-X`` (all protocol domains but X -> X), ``A-to-B``, ``A,B-to-C,D`` (also written
+        ``A+B-to-C+D``: limited sources, the targets' test splits pooled; named with '+'), or ``intra-X`` (any
+        registered dataset X: train on its train split, select on its val split, test on its test split;
+        OULU-NPU's Train/Dev/Test of one protocol fold)."""
         if name.startswith(INTRA) and name[len(INTRA):] in self.datasets:
             dataset = name[len(INTRA):]
-            return Protocol(name, (dataset,), dataset)
+            return Protocol(name, (dataset,), (dataset,))
         if name.startswith("holdout-"):
             target = name[len("holdout-"):]
             if target in self.domains and len(self.domains) > 1:
-                return Protocol(name, tuple(d for d in self.domains if d != target), target)
-        elif "-to-" in name:
-            source, target = name.split("-to-", 1)
-            if source in self.domains and target in self.domains and source != target:
-                return Protocol(name, (source,), target)
-        valid = ", ".join(self.protocol_names()) or "(none: register a dataset)"
-        raise FasdError(f"unknown protocol '{name}'; valid protocols: {valid}")
+                return Protocol(name, tuple(d for d in self.domains if d != target), (target,))
+        elif TO in name:
+            return self._limited(name)
+        raise self._unknown(name)
 
-    def explicit_protocol(self, sources: list[str], target: str) -> Protocol:
-        for name in [*sources, target]:
+    def _limited(self, name: str) -> Protocol:
+        """``A-to-B`` (named as given) and ``A,B-to-C,D`` (named ``A+B-to-C+D``) over protocol domains."""
+        sides = [tuple(SIDE.split(side)) for side in name.split(TO, 1)]
+        for side in sides:
+            outside = [d for d in side if d not in self.domains]
+            if outside:
+                raise self._unknown(name, f" ('{outside[0]}' is not a protocol domain)")
+            if len(set(side)) != len(side):
+                raise self._unknown(name, " (a dataset is listed twice)")
+        sources, targets = sides
+        shared = sorted(set(sources) & set(targets))
+        if shared:
+            raise self._unknown(name, f" ('{shared[0]}' is both a source and a target)")
+        canonical = name if len(sources) == len(targets) == 1 else f"{POOL.join(sources)}{TO}{POOL.join(targets)}"
+        return Protocol(canonical, sources, targets)
+
+    def explicit_protocol(self, sources: list[str], targets: list[str]) -> Protocol:
+        """``--sources A,B --target C[,D]``: any registered datasets; several targets are pooled."""
+        for name in [*sources, *targets]:
             self.dataset(name)
-        if target in sources:
-            raise FasdError(f"target '{target}' is also a source; choose a held-out target")
-        return Protocol(f"{'+'.join(sources)}-to-{target}", tuple(sources), target)
+        shared = [t for t in targets if t in sources]
+        if shared:
+            raise FasdError(f"target '{shared[0]}' is also a source; choose a held-out target")
+        if len(set(targets)) != len(targets):
+            raise FasdError(f"--target lists '{next(t for t in targets if targets.count(t) > 1)}' twice")
+        return Protocol(f"{POOL.join(sources)}{TO}{POOL.join(targets)}", tuple(sources), tuple(targets))
+
+    def entries(self, target: str) -> list[DatasetEntry]:
+        """The registered datasets of a target name: one, or the members of a pooled ``C+D``."""
+        return [self.dataset(name) for name in pooled_members(target)]
 
 
 def find_config(explicit: str | Path | None = None) -> Path:

@@ -17,18 +17,22 @@ def _resolve_protocol(registry, split: Optional[str], sources: Optional[str], ta
     if split:
         return registry.protocol(split)
     if sources and target:
-        return registry.explicit_protocol(_csv(sources), target)
-    raise FasdError("name the protocol: --split holdout-X / A-to-B / intra-X, or --sources A,B --target C")
+        return registry.explicit_protocol(_csv(sources), _csv(target))
+    raise FasdError("name the protocol: --split holdout-X / A-to-B / A,B-to-C,D / intra-X, or --sources A,B "
+                    "--target C")
 
 
 @command("train")
 def train(
     split: Annotated[Optional[str], typer.Option(help="Protocol: holdout-X (train on the other protocol "
-                                                      "domains, test on X), A-to-B, or intra-X (X's own "
-                                                      "train/val/test splits).")] = None,
+                                                      "domains, test on X), A-to-B, A,B-to-C,D (limited "
+                                                      "sources; C's and D's test splits pooled into one test "
+                                                      "set), or intra-X (X's own train/val/test splits).")
+                      ] = None,
     sources: Annotated[Optional[str], typer.Option(help="Comma-separated source datasets (with --target).")
                        ] = None,
-    target: Annotated[Optional[str], typer.Option(help="Held-out target dataset (with --sources).")] = None,
+    target: Annotated[Optional[str], typer.Option(help="Held-out target dataset (with --sources); several, "
+                                                       "comma-separated, are tested as one pooled set.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
     store: Annotated[str, typer.Option(help="Teacher store written by cache-teacher: folder or fsspec URL "
                                             "(s3://...).")] = "teacher.zarr",

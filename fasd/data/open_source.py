@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fasd.config import DatasetEntry
+from fasd.config import DatasetEntry, Registry
 from fasd.data.folder import FolderFrameSource
 from fasd.data.hdf5_pack import HDF5FrameSource
 from fasd.data.mcio import MCIOFrameSource
+from fasd.data.pooled import PooledFrameSource
 from fasd.data.source import FrameSource
 from fasd.errors import FasdError
 
@@ -19,3 +20,10 @@ def open_source(entry: DatasetEntry) -> FrameSource:
     if entry.format == "mcio":
         return MCIOFrameSource(entry.path, entry.name)
     raise FasdError(f"dataset '{entry.name}': unknown format '{entry.format}' (use hdf5, folder or mcio)")
+
+
+def open_target(registry: Registry, target: str) -> FrameSource:
+    """A protocol's test set by its target name: the dataset itself, or for a pooled ``C+D`` (several targets,
+    ``A,B-to-C,D``) their frames concatenated (fasd.data.pooled)."""
+    entries = registry.entries(target)
+    return open_source(entries[0]) if len(entries) == 1 else PooledFrameSource([open_source(e) for e in entries])

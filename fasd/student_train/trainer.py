@@ -30,7 +30,7 @@ from tqdm import tqdm
 from fasd import distributed
 from fasd.config import Registry
 from fasd.constants import SPLITS
-from fasd.data.open_source import open_source
+from fasd.data.open_source import open_target
 from fasd.device import resolve_device, set_cpu_threads
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
@@ -55,7 +55,7 @@ from fasd.training.transforms import view_transform
 def _domain_rows(registry: Registry, names: list[str], split: str) -> list[DomainRows]:
     parts = []
     for name in names:
-        source = open_source(registry.dataset(name))
+        source = open_target(registry, name)  # a pooled C+D: several targets' test splits as one
         rows = source.table.rows_in_splits([split])
         if len(rows) == 0:
             present = ", ".join(s for s in SPLITS if len(source.table.rows_in_splits([s]))) or "none"
