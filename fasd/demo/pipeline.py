@@ -1,11 +1,13 @@
 """``fasd demo``: the whole system, for real, on synthetic data, on a laptop CPU, in minutes.
 
-synth (8 domains) -> the recipe's teacher, trained on every domain but the held-out target (more of the
-world than the students see, as FLIP-MCL is), cached for the protocol's domains -> the student trained on
-two source domains with the teacher and without it, over several seeds each -> everything evaluated on the
-held-out target -> the first distilled seed exported to ONNX and benched -> report.md (tables, verdict,
-bar chart, ROC panels) and summary.json. Every stage is skipped when its output exists, so a second run
-reuses what is done; stage times are kept in timings.json, so the report's time is that of the real work.
+synth (the recipe's domains and modalities) -> the recipe's teacher, trained on every domain but the held-out
+target (more of the world than the students see, as FLIP-MCL is), cached for the protocol's domains -> the
+student trained on two source domains with the teacher and without it, over several seeds each -> everything
+evaluated on the held-out target, with every modality present and in each of the recipe's missing-modality
+settings -> the first distilled seed exported to ONNX and benched -> report.md (tables, verdicts, bar charts, ROC
+panels) and summary.json. Every stage is skipped when its output exists, so a second run reuses what is done;
+stage times are kept in timings.json, so the report's time is that of the real work. A folder holds one
+recipe's demo: another recipe's teacher checkpoint there, or synthetic data of other modalities, is refused.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,8 @@ import numpy as np
 from fasd.config import load_registry, write_config
 from fasd.data.open_source import open_source
 from fasd.data.synth import DOMAIN_NAMES, synthesize
-from fasd.demo.recipes import DemoContext, demo_recipe
+from fasd.demo.heldout import scores_name, student_setting, teacher_setting
+from fasd.demo.recipes import DEMO_RECIPES, DemoBudget, DemoContext, DemoRecipe, demo_recipe, teacher_stage
 from fasd.demo.report import write_report
 from fasd.demo.stats import aggregate, std_ratio, verdict
 from fasd.errors import FasdError
@@ -31,7 +33,8 @@ from fasd.evaluate.scoring import score_rows
 from fasd.evaluate.store_metrics import p_live
 from fasd.export.latency import bench_model
 from fasd.export.export import export_model
-from fasd.experiment.figures import SCORES_FILE, read_scores
+from fasd.experiment.figures import read_scores
+from fasd.export.metadata import modalities_of
 from fasd.export.runtimes import load_scorer
 from fasd.store_schema.reader import load_targets
 from fasd.store_schema.store import open_store
@@ -40,23 +43,6 @@ from fasd.student_train.trainer import Trainer
 SOURCES = ("alpha", "beta")  # what the students train on
 TARGET = "gamma"  # held out from students and teacher alike
 STUDENTS = {"distilled": False, "no_teacher": True}  # summary key: --no-teacher
-
-
-@dataclass
-class DemoBudget:
-    """Sizes of every stage (see the README's demo section for what the defaults take on 2 cores)."""
-
-    domains: int = 8  # synthesised (all fasd synth has); the teacher sees all but the target, the students two
-    frames: int = 900  # per domain
-    size: int = 112
-    teacher_epochs: int = 8
-    teacher_draws: int = 1200  # frames per teacher epoch
-    student_epochs: int = 4
-    max_draws: int = 384  # frames per student epoch
-    batch_size: int = 64
-    seeds: int = 3  # per student
-    bench_runs: int = 300
-    seed: int = 0  # data and teacher
 
 
 class StageClock:
@@ -81,22 +67,47 @@ class StageClock:
         return round(sum(self.seconds.values()), 1)
 
 
-def _demo_config(out: Path, budget: DemoBudget, clock: StageClock, progress: bool) -> Path:
+def _check_folder(out: Path, recipe: str) -> None:
+    """One folder, one recipe: another recipe's teacher checkpoint in ``out`` means its store and runs are there."""
+    for name, other in DEMO_RECIPES.items():
+        if name != recipe and (out / other.teacher.checkpoint).is_file():
+            raise FasdError(f"{out} holds the {name} demo ({other.teacher.checkpoint}); run --recipe {recipe} in "
+                            f"another folder, e.g. --out {out}-{recipe}")
+
+
+def _check_data(config: Path, modalities: tuple[str, ...]) -> None:
+    """Synthetic domains already in the folder must hold exactly the recipe's modalities."""
+    registry = load_registry(config)
+    for name in registry.datasets:
+        held = open_source(registry.dataset(name)).modalities
+        if tuple(held) != tuple(modalities):
+            raise FasdError(f"{config.parent} holds synthetic domains of {', '.join(held)}; this demo needs "
+                            f"{', '.join(modalities)}: give --out another folder")
+
+
+def _demo_config(out: Path, budget: DemoBudget, modalities: tuple[str, ...], clock: StageClock,
+                 progress: bool) -> Path:
     """Synthesise the domains; demo.toml registers them all with alpha, beta, gamma as protocol domains."""
     data = out / "data"
     config = data / "demo.toml"
-    if not config.is_file():
-        if budget.domains < 3:
-            raise FasdError(f"the demo needs at least 3 domains (2 sources + 1 target), got {budget.domains}")
-        with clock.stage(f"synth: {budget.domains} domains x {budget.frames} frames"):
-            synthesize(data, domains=budget.domains, frames=budget.frames, size=budget.size, seed=budget.seed,
-                       progress=progress)
-            names = DOMAIN_NAMES[:budget.domains]
-            write_config(config, {n: {"format": "hdf5", "path": f"{n}.h5"} for n in names}, [*SOURCES, TARGET])
+    if config.is_file():
+        _check_data(config, modalities)
+        return config
+    if budget.domains < 3:
+        raise FasdError(f"the demo needs at least 3 domains (2 sources + 1 target), got {budget.domains}")
+    with clock.stage(f"synth: {budget.domains} domains x {budget.frames} frames of {', '.join(modalities)}"):
+        synthesize(data, domains=budget.domains, frames=budget.frames, size=budget.size, seed=budget.seed,
+                   progress=progress, modalities=modalities)
+        names = DOMAIN_NAMES[:budget.domains]
+        write_config(config, {n: {"format": "hdf5", "path": f"{n}.h5"} for n in names}, [*SOURCES, TARGET])
     return config
 
 
-def _train(ctx: DemoContext, recipe, seed: int, no_teacher: bool, run_dir: Path) -> dict:
+def _run_dir(out: Path, key: str, seed: int) -> Path:
+    return out / "runs" / key / f"seed{seed}"
+
+
+def _train(ctx: DemoContext, recipe: DemoRecipe, seed: int, no_teacher: bool, run_dir: Path) -> dict:
     if (run_dir / "metrics.json").is_file():
         return json.loads((run_dir / "metrics.json").read_text())
     with ctx.stage(f"train {ctx.protocol.name}: {'no teacher' if no_teacher else 'distilled'}, seed {seed}"):
@@ -105,29 +116,66 @@ def _train(ctx: DemoContext, recipe, seed: int, no_teacher: bool, run_dir: Path)
         return trainer.run(resume=(run_dir / "last.pt").is_file())
 
 
+def _held_out(teacher: dict, students: dict[str, list[dict]]) -> dict:
+    """One held-out setting's summary block: the teacher's metrics, each student's seeds with their mean and
+    sample std, and the comparison of the two students (Δ of mean ACER@EER, std ratio, verdict)."""
+    block: dict = {"teacher": teacher}
+    for key, runs in students.items():
+        mean, std = aggregate(runs, list(teacher))
+        block[key] = {"seeds": runs, "mean": mean, "std": std}
+    acer = {key: [run["at_eer"]["acer"] for run in block[key]["seeds"]] for key in STUDENTS}
+    defined = all(v is not None for values in acer.values() for v in values)
+    block["comparison"] = {
+        "delta_acer_pp": (100 * (block["distilled"]["mean"]["at_eer"]["acer"]
+                                 - block["no_teacher"]["mean"]["at_eer"]["acer"])) if defined else None,
+        "std_ratio": std_ratio(block["no_teacher"]["std"]["at_eer"]["acer"],
+                               block["distilled"]["std"]["at_eer"]["acer"]) if defined else None,
+        "verdict": verdict(acer["distilled"], acer["no_teacher"]) if defined else
+        "ACER is undefined for some seed (a test split without both classes), so there is no verdict.",
+    }
+    return block
+
+
 def run_demo(out: Path, budget: DemoBudget | None = None, recipe: str = "vlmkd", progress: bool = True,
              log: Callable[[str], None] = print) -> dict:
-    budget = budget or DemoBudget()
+    """Run (or finish) the demo of ``recipe`` in ``out`` at ``budget`` (default: the recipe's own)."""
     chosen = demo_recipe(recipe)
+    budget = budget or chosen.budget
     if budget.seeds < 1:
         raise FasdError(f"the demo needs at least one seed per student, got {budget.seeds}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_folder(out, recipe)
     clock = StageClock(out / "timings.json", log)
-    config = _demo_config(out, budget, clock, progress)
+    config = _demo_config(out, budget, chosen.modalities, clock, progress)
     registry = load_registry(config)
     protocol = registry.protocol(f"holdout-{TARGET}")
     ctx = DemoContext(out=out, budget=budget, config=config, registry=registry, protocol=protocol,
                       teacher_domains=[d for d in registry.datasets if d != TARGET], store=out / "teacher.zarr",
                       progress=progress, stage=clock.stage)
-    teacher_saw = chosen.teacher(ctx)
+    teacher_saw = teacher_stage(ctx, chosen.teacher)
 
-    students = {key: [_train(ctx, chosen, budget.seed + s, no_teacher, out / "runs" / key / f"seed{budget.seed + s}")
-                      for s in range(budget.seeds)] for key, no_teacher in STUDENTS.items()}
-    first = out / "runs" / "distilled" / f"seed{budget.seed}"
+    seeds = [budget.seed + s for s in range(budget.seeds)]
+    students = {key: [_train(ctx, chosen, seed, no_teacher, _run_dir(out, key, seed)) for seed in seeds]
+                for key, no_teacher in STUDENTS.items()}
+    first = _run_dir(out, "distilled", budget.seed)
     with clock.stage("evaluate: teacher on the held-out target, distilled student in-domain"):
         teacher_metrics, teacher_curve = _teacher_on_target(ctx.store, registry, TARGET)
         in_domain = _in_domain(first / "best.pt", registry, list(protocol.sources), progress)
+    teacher_curves = {(): teacher_curve}
+    missing_blocks = {}
+    if chosen.missing:
+        with clock.stage(f"evaluate on the held-out target with {'; '.join('/'.join(m) for m in chosen.missing)} "
+                         f"missing"):
+            source = open_source(registry.dataset(TARGET))
+            rows = source.table.rows_in_splits(["test"])
+            loaded = chosen.teacher.load(ctx)
+            for missing in chosen.missing:
+                metrics, teacher_curves[missing] = teacher_setting(loaded, source, rows, missing,
+                                                                   out / f"teacher-{scores_name(missing)}", progress)
+                runs = {key: [student_setting(_run_dir(out, key, run["seed"]), run, source, rows, missing, progress)
+                              for run in runs] for key, runs in students.items()}
+                missing_blocks[",".join(missing)] = {"missing": list(missing), **_held_out(metrics, runs)}
 
     onnx_path = out / "student.onnx"
     if not onnx_path.is_file():
@@ -137,32 +185,19 @@ def run_demo(out: Path, budget: DemoBudget | None = None, recipe: str = "vlmkd",
         latency = bench_model(onnx_path, runs=budget.bench_runs, warmup=max(10, budget.bench_runs // 10), batch=1,
                              progress=progress)
 
-    keys = list(teacher_metrics)
-    summary: dict = {"protocol": protocol.name, "recipe": recipe, "sources": list(protocol.sources),
-                     "target": TARGET, "teacher_saw": teacher_saw, "teacher": teacher_metrics}
-    for key, runs in students.items():
-        mean, std = aggregate(runs, keys)
-        summary[key] = {"seeds": runs, "mean": mean, "std": std}
-    acer = {key: [run["at_eer"]["acer"] for run in summary[key]["seeds"]] for key in STUDENTS}
-    defined = all(v is not None for values in acer.values() for v in values)
-    summary["comparison"] = {
-        "delta_acer_pp": (100 * (summary["distilled"]["mean"]["at_eer"]["acer"]
-                                 - summary["no_teacher"]["mean"]["at_eer"]["acer"])) if defined else None,
-        "std_ratio": std_ratio(summary["no_teacher"]["std"]["at_eer"]["acer"],
-                               summary["distilled"]["std"]["at_eer"]["acer"]) if defined else None,
-        "verdict": verdict(acer["distilled"], acer["no_teacher"]) if defined else
-        "ACER is undefined for some seed (a test split without both classes), so there is no verdict.",
-    }
-    summary["distilled_in_domain"] = in_domain
+    summary: dict = {"protocol": protocol.name, "recipe": recipe, "modalities": list(chosen.modalities),
+                     "sources": list(protocol.sources), "target": TARGET, "teacher_saw": teacher_saw,
+                     **_held_out(teacher_metrics, students), "missing": missing_blocks,
+                     "distilled_in_domain": in_domain}
     summary["onnx"] = {"bytes": onnx_path.stat().st_size, "median_ms": latency["median_ms"],
                        "p95_ms": latency["p95_ms"], "cpu": latency["cpu"]}
     summary["stage_seconds"] = clock.seconds
     summary["seconds"] = clock.total
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    curves = {key: [read_scores(out / "runs" / key / f"seed{budget.seed + s}" / SCORES_FILE)
-                    for s in range(budget.seeds)]
-              for key in STUDENTS}
-    write_report(out, summary, chosen.title, teacher_curve, curves)
+    curves = {missing: (curve, {key: [read_scores(_run_dir(out, key, seed) / scores_name(missing)) for seed in seeds]
+                                for key in STUDENTS})
+              for missing, curve in teacher_curves.items()}
+    write_report(out, summary, chosen.title, curves)
     log(f"[demo] done: {out / 'report.md'}")
     return summary
 
@@ -191,5 +226,5 @@ def _in_domain(checkpoint: Path, registry, sources: list[str], progress: bool) -
         rows = source.table.rows_in_splits(["test"])
         labels.append(source.table.label[rows])
         scores.append(score_rows(scorer.p_live, source, rows, progress=progress, desc=f"in-domain {name}",
-                                 size=scorer.metadata["input_size"]))
+                                 size=scorer.metadata["input_size"], modalities=modalities_of(scorer.metadata)))
     return compute_metrics(np.concatenate(labels), np.concatenate(scores))

@@ -1,16 +1,19 @@
-"""The recipe-specific stages of ``fasd demo``, one table entry per recipe (the pipeline around them is shared).
+"""The recipe-specific parts of ``fasd demo``, one table entry per recipe (the pipeline around them is shared).
 
-A recipe provides the teacher (train it, cache its targets for the protocol's domains into the store, and
-say what it saw) and the student's training options for one seed with or without the teacher.
+A recipe provides its budget (the sizes of every stage), the modalities its synthetic domains hold, the
+held-out settings besides "every modality present" (``missing``: modalities zeroed at test time, Protocol 2),
+its teacher (how to fine-tune, save and cache it) and the student's training options for one seed with or
+without the teacher.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from fasd.constants import MODALITIES
 from fasd.data.open_source import open_source
 from fasd.device import default_workers
 from fasd.errors import FasdError
@@ -18,7 +21,24 @@ from fasd.student_train.run_config import TrainOptions
 from fasd.teacher_cache.arch import TINY_ARCH
 from fasd.teacher_cache.finetune import finetune_teacher
 from fasd.teacher_cache.job import CacheOptions, run_cache
-from fasd.teacher_cache.registry import TeacherOptions, load_teacher
+from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, load_teacher
+
+
+@dataclass
+class DemoBudget:
+    """Sizes of every stage (see the README's demo section for what each recipe's defaults take on 2 cores)."""
+
+    domains: int = 8  # synthesised (all fasd synth has); the teacher sees all but the target, the students two
+    frames: int = 900  # per domain
+    size: int = 112
+    teacher_epochs: int = 8
+    teacher_draws: int = 1200  # frames per teacher epoch
+    student_epochs: int = 4
+    max_draws: int = 384  # frames per student epoch
+    batch_size: int = 64
+    seeds: int = 3  # per student
+    bench_runs: int = 300
+    seed: int = 0  # data and teacher
 
 
 @dataclass
@@ -26,7 +46,7 @@ class DemoContext:
     """What every stage of one demo run shares."""
 
     out: Path
-    budget: "DemoBudget"  # noqa: F821 (fasd.demo.pipeline)
+    budget: DemoBudget
     config: Path
     registry: object  # fasd.config.Registry
     protocol: object  # fasd.config.Protocol
@@ -37,40 +57,62 @@ class DemoContext:
 
 
 @dataclass(frozen=True)
+class DemoTeacher:
+    """A random-init teacher fine-tuned with ``teacher-finetune --method method`` and cached as ``--teacher kind``.
+
+    ``checkpoint`` is a file name in the demo folder, distinct per recipe: it is also how a folder is known to
+    hold that recipe's demo (one folder, one recipe: the store and the student runs are the recipe's own).
+    """
+
+    checkpoint: str
+    method: str
+    arch: str
+    kind: str
+    model: str  # what it is, in the report
+    options: dict = field(default_factory=dict)  # TeacherOptions beyond the checkpoint
+    finetune: dict = field(default_factory=dict)  # finetune_teacher arguments beyond the demo's budget
+
+    def load(self, ctx: DemoContext) -> LoadedTeacher:
+        return load_teacher(self.kind, TeacherOptions(ctx.out / self.checkpoint, **self.options))
+
+
+@dataclass(frozen=True)
 class DemoRecipe:
-    """One recipe's demo: its name in reports, its teacher stage, and its students' options."""
+    """One recipe's demo: its name in reports, its teacher, its students' options, its sizes, its data and the
+    held-out settings it is scored in (every modality present first, then each ``missing`` tuple zeroed)."""
 
     title: str  # what the students are, in the report
-    teacher: Callable[[DemoContext], dict]  # builds the teacher and its store; returns what it saw
+    teacher: DemoTeacher
     student_options: Callable[[DemoContext, int, bool], TrainOptions]  # (ctx, seed, no_teacher)
+    budget: DemoBudget = field(default_factory=DemoBudget)
+    modalities: tuple[str, ...] = ("rgb",)  # what the synthetic domains hold (fasd synth --modalities)
+    missing: tuple[tuple[str, ...], ...] = ()  # further held-out settings: these modalities zeroed at test time
 
 
-def _teacher_stage(ctx: DemoContext, checkpoint: Path, method: str, arch: str, kind: str, model: str,
-                   teacher_options: dict, finetune: dict) -> dict:
-    """Fine-tune a random-init teacher with ``method`` on every domain but the target (skipped when its
-    checkpoint exists), cache it as ``kind`` for the protocol's domains, and say what it saw."""
+def teacher_stage(ctx: DemoContext, teacher: DemoTeacher) -> dict:
+    """Fine-tune the random-init teacher on every domain but the target (skipped when its checkpoint exists),
+    cache it for the protocol's domains, and say what it saw."""
+    checkpoint = ctx.out / teacher.checkpoint
     if not checkpoint.is_file():
-        with ctx.stage(f"teacher-finetune --method {method}: {model} on {', '.join(ctx.teacher_domains)}"):
-            finetune_teacher(ctx.config, ctx.teacher_domains, checkpoint, method=method, arch=arch,
+        with ctx.stage(f"teacher-finetune --method {teacher.method}: {teacher.model} on "
+                       f"{', '.join(ctx.teacher_domains)}"):
+            finetune_teacher(ctx.config, ctx.teacher_domains, checkpoint, method=teacher.method, arch=teacher.arch,
                              epochs=ctx.budget.teacher_epochs, seed=ctx.budget.seed,
                              max_frames_per_epoch=ctx.budget.teacher_draws, workers=default_workers(),
-                             progress=ctx.progress, **finetune)
+                             progress=ctx.progress, **teacher.finetune)
     domains = [*ctx.protocol.sources, ctx.protocol.target]
-    with ctx.stage(f"cache-teacher --teacher {kind}: {', '.join(domains)}"):
-        loaded = load_teacher(kind, TeacherOptions(checkpoint, **teacher_options))
+    with ctx.stage(f"cache-teacher --teacher {teacher.kind}: {', '.join(domains)}"):
+        loaded = teacher.load(ctx)
         for name in domains:
             run_cache(open_source(ctx.registry.dataset(name)), loaded, str(ctx.store),
                       CacheOptions(batch_size=64, chunk_rows=1024, progress=ctx.progress))
     trained = json.loads(Path(f"{checkpoint}.json").read_text())
-    return {"model": f"{model} (random init), fine-tuned with --method {method}", "domains": trained["sources"],
-            "train_frames": trained["train_frames"], "epochs": trained["epochs"],
+    # counted here, not read from the summary: every method trains on its sources' whole train splits
+    train_frames = {name: len(open_source(ctx.registry.dataset(name)).table.rows_in_splits(["train"]))
+                    for name in trained["sources"]}
+    return {"model": f"{teacher.model} (random init), fine-tuned with --method {teacher.method}",
+            "domains": trained["sources"], "train_frames": train_frames, "epochs": trained["epochs"],
             "draws_per_epoch": trained["draws_per_epoch"]}
-
-
-def _vlmkd_teacher(ctx: DemoContext) -> dict:
-    """FLIP-style fine-tuning of a tiny CLIP, cached as flip-mcl (logits + unit feature)."""
-    return _teacher_stage(ctx, ctx.out / "teacher.pt", "clip", TINY_ARCH, "flip-mcl", f"tiny CLIP {TINY_ARCH}",
-                          {}, {})
 
 
 def _student_options(recipe: str, ctx: DemoContext, seed: int, no_teacher: bool, **extra) -> TrainOptions:
@@ -93,23 +135,39 @@ HATFAS_SIZE = 64
 HATFAS_LAYERS = (4, 6, 8)
 
 
-def _hatfas_teacher(ctx: DemoContext) -> dict:
-    """A DeiT-Tiny at 64 px fine-tuned with ``--method vit``, cached with its layer tokens."""
-    return _teacher_stage(ctx, ctx.out / "teacher_vit.pth", "vit", HATFAS_ARCH, "vit",
-                          f"{HATFAS_ARCH} at {HATFAS_SIZE} px", {"arch": HATFAS_ARCH, "layers": HATFAS_LAYERS},
-                          {"input_size": HATFAS_SIZE, "lr": 5e-4})
-
-
 def _hatfas_options(ctx: DemoContext, seed: int, no_teacher: bool) -> TrainOptions:
     # DeiT's 5 warm-up epochs and batch-scaled lr are for 300 epochs; the demo's few epochs need one and 5e-4
     return _student_options("hatfas", ctx, seed, no_teacher, input_size=HATFAS_SIZE, warmup_epochs=1, lr=5e-4)
 
 
+# mmda on CPU: the tiny CLIP with MMDA's modules at paper B's defaults (MD2A, U-DSA depth 7, RS2, batch 24) on
+# RGB, depth and IR; three MobileNetV3-Small encoders per student, so fewer, smaller domains than vlmkd's.
+MMDA_TEACHER_BATCH = 24
+MMDA_BUDGET = DemoBudget(domains=6, frames=600, teacher_epochs=8, teacher_draws=960, student_epochs=4,
+                         max_draws=384)
+
+
+def _mmda_options(ctx: DemoContext, seed: int, no_teacher: bool) -> TrainOptions:
+    return _student_options("mmda", ctx, seed, no_teacher)
+
+
 DEMO_RECIPES: dict[str, DemoRecipe] = {
-    "vlmkd": DemoRecipe("the vlmkd recipe (paper A): MobileNetV3-Small, CE + KL + feature + SSDG triplet",
-                        _vlmkd_teacher, _vlmkd_options),
-    "hatfas": DemoRecipe(f"the hatfas recipe (paper C): {HATFAS_ARCH} at {HATFAS_SIZE} px, (1 - α) CE + α KL + β "
-                         f"head-aware on layers {','.join(map(str, HATFAS_LAYERS))}", _hatfas_teacher, _hatfas_options),
+    "vlmkd": DemoRecipe(
+        "the vlmkd recipe (paper A): MobileNetV3-Small, CE + KL + feature + SSDG triplet",
+        DemoTeacher("teacher.pt", "clip", TINY_ARCH, "flip-mcl", f"tiny CLIP {TINY_ARCH}"), _vlmkd_options),
+    "hatfas": DemoRecipe(
+        f"the hatfas recipe (paper C): {HATFAS_ARCH} at {HATFAS_SIZE} px, (1 - α) CE + α KL + β head-aware on layers "
+        f"{','.join(map(str, HATFAS_LAYERS))}",
+        DemoTeacher("teacher_vit.pth", "vit", HATFAS_ARCH, "vit", f"{HATFAS_ARCH} at {HATFAS_SIZE} px",
+                    {"arch": HATFAS_ARCH, "layers": HATFAS_LAYERS}, {"input_size": HATFAS_SIZE, "lr": 5e-4}),
+        _hatfas_options),
+    "mmda": DemoRecipe(
+        "the mmda recipe (paper B): one MobileNetV3-Small per modality (RGB, depth, IR), CE + KL + feature + RS2 "
+        "alignment to the teacher's captions",
+        DemoTeacher("teacher_mmda.pt", "mmda", TINY_ARCH, "mmda",
+                    f"tiny CLIP {TINY_ARCH} with MD2A, U-DSA and RS2 on RGB, depth and IR",
+                    finetune={"batch_size": MMDA_TEACHER_BATCH}),
+        _mmda_options, budget=MMDA_BUDGET, modalities=MODALITIES, missing=(("depth",),)),
 }
 
 
