@@ -1,5 +1,21 @@
-"""User-facing errors: the CLI prints their message as one line and exits non-zero."""
+"""User-facing errors: the CLI prints their message as one line and exits non-zero; warnings: one line, and go on."""
+
+import sys
+
+from tqdm import tqdm
 
 
 class FasdError(Exception):
     """A mistake in the user's input (flags, files, config) with a message that says what to do."""
+
+
+def warn(message: str) -> None:
+    """One line on stderr, above any progress bar: something was left out or is undefined, and the command goes on."""
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def listed(names, shown: int = 5) -> str:
+    """The first ``shown`` of ``names`` and how many more, for a one-line message: "a, b, c and 4 more"."""
+    names = [str(name) for name in names]
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")

@@ -44,7 +44,7 @@ def _calibrated_student(seed: int = 0) -> Student:
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     checkpoint = root / "student.pt"
-    save_checkpoint(checkpoint, _calibrated_student(), epoch=0, config={"seed": 0}, eer_threshold=EER)
+    save_checkpoint(checkpoint, _calibrated_student(), epoch=0, config={"seed": 0}, val_threshold=EER)
     report = export_model(checkpoint, root / "out" / "student.onnx")
     return checkpoint, report
 
@@ -71,7 +71,7 @@ def test_export_report_and_file(exported):
     assert report.path.is_file()
     assert report.bytes == report.path.stat().st_size <= 4.2e6
     assert 0.9e6 <= report.parameters <= 1.1e6
-    assert "opset 17" in report.note and report.eer_threshold == pytest.approx(EER)
+    assert "opset 17" in report.note and report.val_threshold == pytest.approx(EER)
     assert 0.0 <= report.parity.max_p_live_diff < 1e-4 and 0.0 <= report.parity.max_logit_diff <= 1e-3
     assert [p.name for p in report.path.parent.iterdir()] == ["student.onnx"]  # no temp file left
     model = onnx.load(str(report.path))
@@ -109,15 +109,16 @@ def test_dynamic_batch(exported, batch):
 def test_metadata_round_trip(exported):
     checkpoint, report = exported
     meta = OnnxStudent(report.path).metadata
-    assert meta["eer_threshold"] == pytest.approx(EER)
+    assert meta["val_threshold"] == pytest.approx(EER)
     assert meta["input_size"] == STUDENT_INPUT_SIZE and meta["input_name"] == "image"
     assert meta["mean"] == pytest.approx(IMAGENET_MEAN) and meta["std"] == pytest.approx(IMAGENET_STD)
     assert meta["labels"] == "0 = spoof, 1 = live"
     assert meta == TorchStudentScorer(checkpoint).metadata
     raw = {p.key: p.value for p in onnx.load(str(report.path)).metadata_props}
-    assert float(raw["eer_threshold"]) == pytest.approx(EER) and raw["labels"] == "0 = spoof, 1 = live"
+    assert float(raw["val_threshold"]) == pytest.approx(EER) and "eer_threshold" not in raw
+    assert raw["labels"] == "0 = spoof, 1 = live"
     without = student_metadata(None)
-    assert "eer_threshold" not in without
+    assert "val_threshold" not in without
     assert decode_metadata(encode_metadata(without), FasdError) == without
 
 
@@ -242,6 +243,28 @@ def test_predict_default_threshold_without_eer(tmp_path, images_dir):
     save_checkpoint(checkpoint, Student(), epoch=0, config={})
     rows = predict_paths(checkpoint, [images_dir / "a.png"], None)
     assert rows[0]["threshold"] == 0.5
+
+
+def test_files_with_the_old_threshold_name_still_work(exported, tmp_path, images_dir):
+    """Checkpoints and exported models written before the rename hold the validation threshold as eer_threshold:
+    predict, export and the scorers' metadata still read it (fasd.evaluate.metrics.stored_val_threshold)."""
+    checkpoint, report = exported
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["eer_threshold"] = payload.pop("val_threshold")
+    old_checkpoint = tmp_path / "old.pt"
+    torch.save(payload, old_checkpoint)
+    model = onnx.load(str(report.path))
+    for prop in model.metadata_props:
+        if prop.key == "val_threshold":
+            prop.key = "eer_threshold"
+    old_onnx = tmp_path / "old.onnx"
+    onnx.save(model, str(old_onnx))
+    assert "val_threshold" not in OnnxStudent(old_onnx).metadata
+    for old in (old_checkpoint, old_onnx):
+        assert predict_paths(old, [images_dir / "a.png"], None)[0]["threshold"] == pytest.approx(EER)
+    reexported = export_model(old_checkpoint, tmp_path / "again.onnx")
+    assert reexported.val_threshold == pytest.approx(EER)
+    assert OnnxStudent(reexported.path).metadata["val_threshold"] == pytest.approx(EER)
 
 
 def test_predict_bad_inputs(exported, tmp_path):

@@ -76,7 +76,7 @@ def learned(tmp_path_factory):
     val = metrics_for(source, val_rows, scores)
     assert scores.std() > 0.1, "the fixture student scores every frame alike; parity tests would be vacuous"
     save_checkpoint(checkpoint, student, epoch=TRAIN_EPOCHS, config={"seed": 0},
-                    eer_threshold=val["threshold"]["eer"])
+                    val_threshold=val["threshold"]["eer"])
     return checkpoint, config, source
 
 
@@ -84,7 +84,7 @@ def _test_metrics(path, source) -> dict:
     scorer = load_scorer(path)
     rows = source.table.rows_in_splits(["test"])
     return metrics_for(source, rows, score_rows(scorer.p_live, source, rows, progress=False),
-                       val_threshold=scorer.metadata["eer_threshold"])
+                       val_threshold=scorer.metadata["val_threshold"])
 
 
 def _independent_parity(path, checkpoint, config) -> float:
@@ -177,7 +177,7 @@ def test_coreml_package_keeps_the_contract(learned, tmp_path):
     stored = dict(spec.description.metadata.userDefined)
     assert {k: stored[k] for k in encode_metadata(load_deployable(checkpoint).metadata)} == \
         encode_metadata(load_deployable(checkpoint).metadata)
-    assert json.loads(stored["eer_threshold"]) == pytest.approx(report.eer_threshold)
+    assert json.loads(stored["val_threshold"]) == pytest.approx(report.val_threshold)
     with pytest.raises(FasdError, match="only on macOS/iOS"):
         load_scorer(report.path)
     again = export_model(checkpoint, report.path, "coreml", config=config)  # replaces its own package

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from torch.utils.data import default_collate
 from typer.testing import CliRunner
 
 from fasd.cli import app
@@ -18,7 +19,7 @@ from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
 from fasd.data.open_source import open_source
 from fasd.store_schema.store import open_store, read_strings
 from fasd.student_train.run_config import TrainOptions
-from fasd.student_train.trainer import Trainer, _with_targets
+from fasd.student_train.trainer import Trainer
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
@@ -150,11 +151,10 @@ def test_cached_step_equals_the_step_with_the_teacher_online(vit_stores, vit_che
     trainer._build(lambda _msg: None)
     trainer.student.eval()
     items = np.arange(min(16, len(trainer.val_set)))  # the source's un-augmented validation frames
-    frames = [trainer.val_set[int(i)] for i in items]
-    batch = (torch.stack([f[0] for f in frames]), torch.tensor([f[1] for f in frames]),
-             torch.tensor([f[2] for f in frames]), torch.from_numpy(items))
+    batch = default_collate([trainer.val_set[int(i)] for i in items])  # (images, labels, domains, items, readable)
     with torch.no_grad():
-        cached_loss, cached_terms = trainer._loss(_with_targets(batch, trainer.val_targets))
+        cached_loss, cached_terms = trainer._loss(trainer._readable(batch, trainer.val_set, trainer.val_targets,
+                                                                    "validation", least=1))
         teacher = load_teacher("vit", TeacherOptions(vit_checkpoint, arch=ARCH, layers=(4, 6, 8), layer_tap=tap))
         part = trainer.val_parts[0]
         pixels = np.stack([resize_uint8(part.source.read_image(int(part.rows[i])), teacher.input_size)

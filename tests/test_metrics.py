@@ -374,11 +374,11 @@ def test_video_level_metrics_count_videos(tmp_path):
         metrics_for(Source(), rows, np.array([0.8, 0.6, 0.3, 0.9]), video=True)
 
 
-def test_unreadable_frame_while_scoring_is_one_line():
+def test_unreadable_frame_while_scoring_is_left_out_with_a_warning(capsys):
     import torch
 
     from fasd.data.source import FrameSource, FrameTable, UnreadableFrame
-    from fasd.evaluate.scoring import score_rows
+    from fasd.evaluate.scoring import readable_scores, score_rows
 
     class Broken(FrameSource):
         name, format = "toy", "test"
@@ -390,5 +390,11 @@ def test_unreadable_frame_while_scoring_is_one_line():
                 raise UnreadableFrame("b: truncated PNG")
             return np.zeros((8, 8, 3), np.uint8)
 
-    with pytest.raises(FasdError, match="cannot score toy: unreadable frame b: truncated PNG; fix or remove it"):
-        score_rows(lambda images: torch.full((len(images),), 0.5).numpy(), Broken(), np.arange(2), progress=False)
+    source = Broken()
+    scores = score_rows(lambda images: torch.full((len(images),), 0.5).numpy(), source, np.arange(2), progress=False)
+    assert scores[0] == 0.5 and np.isnan(scores[1])
+    rows, kept = readable_scores(source, np.arange(2), scores)
+    assert rows.tolist() == [0] and kept.tolist() == [0.5]
+    assert capsys.readouterr().err == "warning: 1 unreadable frame(s) of 'toy' left out of the metrics: b\n"
+    with pytest.raises(FasdError, match="none of the 1 frames of 'toy' to score can be decoded"):
+        readable_scores(source, np.arange(1, 2), scores[1:])

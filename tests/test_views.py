@@ -302,7 +302,8 @@ def test_student_replays_the_drawn_view_and_gets_that_views_targets(views_store,
     store_row = {f: i for i, f in enumerate(read_strings(group["frame_id"]))}
     items = []
     for index, view in ((0, 2), (5, 0), (9, 1)):
-        image, label, _, item = frames[(index, view)]
+        image, label, _, item, readable = frames[(index, view)]
+        assert readable
         row = int(rows[index])
         params = group["views/params"][store_row[source.table.frame_id[row]], view]
         expected = view_transform(32)(source.read_image(row), params)

@@ -31,8 +31,8 @@ def evaluate(
     from fasd.config import load_registry
     from fasd.constants import SPLITS
     from fasd.data.open_source import open_source
-    from fasd.evaluate.metrics import format_report
-    from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
+    from fasd.evaluate.metrics import format_report, stored_val_threshold
+    from fasd.evaluate.scoring import metrics_for, readable_scores, score_rows, write_scores
     from fasd.export.metadata import modalities_of
     from fasd.export.runtimes import load_scorer
 
@@ -53,13 +53,13 @@ def evaluate(
     if len(rows) == 0:
         raise FasdError(f"dataset '{name}' has no frames in split '{split_name}'")
     missing_list = tuple(_csv(missing)) if missing else ()
-    frame_scores = score_rows(scorer.p_live, source, rows, batch_size=batch_size, desc=f"score {name}",
-                              modalities=modalities_of(scorer.metadata), missing=missing_list,
-                              size=scorer.metadata["input_size"])
+    rows, frame_scores = readable_scores(source, rows, score_rows(
+        scorer.p_live, source, rows, batch_size=batch_size, desc=f"score {name}",
+        modalities=modalities_of(scorer.metadata), missing=missing_list, size=scorer.metadata["input_size"]))
     if scores is not None:
         write_scores(scores, source, rows, frame_scores)
     metrics = metrics_for(source, rows, frame_scores, video=video_level,
-                          val_threshold=scorer.metadata.get("eer_threshold"))
+                          val_threshold=stored_val_threshold(scorer.metadata))
     if as_json:
         _print_json(metrics)
     else:
@@ -114,7 +114,7 @@ def predict(
     model: Annotated[Path, typer.Argument(help="Exported .onnx, .ort or .pte file, or a training checkpoint.")],
     inputs: Annotated[list[Path], typer.Argument(help="Face-crop images or folders of them.")],
     threshold: Annotated[Optional[float], typer.Option(
-        help="Live when P(live) >= threshold (default: the model's EER threshold, else 0.5).")] = None,
+        help="Live when P(live) >= threshold (default: the model's validation threshold, else 0.5).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     depth: Annotated[Optional[Path], typer.Option(help="Multimodal students: folder of depth images named like "
                                                        "the RGB ones (absent: depth missing, the zero frame).")

@@ -23,8 +23,8 @@ from fasd.constants import MODALITIES
 from fasd.data.source import FrameSource
 from fasd.device import resolve_device
 from fasd.errors import FasdError
-from fasd.evaluate.metrics import compute_metrics
-from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
+from fasd.evaluate.metrics import compute_metrics, stored_val_threshold
+from fasd.evaluate.scoring import metrics_for, readable_scores, score_rows, write_scores
 from fasd.evaluate.store_metrics import p_live
 from fasd.experiment.figures import SCORES_FILE
 from fasd.export.metadata import modalities_of
@@ -98,8 +98,9 @@ def student_setting(run_dir: Path, run: dict, source: FrameSource, rows: np.ndar
                         desc=f"{run_dir.parent.name} seed {run['seed']}, {'/'.join(missing)} missing",
                         size=scorer.metadata["input_size"], modalities=modalities_of(scorer.metadata),
                         missing=missing)
+    rows, scores = readable_scores(source, rows, scores)
     write_scores(run_dir / scores_name(missing), source, rows, scores)
-    metrics = {**metrics_for(source, rows, scores, val_threshold=scorer.metadata.get("eer_threshold")),
+    metrics = {**metrics_for(source, rows, scores, val_threshold=stored_val_threshold(scorer.metadata)),
                "seed": run["seed"], "no_teacher": run["no_teacher"], "missing": list(missing)}
     metrics_path.write_text(json.dumps(metrics, indent=2))
     return metrics

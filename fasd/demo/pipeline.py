@@ -29,7 +29,7 @@ from fasd.demo.report import write_report
 from fasd.demo.stats import aggregate, std_ratio, verdict
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import compute_metrics
-from fasd.evaluate.scoring import score_rows
+from fasd.evaluate.scoring import readable_scores, score_rows
 from fasd.evaluate.store_metrics import p_live
 from fasd.export.latency import bench_model
 from fasd.export.export import export_model
@@ -224,7 +224,9 @@ def _in_domain(checkpoint: Path, registry, sources: list[str], progress: bool) -
     for name in sources:
         source = open_source(registry.dataset(name))
         rows = source.table.rows_in_splits(["test"])
+        rows, in_domain = readable_scores(source, rows, score_rows(
+            scorer.p_live, source, rows, progress=progress, desc=f"in-domain {name}",
+            size=scorer.metadata["input_size"], modalities=modalities_of(scorer.metadata)))
         labels.append(source.table.label[rows])
-        scores.append(score_rows(scorer.p_live, source, rows, progress=progress, desc=f"in-domain {name}",
-                                 size=scorer.metadata["input_size"], modalities=modalities_of(scorer.metadata)))
+        scores.append(in_domain)
     return compute_metrics(np.concatenate(labels), np.concatenate(scores))

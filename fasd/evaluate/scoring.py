@@ -11,9 +11,9 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from fasd.constants import STUDENT_INPUT_SIZE
-from fasd.data.source import FrameSource, UnreadableFrame
-from fasd.errors import FasdError
+from fasd.constants import CLASS_NAMES, STUDENT_INPUT_SIZE
+from fasd.data.source import FrameSource
+from fasd.errors import FasdError, listed, warn
 from fasd.evaluate.metrics import compute_metrics, video_level
 from fasd.training.frames import EvalFrames
 from fasd.training.modalities import ModalityEvalFrames, check_missing, modality_eval_transform
@@ -26,8 +26,9 @@ def score_rows(p_live: PLive, source: FrameSource, rows: np.ndarray, batch_size:
                progress: bool = True, desc: str = "score", size: int = STUDENT_INPUT_SIZE,
                modalities: tuple[str, ...] = ("rgb",), missing: tuple[str, ...] = ()) -> np.ndarray:
     """P(live) for ``rows`` of ``source`` with the evaluation transform (plain resize to ``size``, the
-    student's input side; no augmentation). A student of several ``modalities`` gets (N, M, 3, S, S) stacks,
-    with the ``missing`` modalities zeroed (Protocol 2)."""
+    student's input side; no augmentation), NaN for frames that cannot be decoded (``readable_scores`` leaves
+    them out). A student of several ``modalities`` gets (N, M, 3, S, S) stacks, with the ``missing`` modalities
+    zeroed (Protocol 2)."""
     if tuple(modalities) == ("rgb",):
         if missing:
             raise FasdError("--missing zeroes depth or IR: it needs a multimodal student (mobilenetv3-small-mm)")
@@ -37,15 +38,32 @@ def score_rows(p_live: PLive, source: FrameSource, rows: np.ndarray, batch_size:
     loader = DataLoader(frames, batch_size=batch_size, shuffle=False, num_workers=workers)
     scores = np.empty(len(rows), dtype=np.float64)
     with tqdm(total=len(rows), unit="frame", desc=desc, disable=not progress, leave=False) as bar:
-        try:
-            for images, index in loader:
-                scores[index.numpy()] = p_live(images)
-                bar.update(len(index))
-        except UnreadableFrame as exc:  # a worker re-raises it with the worker's traceback in the message
-            lines = [line for line in str(exc).splitlines() if line.strip()]
-            what = lines[-1].split("UnreadableFrame: ", 1)[-1] if lines else "a frame"
-            raise FasdError(f"cannot score {source.name}: unreadable frame {what}; fix or remove it") from None
+        for images, index, readable in loader:
+            index, readable = index.numpy(), readable.numpy()
+            batch = np.asarray(p_live(images), dtype=np.float64)
+            invalid = readable & ~np.isfinite(batch)  # NaN is kept to mean "unreadable"
+            if invalid.any():
+                raise FasdError(f"the model gives a non-finite P(live) on frame "
+                                f"{source.table.frame_id[rows[index[invalid][0]]]} of '{source.name}': its "
+                                f"outputs are invalid")
+            scores[index] = np.where(readable, batch, np.nan)
+            bar.update(len(index))
     return scores
+
+
+def readable_scores(source: FrameSource, rows: np.ndarray, scores: np.ndarray,
+                    left_out_of: str = "the metrics") -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` and ``scores`` (``score_rows``) without the frames that could not be decoded (NaN scores), with
+    one warning naming them; every frame unreadable is a FasdError. What every caller scores metrics, thresholds
+    or scores.csv on."""
+    bad = np.isnan(scores)
+    if len(rows) and bad.all():
+        raise FasdError(f"none of the {len(rows)} frames of '{source.name}' to score can be decoded "
+                        f"(e.g. {source.table.frame_id[rows[0]]}); check its files")
+    if bad.any():
+        warn(f"{int(bad.sum())} unreadable frame(s) of '{source.name}' left out of {left_out_of}: "
+             f"{listed(source.table.frame_id[rows[bad]])}")
+    return rows[~bad], scores[~bad]
 
 
 def metrics_for(source: FrameSource, rows: np.ndarray, scores: np.ndarray, video: bool = False,
@@ -54,6 +72,9 @@ def metrics_for(source: FrameSource, rows: np.ndarray, scores: np.ndarray, video
     score per video, counted as videos and marked ``"level": "video"``."""
     table = source.table
     labels, attack = table.label[rows], table.attack_type[rows]
+    if len(np.unique(labels)) == 1:  # compute_metrics reports the undefined rates as null; say why
+        warn(f"every frame of '{source.name}' evaluated is {CLASS_NAMES[int(labels[0])]}: EER, AUC, ACER and the "
+             f"other class's error rate are undefined (null)")
     if video:
         if not (table.video_id[rows] != "").any():
             raise FasdError(f"--video-level needs video IDs, but no frame of {source.name} has one; "

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
+from fasd.evaluate.metrics import stored_val_threshold
 from fasd.export.metadata import INPUT_NAME, SINGLE_INPUT, student_metadata
 from fasd.student_train.checkpoint import DEFAULT_STUDENT, load_student
 from fasd.student_train.students import student_kind
@@ -28,15 +29,15 @@ class Deployable:
     input_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    metadata: dict  # student_metadata(): input contract, label order, EER threshold, fasd version
+    metadata: dict  # student_metadata(): input contract, label order, validation threshold, fasd version
 
     @property
     def parameters(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
 
     @property
-    def eer_threshold(self) -> float | None:
-        return self.metadata.get("eer_threshold")
+    def val_threshold(self) -> float | None:
+        return stored_val_threshold(self.metadata)
 
     def example_inputs(self, batch: int = 1) -> tuple[torch.Tensor, ...]:
         """Zeros of the input contract's shape, one per input, for tracing."""
@@ -56,4 +57,4 @@ def load_deployable(checkpoint: Path) -> Deployable:
     return Deployable(module=student.deployable().eval(),
                       input_names=(INPUT_NAME,) if tuple(modalities) == SINGLE_INPUT else tuple(modalities),
                       input_size=student.input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      metadata=student_metadata(info.get("eer_threshold"), student.input_size, modalities))
+                      metadata=student_metadata(stored_val_threshold(info), student.input_size, modalities))

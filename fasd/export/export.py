@@ -52,11 +52,11 @@ class ExportReport:
     int8: bool
     parity: Parity | None  # None: no runtime on Linux (see ``check``)
     check: str | None  # the spec check of a format without a Linux runtime
-    eer_threshold: float | None  # as written to the metadata
+    val_threshold: float | None  # as written to the metadata
 
     def describe(self) -> str:
-        threshold = ("unknown (fasd predict falls back to 0.5)" if self.eer_threshold is None
-                     else f"{self.eer_threshold:.4f}")
+        threshold = ("unknown (fasd predict falls back to 0.5)" if self.val_threshold is None
+                     else f"{self.val_threshold:.4f}")
         lines = [f"wrote {self.path} ({self.format}): {self.parameters / 1e6:.2f} M parameters, "
                  f"{self.bytes / 1e6:.2f} MB; {self.note}"]
         if self.parity is not None:
@@ -67,7 +67,7 @@ class ExportReport:
                          f"{100 * p.agreement:.1f} % of frames")
         if self.check is not None:
             lines.append(f"{self.check} (no runtime on Linux: not run)")
-        lines.append(f"EER threshold in metadata: {threshold}")
+        lines.append(f"validation threshold in metadata: {threshold}")
         return "\n".join(lines)
 
 
@@ -113,7 +113,7 @@ def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", q
     finally:
         _remove(tmp)
     return ExportReport(path=out, format=fmt, bytes=size_of(out), parameters=deployable.parameters, note=note,
-                        int8=options.int8, parity=parity, check=check, eer_threshold=deployable.eer_threshold)
+                        int8=options.int8, parity=parity, check=check, val_threshold=deployable.val_threshold)
 
 
 def _options(kind: ExportFormat, quantize: str | None, calibrate: str | None, calibration_frames: int,
@@ -159,7 +159,7 @@ def _parity(scorer: Scorer, deployable: Deployable, frames: np.ndarray, source: 
     """The runtime against the deployable's PyTorch forward: frame 0 alone, then PARITY_BATCH at a time."""
     batches = [frames[:1]] + [frames[i:i + PARITY_BATCH] for i in range(0, len(frames), PARITY_BATCH)]
     logit_diff, p_diff, same = [], [], []
-    threshold = deployable.eer_threshold if deployable.eer_threshold is not None else DEFAULT_THRESHOLD
+    threshold = deployable.val_threshold if deployable.val_threshold is not None else DEFAULT_THRESHOLD
     for batch in batches:
         logits, p_live = scorer.forward(batch)
         with torch.inference_mode():

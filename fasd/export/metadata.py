@@ -19,14 +19,16 @@ LABELS = f"{LABEL_SPOOF} = {CLASS_NAMES[LABEL_SPOOF]}, {LABEL_LIVE} = {CLASS_NAM
 PREPROCESSING = (f"RGB, resize to {STUDENT_INPUT_SIZE} x {STUDENT_INPUT_SIZE}, scale to [0, 1], "
                  "subtract mean, divide by std (per channel), NCHW float32")
 OUTPUTS = "logits N x 2 [spoof, live]; p_live N = softmax(logits)[:, 1]"
-_JSON_KEYS = ("input_size", "mean", "std", "eer_threshold", "modalities")
+# "eer_threshold": the validation threshold's name in files exported before fasd called it val_threshold
+_JSON_KEYS = ("input_size", "mean", "std", "val_threshold", "eer_threshold", "modalities")
 SINGLE_INPUT = ("rgb",)  # the modalities of a one-input student (no "modalities" key in its metadata)
 _REQUIRED_KEYS = ("input_size", "mean", "std", "labels")
 
 
-def student_metadata(eer_threshold: float | None, input_size: int = STUDENT_INPUT_SIZE,
+def student_metadata(val_threshold: float | None, input_size: int = STUDENT_INPUT_SIZE,
                      modalities: tuple[str, ...] = SINGLE_INPUT) -> dict:
-    """The description every scorer reports about its model; ``eer_threshold`` only when known. A multimodal
+    """The description every scorer reports about its model; ``val_threshold`` (the threshold chosen on the
+    sources' validation split, fasd.evaluate.metrics.stored_val_threshold reads it) only when known. A multimodal
     student has one input per modality, named after it (a missing modality is the all-zero frame)."""
     multimodal = tuple(modalities) != SINGLE_INPUT
     meta = {"fasd_version": __version__, "input_name": ",".join(modalities) if multimodal else INPUT_NAME,
@@ -35,8 +37,8 @@ def student_metadata(eer_threshold: float | None, input_size: int = STUDENT_INPU
                                               if multimodal else ""), "outputs": OUTPUTS}
     if multimodal:
         meta["modalities"] = list(modalities)
-    if eer_threshold is not None:
-        meta["eer_threshold"] = float(eer_threshold)
+    if val_threshold is not None:
+        meta["val_threshold"] = float(val_threshold)
     return meta
 
 

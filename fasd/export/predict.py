@@ -12,6 +12,7 @@ from fasd.constants import CLASS_NAMES, LABEL_LIVE, LABEL_SPOOF, MODALITIES, STU
 from fasd.data.image_io import decode_image
 from fasd.data.source import UnreadableFrame
 from fasd.errors import FasdError
+from fasd.evaluate.metrics import stored_val_threshold
 from fasd.export.metadata import SINGLE_INPUT, modalities_of
 from fasd.export.runtimes import load_scorer
 from fasd.training.modalities import modality_eval_transform
@@ -76,7 +77,7 @@ def predict_paths(model: Path, inputs: list[Path], threshold: float | None = Non
                   folders: dict[str, Path] | None = None) -> list[dict]:
     """One row per image: path, p_live, decision ('live' when p_live >= threshold, else 'spoof'), threshold.
 
-    ``threshold`` None: the model's EER threshold when its metadata has one, else 0.5.
+    ``threshold`` None: the model's validation threshold when its metadata has one, else 0.5.
     ``folders``: a multimodal model's other modalities, {modality: folder} (files matched by name).
     An unreadable image is a FasdError naming it (nothing is silently skipped).
     """
@@ -91,7 +92,8 @@ def predict_paths(model: Path, inputs: list[Path], threshold: float | None = Non
     if folders and tuple(modalities) == SINGLE_INPUT:
         raise FasdError(f"--{'/--'.join(folders)}: {model} takes RGB only; pass a multimodal student")
     if threshold is None:
-        threshold = float(scorer.metadata.get("eer_threshold", DEFAULT_THRESHOLD))
+        stored = stored_val_threshold(scorer.metadata)
+        threshold = DEFAULT_THRESHOLD if stored is None else stored
     rows = []
     for paths, images in _batches(find_images(inputs), modalities, folders, scorer.metadata["input_size"]):
         for path, p in zip(paths, scorer.p_live(images).tolist()):

@@ -52,9 +52,15 @@ def no_views(path: str) -> FasdError:
                      f"or train without --views")
 
 
+def unreadable_ids(store: TeacherStore, name: str) -> frozenset[str]:
+    """Frame IDs of dataset ``name`` that the cache job could not decode (stored as NaN targets)."""
+    return frozenset(str(f) for f in store.dataset(name).attrs.get(layout.UNREADABLE_ATTR, []))
+
+
 def load_targets(store: TeacherStore, name: str, targets: tuple[str, ...], views: bool = False) -> DatasetTargets:
     """Load one dataset's ``targets`` into memory; frames whose chunk is not done or whose targets are NaN
-    (unreadable frames) are left out of the lookup so they count as missing.
+    (unreadable frames, ``unreadable_ids``: the trainer leaves those out of its streams first) are left out of the
+    lookup so they count as missing.
 
     ``views``: load every target's per-view array (N, K, *shape) instead, and the view parameters.
     A trainer that streams some targets chunk by chunk loads only the lookup and the small ones here.

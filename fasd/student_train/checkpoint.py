@@ -2,9 +2,10 @@
 
 Format: ``torch.save({"fasd_student": 1, "model": state dict, "student_config": StudentConfig as a dict,
 "epoch": int, "config": the run's options (``config["student"]``: the registered student),
-"eer_threshold": float | None, "val_loss": float | None, "optimizer": ..., "scheduler": ..., "scaler": ...})``.
+"val_threshold": float | None, "val_loss": float | None, "optimizer": ..., "scheduler": ..., "scaler": ...})``.
 Only tensors and plain Python values, so ``weights_only=True`` loading works. Checkpoints of fasd 0.1 (no
-student name or config) are MobileNetV3-Small students.
+student name or config) are MobileNetV3-Small students; older checkpoints hold the validation threshold as
+``eer_threshold`` (read both with fasd.evaluate.metrics.stored_val_threshold).
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ DEFAULT_STUDENT = "mobilenetv3-small"  # the only student of fasd 0.1
 
 
 def save_checkpoint(path: Path, student: torch.nn.Module, epoch: int, config: dict,
-                    eer_threshold: float | None = None, val_loss: float | None = None,
+                    val_threshold: float | None = None, val_loss: float | None = None,
                     extra: dict | None = None) -> None:
-    """Write atomically (temp file + rename) so a crash never leaves a truncated checkpoint."""
+    """Write atomically (temp file + rename) so a crash never leaves a truncated checkpoint. ``val_threshold``: the
+    EER threshold of the sources' validation split (the deployed operating point)."""
     payload = {"fasd_student": CHECKPOINT_VERSION, "model": student.state_dict(),
                "student_config": student.config.to_json(), "epoch": epoch, "config": config,
-               "eer_threshold": eer_threshold, "val_loss": val_loss, **(extra or {})}
+               "val_threshold": val_threshold, "val_loss": val_loss, **(extra or {})}
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)

@@ -4,6 +4,9 @@ Items carry their index; the trainer fetches the cached teacher targets of a who
 own process (fasd.student_train.targets), so DataLoader workers never hold or copy the targets and the
 teacher itself is never loaded here.
 
+A frame that cannot be decoded is a blank item with ``readable`` False (fasd.training.frames.read_or_blank);
+the trainer drops it from its batch.
+
 With stored views (``fasd train --views``) a draw is a pair (item, view): ViewSampler picks one of the K
 views of each drawn frame, the stream replays that view's crop, flip and jitter at the student's size
 (fasd.views.apply_view) and the item carries [index, view], so the trainer takes that view's targets.
@@ -12,22 +15,25 @@ views of each drawn frame, the stream replays that view's crop, flip and jitter 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from fasd.data.source import FrameSource
-from fasd.training.frames import DomainRows
+from fasd.training.frames import BLANK_IMAGE, DomainRows, read_or_blank
 from fasd.training.transforms import StudentTransform, ViewReplay
 
 
 class StudentFrames(Dataset):
-    """Item i -> (image, label, domain index, i) over several domains; ``domain_of[i]`` and ``offset[i]``
-    say which domain's which row item i is.
+    """Item i -> (image, label, domain index, i, readable) over several domains; ``domain_of[i]`` and
+    ``offset[i]`` say which domain's which row item i is.
 
     ``replay``: this stream replays stored views; once ``set_views`` gave it the view parameters, item
-    (i, v) -> (view v of frame i, label, domain, [i, v]).
+    (i, v) -> (view v of frame i, label, domain, [i, v], readable).
     """
+
+    blank = BLANK_IMAGE  # what ``read`` stands in for an unreadable frame
 
     def __init__(self, domains: list[DomainRows], transform: StudentTransform, replay: ViewReplay | None = None):
         self.domains = domains
@@ -47,6 +53,11 @@ class StudentFrames(Dataset):
         """What the transform takes: the RGB image (multimodal streams read every modality)."""
         return source.read_image(row)
 
+    def frame_name(self, index: int) -> str:
+        """Item ``index`` as a message names it: dataset:frame ID."""
+        part = self.domains[int(self.domain_of[index])]
+        return f"{part.source.name}:{part.source.table.frame_id[part.rows[self.offset[index]]]}"
+
     def set_views(self, params: list[np.ndarray]) -> None:
         """The stored view parameters of every domain's rows (what the stream replays)."""
         self.view_params = params
@@ -63,9 +74,11 @@ class StudentFrames(Dataset):
         row = int(part.rows[offset])
         label = int(part.source.table.label[row])
         if view is None:
-            return self.transform(self.read(part.source, row)), label, domain, index
-        image = self.replay(part.source.read_image(row), self.view_params[domain][offset, view])
-        return image, label, domain, np.array([index, view], dtype=np.int64)
+            frame, readable = read_or_blank(partial(self.read, part.source), row, self.blank)
+            return self.transform(frame), label, domain, index, readable
+        image, readable = read_or_blank(part.source.read_image, row, BLANK_IMAGE)
+        return (self.replay(image, self.view_params[domain][offset, view]), label, domain,
+                np.array([index, view], dtype=np.int64), readable)
 
 
 class ViewSampler(Sampler[tuple[int, int]]):

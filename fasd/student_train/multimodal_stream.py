@@ -15,12 +15,14 @@ from fasd.errors import FasdError
 from fasd.student_train.data import StudentFrames
 from fasd.student_train.multimodal import MultiModalStudent, load_imagenet_weights_per_modality
 from fasd.student_train.students import StudentConfig, register_student
-from fasd.training.modalities import Frame, modality_eval_transform, modality_train_transform
+from fasd.training.modalities import BLANK_FRAME, Frame, modality_eval_transform, modality_train_transform
 from fasd.training.transforms import eval_transform, train_transform
 
 
 class ModalityFrames(StudentFrames):
     """StudentFrames whose items carry every modality (the image is (M, 3, S, S)); stored views are RGB-only."""
+
+    blank = BLANK_FRAME
 
     def read(self, source: FrameSource, row: int) -> Frame:
         return source.read_modalities(row)

@@ -1,8 +1,9 @@
 """Attach cached teacher targets to the student's streams, checking the store first; look them up per batch.
 
 Every frame the trainer will use must be in the store, and each dataset's source fingerprint must
-still match; otherwise one line says what is missing and which command caches it. Only the targets the
-active loss terms read are loaded.
+still match; otherwise one line says what is missing and which command caches it. Frames the cache job could
+not decode have no targets: ``readable_parts`` leaves them out of the streams first, with a warning naming them.
+Only the targets the active loss terms read are loaded.
 
 Targets are held one of two ways (``fasd train --targets-in-memory``, the default, or ``--stream-targets``):
 in memory, every used frame's targets are loaded once (~1 KB a frame for vlmkd); streamed, only the frame-ID
@@ -22,12 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fasd.errors import FasdError
+from fasd.errors import FasdError, listed, warn
 from fasd.store_schema import layout
-from fasd.store_schema.reader import load_targets, no_views, non_finite_targets, source_mismatch
+from fasd.store_schema.reader import load_targets, no_views, non_finite_targets, source_mismatch, unreadable_ids
 from fasd.store_schema.store import TeacherStore, open_store
 from fasd.store_schema.streaming import BlockCache, ChunkedTargets
 from fasd.student_train.data import StudentFrames
+from fasd.training.frames import DomainRows
 
 # Store chunks per window of the streamed draw order. The cache holds two windows (a batch may straddle
 # two): 2 x 16 x 4 MB at the default 4096-row chunks of 512-d features.
@@ -120,6 +122,34 @@ class FrameTargets:
             mask = self.domain_of == d
             out[mask] = b[self.offset[mask]] + shift[d]
         return out
+
+
+def readable_parts(store_path: str, streams: list[list[DomainRows]]) -> list[list[DomainRows]]:
+    """``streams`` (e.g. [train parts, val parts]) without the frames the store records as unreadable, with one
+    warning naming them; a domain left without frames is a FasdError."""
+    store = open_store(store_path)
+    unreadable: dict[str, frozenset[str]] = {}
+    dropped: dict[str, list[str]] = {}
+    kept_streams = []
+    for parts in streams:
+        kept = []
+        for part in parts:
+            name = part.source.name
+            if name not in unreadable:
+                unreadable[name] = unreadable_ids(store, name)
+            frame_ids = part.source.table.frame_id[part.rows]
+            bad = np.fromiter((str(f) in unreadable[name] for f in frame_ids), dtype=bool, count=len(frame_ids))
+            if bad.all():
+                raise FasdError(f"{store_path} records every one of the {len(bad)} frames of '{name}' this run needs "
+                                f"as unreadable (e.g. {frame_ids[0]}); fix its files and re-cache it")
+            dropped.setdefault(name, []).extend(str(f) for f in frame_ids[bad])
+            kept.append(DomainRows(part.source, part.rows[~bad]))
+        kept_streams.append(kept)
+    named = {name: ids for name, ids in dropped.items() if ids}
+    if named:
+        warn(f"{sum(map(len, named.values()))} frame(s) that {store_path} records as unreadable left out of training: "
+             + "; ".join(f"'{name}' {listed(ids)}" for name, ids in named.items()))
+    return kept_streams
 
 
 def attach_targets(store_path: str, streams: list[StudentFrames],

@@ -29,20 +29,20 @@ from tqdm import tqdm
 
 from fasd import distributed
 from fasd.config import Registry
-from fasd.constants import SPLITS
+from fasd.constants import CLASS_NAMES, SPLITS
 from fasd.data.open_source import open_target
 from fasd.device import resolve_device, set_cpu_threads
-from fasd.errors import FasdError
+from fasd.errors import FasdError, listed, warn
 from fasd.evaluate.metrics import eer
-from fasd.evaluate.scoring import metrics_for, score_rows, write_scores
+from fasd.evaluate.scoring import metrics_for, readable_scores, score_rows, write_scores
 from fasd.student_train.checkpoint import read_checkpoint, save_checkpoint
-from fasd.student_train.data import ViewSampler
+from fasd.student_train.data import StudentFrames, ViewSampler
 from fasd.student_train.multimodal_stream import student_stream
 from fasd.student_train.losses import CompositeLoss, LossSettings, StepBatch
 from fasd.student_train.report import write_report
 from fasd.student_train.run_config import TrainOptions
 from fasd.student_train.students import StudentConfig, student_kind
-from fasd.student_train.targets import STREAM_WINDOW, FrameTargets, attach_targets, projection_dim
+from fasd.student_train.targets import STREAM_WINDOW, FrameTargets, attach_targets, projection_dim, readable_parts
 from fasd.training.frames import DomainRows
 from fasd.training.precision import autocast, grad_scaler
 from fasd.training.rundir import BEST, CONFIG, LAST, LOG, METRICS, SCORES
@@ -75,11 +75,13 @@ def seed_epoch(seed: int, epoch: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(value)
 
 
-def _with_targets(batch, targets: FrameTargets | None):
-    """(images, labels, domains, items) -> (images, labels, domains, {target: tensor}); no targets without a
-    teacher, so ``--no-teacher`` needs no store."""
-    images, labels, domains, items = batch
-    return images, labels, domains, targets(items) if targets is not None else {}
+def _warn_one_class(parts: list[DomainRows]) -> None:
+    """A source whose train split holds one class teaches live vs spoof nothing (only its domain)."""
+    for part in parts:
+        labels = part.source.table.label[part.rows]
+        if (labels == labels[0]).all():
+            warn(f"every train frame of '{part.source.name}' is {CLASS_NAMES[int(labels[0])]}: it cannot teach live "
+                 f"vs spoof, and its domain may pass for the class")
 
 
 def _check_same_layers(teacher: dict, options: TrainOptions) -> None:
@@ -130,14 +132,19 @@ class Trainer:
         self.input_size = options.input_size or self.kind.input_size
         if options.views and not self.criterion.needs_teacher:
             raise FasdError("--views replays the teacher store's views: it needs a teacher (drop --no-teacher)")
+        if self.criterion.needs_teacher:
+            if not options.store:
+                raise FasdError("distillation needs --store (the teacher store), or pass --no-teacher")
+            self.train_parts, self.val_parts = readable_parts(options.store, [self.train_parts, self.val_parts])
+        if self.ranks.is_main:
+            _warn_one_class(self.train_parts)
+        self.unreadable: set[str] = set()  # frames that failed to decode during this run, warned about once
         stream = student_stream(self.kind.modalities)
         self.train_set = stream.frames(self.train_parts, stream.train(self.input_size),
                                        replay=view_transform(self.input_size) if options.views else None)
         self.val_set = stream.frames(self.val_parts, stream.eval(self.input_size))
         self.train_targets = self.val_targets = None
         if self.criterion.needs_teacher:
-            if not options.store:
-                raise FasdError("distillation needs --store (the teacher store), or pass --no-teacher")
             store, (self.train_targets, self.val_targets) = attach_targets(
                 options.store, [self.train_set, self.val_set], self.criterion.needed_targets,
                 stream=options.stream_targets)
@@ -206,6 +213,23 @@ class Trainer:
                                         labels.to(**move), domains.to(**move),
                                         {name: value.to(**move) for name, value in targets.items()}))
 
+    def _readable(self, batch, frames: StudentFrames, targets: FrameTargets | None, what: str, least: int):
+        """(images, labels, domains, items, readable) -> (images, labels, domains, {target: tensor}) of its readable
+        items; None when fewer than ``least`` are. A frame that fails to decode is left out of ``what`` with a
+        warning the first time. No targets without a teacher, so ``--no-teacher`` needs no store."""
+        images, labels, domains, items, readable = batch
+        if not readable.all():
+            lost = items[~readable]
+            names = [frames.frame_name(int(i)) for i in (lost if lost.ndim == 1 else lost[:, 0])]
+            new = [name for name in names if name not in self.unreadable]
+            if new:
+                self.unreadable.update(new)
+                warn(f"{len(new)} unreadable frame(s) left out of {what}: {listed(new)}")
+            images, labels, domains, items = images[readable], labels[readable], domains[readable], items[readable]
+        if len(labels) < least:
+            return None
+        return images, labels, domains, targets(items) if targets is not None else {}
+
     def _sampler(self, generator: torch.Generator, draws: int):
         sampler = domain_balanced_sampler(self.train_set.domain_of, draws, generator)
         blocks = self.train_targets.block_of if self.train_targets is not None else None
@@ -228,7 +252,11 @@ class Trainer:
         with tqdm(loader, desc=f"epoch {epoch + 1}/{self.options.epochs}", unit="batch",
                   disable=not self.progress, leave=False) as bar:
             for batch in bar:
-                loss, terms = self._loss(_with_targets(batch, self.train_targets))
+                batch = self._readable(batch, self.train_set, self.train_targets, "training", least=2)
+                # Under DDP every rank takes every step: a batch one rank skips is skipped by all.
+                if any(distributed.all_gather(batch is None)):
+                    continue
+                loss, terms = self._loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
@@ -251,11 +279,16 @@ class Trainer:
         sums: dict[str, float] = {}
         frames = 0
         for batch in loader:
-            _, terms = self._loss(_with_targets(batch, self.val_targets))
+            batch = self._readable(batch, self.val_set, self.val_targets, "validation", least=1)
+            if batch is None:
+                continue
+            _, terms = self._loss(batch)
             count = len(batch[1])
             frames += count
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value * count
+        if not frames:
+            raise FasdError(f"none of the {len(self.val_set)} validation frames can be decoded; check their files")
         return {name: value / frames for name, value in sums.items()}
 
     def _p_live(self, images: torch.Tensor) -> np.ndarray:
@@ -328,17 +361,19 @@ class Trainer:
         self.student.load_state_dict(payload["model"])
         self.student.eval()
         # Operating threshold chosen on the sources' validation data (never on the target).
-        val_scores = [score_rows(self._p_live, p.source, p.rows, progress=False, size=self.input_size,
-                                 modalities=self.kind.modalities) for p in self.val_parts]
-        val_labels = np.concatenate([p.source.table.label[p.rows] for p in self.val_parts])
-        _, val_threshold = eer(val_labels, np.concatenate(val_scores))
+        val = [readable_scores(p.source, p.rows, score_rows(
+            self._p_live, p.source, p.rows, progress=False, size=self.input_size, modalities=self.kind.modalities),
+            left_out_of="the validation threshold") for p in self.val_parts]
+        val_labels = np.concatenate([p.source.table.label[rows] for p, (rows, _) in zip(self.val_parts, val)])
+        _, val_threshold = eer(val_labels, np.concatenate([scores for _, scores in val]))
         save_checkpoint(self.run_dir / BEST, self.student, payload["epoch"], self.options.__dict__,
-                        eer_threshold=val_threshold, val_loss=payload["val_loss"])
+                        val_threshold=val_threshold, val_loss=payload["val_loss"])
         test = self.test_part
-        scores = score_rows(self._p_live, test.source, test.rows, progress=self.progress,
-                            desc=f"test {self.options.target}", size=self.input_size, modalities=self.kind.modalities)
-        write_scores(self.run_dir / SCORES, test.source, test.rows, scores)
-        metrics = metrics_for(test.source, test.rows, scores, val_threshold=val_threshold)
+        rows, scores = readable_scores(test.source, test.rows, score_rows(
+            self._p_live, test.source, test.rows, progress=self.progress, desc=f"test {self.options.target}",
+            size=self.input_size, modalities=self.kind.modalities))
+        write_scores(self.run_dir / SCORES, test.source, rows, scores)
+        metrics = metrics_for(test.source, rows, scores, val_threshold=val_threshold)
         metrics.update({"recipe": self.options.recipe, "student": self.options.student,
                         "protocol": self.options.protocol, "sources": self.options.sources,
                         "target": self.options.target, "seed": self.options.seed,

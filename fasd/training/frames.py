@@ -1,14 +1,32 @@
-"""Frames of one or several domains as the training and evaluation loops read them."""
+"""Frames of one or several domains as the training and evaluation loops read them.
+
+A frame that cannot be decoded does not stop a loop: its item carries ``readable`` False and a blank image
+(``read_or_blank``), and the loop leaves it out (scoring gives it a NaN score, training drops it from its batch).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from torch.utils.data import Dataset
 
-from fasd.data.source import FrameSource
+from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.training.transforms import StudentTransform
+
+Read = TypeVar("Read")
+# What an unreadable frame's item is made of: every transform resizes it to the stream's size.
+BLANK_IMAGE = np.zeros((1, 1, 3), dtype=np.uint8)
+
+
+def read_or_blank(read: Callable[[int], Read], row: int, blank: Read) -> tuple[Read, bool]:
+    """(``read(row)``, True), or (``blank``, False) when the frame cannot be decoded."""
+    try:
+        return read(row), True
+    except UnreadableFrame:
+        return blank, False
 
 
 @dataclass
@@ -20,7 +38,7 @@ class DomainRows:
 
 
 class EvalFrames(Dataset):
-    """Item i -> (image, i) for scoring one source's rows with the evaluation transform."""
+    """Item i -> (image, i, readable) for scoring one source's rows with the evaluation transform."""
 
     def __init__(self, source: FrameSource, rows: np.ndarray, transform: StudentTransform):
         self.source, self.rows, self.transform = source, rows, transform
@@ -29,4 +47,5 @@ class EvalFrames(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int):
-        return self.transform(self.source.read_image(int(self.rows[index]))), index
+        image, readable = read_or_blank(self.source.read_image, int(self.rows[index]), BLANK_IMAGE)
+        return self.transform(image), index, readable

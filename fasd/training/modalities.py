@@ -22,10 +22,13 @@ from torchvision.transforms import v2
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, MODALITIES, STUDENT_INPUT_SIZE
 from fasd.data.source import FrameSource
 from fasd.errors import FasdError
+from fasd.training.frames import BLANK_IMAGE, read_or_blank
 from fasd.views import CROP_RATIO, CROP_SCALE, FLIP_PROBABILITY, JITTER
 
 Frame = dict[str, np.ndarray]  # FrameSource.read_modalities: every modality (H, W, 3) uint8 and "mask"
 ModalityTransform = Callable[[Frame], torch.Tensor]  # -> (M, 3, S, S) ImageNet-normalised
+# An unreadable frame's stand-in (fasd.training.frames.read_or_blank): every modality blank, none present.
+BLANK_FRAME: Frame = {**{name: BLANK_IMAGE for name in MODALITIES}, "mask": np.zeros(len(MODALITIES), dtype=bool)}
 
 
 def check_missing(missing: tuple[str, ...]) -> tuple[str, ...]:
@@ -72,7 +75,7 @@ def modality_eval_transform(size: int = STUDENT_INPUT_SIZE, missing: tuple[str, 
 
 
 class ModalityEvalFrames(Dataset):
-    """Item i -> ((M, 3, S, S) images, i) for scoring one source's rows."""
+    """Item i -> ((M, 3, S, S) images, i, readable) for scoring one source's rows."""
 
     def __init__(self, source: FrameSource, rows: np.ndarray, transform: ModalityTransform):
         self.source, self.rows, self.transform = source, rows, transform
@@ -81,7 +84,8 @@ class ModalityEvalFrames(Dataset):
         return len(self.rows)
 
     def __getitem__(self, index: int):
-        return self.transform(self.source.read_modalities(int(self.rows[index]))), index
+        frame, readable = read_or_blank(self.source.read_modalities, int(self.rows[index]), BLANK_FRAME)
+        return self.transform(frame), index, readable
 
 
 def run_deployed(module: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
