@@ -32,7 +32,7 @@ def evaluate(
     from fasd.constants import SPLITS
     from fasd.data.open_source import open_source
     from fasd.evaluate.metrics import format_report, stored_val_threshold
-    from fasd.evaluate.scoring import metrics_for, readable_scores, score_rows, write_scores
+    from fasd.evaluate.scoring import check_video_ids, metrics_for, readable_scores, score_rows, write_scores
     from fasd.export.metadata import modalities_of
     from fasd.export.runtimes import load_scorer
 
@@ -52,6 +52,8 @@ def evaluate(
     rows = source.table.rows_in_splits([split_name])
     if len(rows) == 0:
         raise FasdError(f"dataset '{name}' has no frames in split '{split_name}'")
+    if video_level:
+        check_video_ids(source, rows)
     missing_list = tuple(_csv(missing)) if missing else ()
     rows, frame_scores = readable_scores(source, rows, score_rows(
         scorer.p_live, source, rows, batch_size=batch_size, desc=f"score {name}",

@@ -66,6 +66,13 @@ def readable_scores(source: FrameSource, rows: np.ndarray, scores: np.ndarray,
     return rows[~bad], scores[~bad]
 
 
+def check_video_ids(source: FrameSource, rows: np.ndarray) -> None:
+    """Video-level metrics need video IDs (checked before scoring, and again on the scored rows)."""
+    if not (source.table.video_id[rows] != "").any():
+        raise FasdError(f"--video-level needs video IDs, but no frame of {source.name} has one; "
+                        "evaluate at frame level, or give the frames a video_id")
+
+
 def metrics_for(source: FrameSource, rows: np.ndarray, scores: np.ndarray, video: bool = False,
                 val_threshold: float | None = None) -> dict:
     """The metrics JSON object of DESIGN.md for scored rows: frame level, or (``video``) one mean
@@ -76,9 +83,7 @@ def metrics_for(source: FrameSource, rows: np.ndarray, scores: np.ndarray, video
         warn(f"every frame of '{source.name}' evaluated is {CLASS_NAMES[int(labels[0])]}: EER, AUC, ACER and the "
              f"other class's error rate are undefined (null)")
     if video:
-        if not (table.video_id[rows] != "").any():
-            raise FasdError(f"--video-level needs video IDs, but no frame of {source.name} has one; "
-                            "evaluate at frame level, or give the frames a video_id")
+        check_video_ids(source, rows)
         videos = video_level(table.video_id[rows], labels, scores, attack, table.frame_id[rows])
         return compute_metrics(videos.labels, videos.scores, videos.attack_types, val_threshold, level="video")
     return compute_metrics(labels, scores, attack, val_threshold)
