@@ -252,8 +252,9 @@ class Trainer:
         with tqdm(loader, desc=f"epoch {epoch + 1}/{self.options.epochs}", unit="batch",
                   disable=not self.progress, leave=False) as bar:
             for batch in bar:
+                # BatchNorm trains on two frames or more. Under DDP every rank takes every step: a batch one rank
+                # skips is skipped by all.
                 batch = self._readable(batch, self.train_set, self.train_targets, "training", least=2)
-                # Under DDP every rank takes every step: a batch one rank skips is skipped by all.
                 if any(distributed.all_gather(batch is None)):
                     continue
                 loss, terms = self._loss(batch)
