@@ -20,6 +20,7 @@ FORMATS = ("hdf5", "folder", "mcio")
 DATASET_KEYS = ("format", "path", "manifest")
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 INTRA = "intra-"  # intra-dataset protocol prefix: intra-X trains, selects and tests on X's own splits
+HOLDOUT = "holdout-"  # holdout-X: train on every other protocol domain, test on X
 TO = "-to-"  # A-to-B: train on A, test on B
 POOL = "+"  # joins the datasets of one side of a protocol: the name of A,B-to-C,D is A+B-to-C+D
 SIDE = re.compile(r"[,+]")  # how a user may list one side's datasets: A,B or A+B
@@ -66,7 +67,7 @@ class Registry:
 
     def protocol_names(self) -> list[str]:
         """Every protocol but the limited-source ones (A,B-to-C,D: one per pair of disjoint subsets)."""
-        names = [f"holdout-{d}" for d in self.domains] if len(self.domains) > 1 else []
+        names = [f"{HOLDOUT}{d}" for d in self.domains] if len(self.domains) > 1 else []
         names += [f"{a}{TO}{b}" for a in self.domains for b in self.domains if a != b]
         names += [f"{INTRA}{d}" for d in self.datasets]
         return names
@@ -84,8 +85,8 @@ class Registry:
         if name.startswith(INTRA) and name[len(INTRA):] in self.datasets:
             dataset = name[len(INTRA):]
             return Protocol(name, (dataset,), (dataset,))
-        if name.startswith("holdout-"):
-            target = name[len("holdout-"):]
+        if name.startswith(HOLDOUT):
+            target = name[len(HOLDOUT):]
             if target in self.domains and len(self.domains) > 1:
                 return Protocol(name, tuple(d for d in self.domains if d != target), (target,))
         elif TO in name:

@@ -30,10 +30,10 @@ def evaluate(
     """ISO/IEC 30107-3 metrics (APCER, BPCER, ACER, EER, HTER, AUC, TPR@FPR=1%) of a student on a split."""
     from fasd.config import load_registry
     from fasd.constants import SPLITS
-    from fasd.data.open_source import open_source
-    from fasd.evaluate.metrics import format_report, stored_val_threshold
-    from fasd.evaluate.scoring import check_video_ids, metrics_for, readable_scores, score_rows, write_scores
-    from fasd.export.metadata import modalities_of
+    from fasd.data.open_source import open_target
+    from fasd.evaluate.metrics import format_report
+    from fasd.evaluate.scoring import check_video_ids, write_scores
+    from fasd.export.evaluation import evaluate_scorer
     from fasd.export.runtimes import load_scorer
 
     registry = load_registry(config)
@@ -48,20 +48,17 @@ def evaluate(
         raise FasdError("name what to evaluate: --dataset NAME [--split test] or --split PROTOCOL")
     _positive("--batch-size", batch_size)
     scorer = load_scorer(model)
-    source = open_source(registry.dataset(name))
+    source = open_target(registry, name)  # a protocol with several targets: their test splits pooled
     rows = source.table.rows_in_splits([split_name])
     if len(rows) == 0:
         raise FasdError(f"dataset '{name}' has no frames in split '{split_name}'")
     if video_level:
         check_video_ids(source, rows)
     missing_list = tuple(_csv(missing)) if missing else ()
-    rows, frame_scores = readable_scores(source, rows, score_rows(
-        scorer.p_live, source, rows, batch_size=batch_size, desc=f"score {name}",
-        modalities=modalities_of(scorer.metadata), missing=missing_list, size=scorer.metadata["input_size"]))
+    rows, frame_scores, metrics = evaluate_scorer(scorer, source, rows, missing_list, batch_size, video_level,
+                                                  desc=f"score {name}")
     if scores is not None:
         write_scores(scores, source, rows, frame_scores)
-    metrics = metrics_for(source, rows, frame_scores, video=video_level,
-                          val_threshold=stored_val_threshold(scorer.metadata))
     if as_json:
         _print_json(metrics)
     else:

@@ -159,13 +159,16 @@ def train(
 
 @command("experiment")
 def experiment(
-    protocols: Annotated[Optional[str], typer.Option(help="Comma-separated protocols: holdout-X, A-to-B, or "
-                                                          "intra-X (X's own train / val / test splits, e.g. "
-                                                          "intra-oulu_p3_1: OULU-NPU table in tables.md).")
-                         ] = None,
+    protocols: Annotated[Optional[str], typer.Option(help="Comma-separated protocols: holdout-X, A-to-B, "
+                                                          "A,B-to-C,D (limited sources, C's and D's test splits "
+                                                          "pooled; also written A+B-to-C+D), or intra-X (X's own "
+                                                          "train / val / test splits, e.g. intra-oulu_p3_1: "
+                                                          "OULU-NPU table in tables.md).")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; a cell reports mean ± std over them.")] = "0,1,2",
-    recipe: Annotated[str, typer.Option(help="Training defaults of every cell: vlmkd (paper A) or hatfas (paper "
-                                             "C); see `fasd train --help`.")] = "vlmkd",
+    recipe: Annotated[str, typer.Option(help="Training defaults of every cell: vlmkd (paper A), hatfas (paper C) "
+                                             "or mmda (paper B: multimodal; every finished cell is also "
+                                             "evaluated with depth, IR and both missing, and tables.md gets "
+                                             "paper B's Tables 1-3); see `fasd train --help`.")] = "vlmkd",
     ablations: Annotated[str, typer.Option(help="Comma-separated: full, no-teacher, kl-only, kl-feat, kl-ssdg "
                                                 "(hatfas: full, no-teacher); full-views replays the store's "
                                                 "stored views (cache-teacher --views K).")] = "full",
@@ -195,9 +198,10 @@ def experiment(
         help="torchvision mobilenet_v3_small ImageNet state dict (default: the local torch hub cache).")] = None,
 ) -> None:
     """Run protocols × ablations × teacher stores × seeds (resumable: finished cells are skipped), then write
-    results.csv, tables.md (the paper's Tables 1, 3, 4, 5; intra-X protocols: HaTFAS' OULU-NPU table) and plots."""
-    from fasd.experiment import (parse_assignments, parse_references, parse_seeds, report_experiment,
-                                 run_experiment)
+    results.csv, tables.md (the paper's Tables 1, 3, 4, 5; intra-X protocols: HaTFAS' OULU-NPU table; --recipe
+    mmda: paper B's Tables 1-3) and plots."""
+    from fasd.experiment import (parse_assignments, parse_protocols, parse_references, parse_seeds,
+                                 report_experiment, run_experiment)
 
     references = parse_references(parse_assignments(reference or [], "--reference"))
     if report is not None:
@@ -210,7 +214,7 @@ def experiment(
     overrides = {"store": store, "epochs": epochs, "batch_size": batch_size, "max_draws": max_draws, "lr": lr,
                  "device": device, "workers": workers,
                  "student_weights": str(student_weights) if student_weights else None}
-    outcome = run_experiment(config, _csv(protocols), parse_seeds(seeds), _csv(ablations),
+    outcome = run_experiment(config, parse_protocols(protocols), parse_seeds(seeds), _csv(ablations),
                              parse_assignments([stores] if stores else [], "--stores"), out, overrides,
                              references, dry_run=dry_run, recipe=recipe)
     if outcome.failed:

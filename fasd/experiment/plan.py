@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from fasd.config import Registry
+from fasd.config import HOLDOUT, INTRA, TO, Registry
 from fasd.errors import FasdError
 from fasd.student_train.run_config import TrainOptions
 from fasd.student_train.trainer import LAST
@@ -121,7 +121,8 @@ def build_plan(registry: Registry, protocols: list[str], seeds: list[int], ablat
     """
     train_overrides = {k: v for k, v in train_overrides.items() if v is not None}
     _check_overrides(train_overrides)
-    resolved = [registry.protocol(name) for name in _unique(protocols, "protocol")]
+    # A,B-to-C,D and A+B-to-C+D are one protocol (one name): planned once
+    resolved = list({p.name: p for p in (registry.protocol(n) for n in _unique(protocols, "protocol"))}.values())
     ablations = _unique(ablations, "ablation")
     base = {k: v for k, v in train_overrides.items() if k != "store"}
     _check_ablations(ablations, recipe, base)
@@ -178,3 +179,34 @@ def parse_seeds(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise FasdError(f"--seeds expects comma-separated integers (e.g. 0,1,2), got '{text}'") from None
+
+
+def _limited_runs(run: list[str]) -> list[str]:
+    """Plain names before the first ``-to-`` item are its sources, after the last one its targets."""
+    joins = [i for i, item in enumerate(run) if TO in item]
+    if not joins:
+        return run
+    for before, after in zip(joins, joins[1:]):
+        if after - before > 1:
+            raise FasdError(f"--protocols: '{run[before + 1]}' could be a target of '{run[before]}' or a source of "
+                            f"'{run[after]}'; write limited-source protocols with '+' (A+B-to-C+D)")
+    protocols = [run[i] for i in joins]
+    protocols[0] = ",".join(run[:joins[0] + 1])
+    protocols[-1] = ",".join([protocols[-1], *run[joins[-1] + 1:]])
+    return protocols
+
+
+def parse_protocols(text: str) -> list[str]:
+    """Comma-separated protocols, where a limited-source protocol keeps its own commas: ``holdout-W,C,W-to-P,S``
+    is [holdout-W, C,W-to-P,S]. Plain dataset names bind to the neighbouring ``-to-`` item; one between two such
+    items is refused as ambiguous (``A+B-to-C+D`` never is)."""
+    protocols, run = [], []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if item.startswith((HOLDOUT, INTRA)):
+            protocols += _limited_runs(run) + [item]
+            run = []
+        else:
+            run.append(item)
+    return protocols + _limited_runs(run)

@@ -7,15 +7,23 @@ plots under plots/. Reads only the run directories (metrics.json, scores.csv), n
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from fasd.errors import FasdError
-from fasd.experiment.aggregate import collect_runs, summarize, write_results, write_summary
+from fasd.experiment.aggregate import Group, collect_runs, summarize, write_results, write_summary
 from fasd.experiment.figures import acer_plots, roc_plots
 from fasd.experiment.intra import is_intra, render_intra
+from fasd.experiment.mmda_tables import is_mmda, render_mmda
 from fasd.experiment.tables import TITLE, render_tables
 
 PLAN_FILE = "plan.json"
+# Sections in other papers' layouts after paper A's tables: each claims its groups (the first claim wins) and
+# renders them; paper A's cross-domain tables (1, 3, 4, 5) take every group no layout claims.
+LAYOUTS: list[tuple[Callable[[Group], bool], Callable[[list[Group]], list[str]]]] = [
+    (is_intra, render_intra),  # intra-X protocols: HaTFAS' OULU-NPU table
+    (is_mmda, render_mmda),  # --recipe mmda: paper B's Tables 1-3
+]
 
 
 def recorded_references(out: Path) -> dict[str, float]:
@@ -42,11 +50,13 @@ def report_experiment(out: Path, references: dict[str, float] | None = None) -> 
     runs = collect_runs(out)
     groups = summarize(runs)
     tables = out / "tables.md"
-    # The cross-domain tables (1, 3, 4, 5) hold the other protocols; intra-X ones get the OULU-NPU table.
-    cross = {key: group for key, group in groups.items() if not is_intra(group)}
-    intra = [group for group in groups.values() if is_intra(group)]
-    text = render_tables(cross, references) if cross or not intra else f"{TITLE}\n"
-    tables.write_text("\n".join([text, *render_intra(intra)]) + "\n")
+    claimed = {key: next((i for i, (claims, _) in enumerate(LAYOUTS) if claims(group)), None)
+               for key, group in groups.items()}
+    cross = {key: group for key, group in groups.items() if claimed[key] is None}
+    sections = [render([group for key, group in groups.items() if claimed[key] == index])
+                for index, (_, render) in enumerate(LAYOUTS)]
+    text = render_tables(cross, references) if cross or not any(sections) else f"{TITLE}\n"
+    tables.write_text("\n".join([text, *(line for section in sections for line in section)]) + "\n")
     plots = out / "plots"
     return [write_results(runs, out / "results.csv"), write_summary(groups, out / "summary.csv"), tables,
             *acer_plots(list(groups.values()), references, plots), *roc_plots(list(groups.values()), plots)]

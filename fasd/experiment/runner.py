@@ -1,7 +1,8 @@
 """Run an experiment's cells one after another, then tabulate (``fasd experiment``).
 
 Finished cells are skipped, interrupted ones resumed from last.pt, and a cell that raises is recorded in
-OUT/failures.json while the others go on (Ctrl-C stops the whole matrix; re-running continues it).
+OUT/failures.json while the others go on (Ctrl-C stops the whole matrix; re-running continues it). A finished
+cell of a multimodal student is also evaluated with depth, IR and both missing (fasd.experiment.missing).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from fasd.config import Registry, load_registry
 from fasd.errors import FasdError
+from fasd.experiment.missing import evaluate_missing
 from fasd.experiment.plan import (DEFAULT_RECIPE, FINISHED, RESUME, Cell, build_plan, cell_state,
                                   describe_plan, format_plan)
 from fasd.experiment.references import check_scopes
@@ -46,6 +48,27 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
+def _record_failure(outcome: ExperimentOutcome, key: str, run_dir: Path, exc: Exception,
+                    echo: Callable[[str], None], tag: str) -> None:
+    error = _error_line(exc)
+    outcome.failed.append({"cell": key, "run_dir": str(run_dir), "error": error,
+                           "traceback": "".join(traceback.format_exception(exc))})
+    echo(f"{tag} failed {key}: {error}")
+
+
+def _missing_matrix(cell: Cell, registry: Registry, run_dir: Path, tag: str, outcome: ExperimentOutcome,
+                    progress: bool, echo: Callable[[str], None]) -> None:
+    """Protocol 2 for a finished cell (nothing for RGB students or settings already evaluated)."""
+    try:
+        written = evaluate_missing(run_dir, registry, cell.options.target, progress)
+    except Exception as exc:  # noqa: BLE001 - as a failed cell: recorded, the matrix goes on
+        _record_failure(outcome, f"{cell.key} (missing modalities)", run_dir, exc, echo, tag)
+        return
+    for setting, metrics in written.items():
+        echo(f"{tag} {setting} missing {cell.key}: HTER {_pct(metrics['at_eer']['acer'])} at the test EER "
+             f"threshold, AUC {_pct(metrics['auc'])}")
+
+
 def _run_cell(cell: Cell, registry: Registry, out: Path, tag: str, outcome: ExperimentOutcome, progress: bool,
               echo: Callable[[str], None]) -> None:
     run_dir = cell.run_dir(out)
@@ -53,6 +76,7 @@ def _run_cell(cell: Cell, registry: Registry, out: Path, tag: str, outcome: Expe
     if state == FINISHED:
         outcome.skipped.append(cell.key)
         echo(f"{tag} skip   {cell.key} (finished)")
+        _missing_matrix(cell, registry, run_dir, tag, outcome, progress, echo)
         return
     echo(f"{tag} {'resume' if state == RESUME else 'start '} {cell.key}")
     began = time.perf_counter()
@@ -63,14 +87,12 @@ def _run_cell(cell: Cell, registry: Registry, out: Path, tag: str, outcome: Expe
         else:
             metrics = Trainer(registry, cell.options, run_dir, progress).run()
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the matrix; Ctrl-C still does
-        error = _error_line(exc)
-        outcome.failed.append({"cell": cell.key, "run_dir": str(run_dir), "error": error,
-                               "traceback": "".join(traceback.format_exception(exc))})
-        echo(f"{tag} failed {cell.key}: {error}")
+        _record_failure(outcome, cell.key, run_dir, exc, echo, tag)
         return
     outcome.trained.append(cell.key)
     echo(f"{tag} done   {cell.key}: ACER {_pct(metrics['at_eer']['acer'])} at the EER threshold "
          f"({time.perf_counter() - began:.0f} s)")
+    _missing_matrix(cell, registry, run_dir, tag, outcome, progress, echo)
 
 
 def run_experiment(config: Path | str | None, protocols: list[str], seeds: list[int], ablations: list[str],
