@@ -161,8 +161,6 @@ def test_no_teacher_run_trains_around_frames_that_fail_to_decode(tmp_path, corru
 
 
 def test_video_level_without_video_ids_says_so_before_scoring(trained, corrupt, tmp_path, monkeypatch):
-    from fasd.evaluate import scoring
-
     run_dir, _, _ = trained
     config, _ = corrupt
     folder = config.parent / "gamma"
@@ -171,7 +169,7 @@ def test_video_level_without_video_ids_says_so_before_scoring(trained, corrupt, 
     (tmp_path / "manifest.csv").write_text("frame_id,path,label,split\n" + "".join(
         f"{r[0]},{folder / r[1]},{r[2]},{r[3]}\n" for r in rows))
     write_config(tmp_path / "fasd.toml", {"plain": {"format": "folder", "path": str(tmp_path)}}, None)
-    monkeypatch.setattr(scoring, "score_rows", lambda *a, **k: pytest.fail("scored before refusing"))
+    monkeypatch.setattr(FolderFrameSource, "read_image", lambda *a: pytest.fail("scored before refusing"))
     result = fasd("evaluate", run_dir / "best.pt", "--dataset", "plain", "--config", tmp_path / "fasd.toml",
                   "--video-level")
     assert result.exit_code == 2 and "Traceback" not in result.output
