@@ -10,7 +10,7 @@ import zarr
 from PIL import Image
 
 from fasd.config import load_registry
-from fasd.constants import FLIP_LIVE_PROMPTS, FLIP_SPOOF_PROMPTS
+from fasd.constants import FLIP_LIVE_PROMPTS, FLIP_SPOOF_PROMPTS, IMAGENET_MEAN, IMAGENET_STD
 from fasd.data.open_source import open_source
 from fasd.errors import FasdError
 from fasd.store_schema.store import open_store, read_strings
@@ -27,9 +27,10 @@ def _source(config, name="alpha"):
 
 
 def _flip_reference(model: open_clip.model.CLIP, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """FLIP's evaluation math, computed independently: open_clip's own eval transform, encode_image,
-    per-class mean of raw text embeddings, normalise, exp(logit_scale) * cosine, class order [spoof, real]."""
-    preprocess = open_clip.image_transform(224, is_train=False)
+    """FLIP's evaluation math, computed independently: open_clip's own eval transform with FLIP's ImageNet
+    statistics, encode_image, per-class mean of raw text embeddings, normalise, exp(logit_scale) * cosine, class
+    order [spoof, real]."""
+    preprocess = open_clip.image_transform(224, is_train=False, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     tokenizer = open_clip.get_tokenizer("ViT-B-16")
     with torch.no_grad():
         batch = torch.stack([preprocess(Image.fromarray(img)) for img in images])

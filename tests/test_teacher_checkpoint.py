@@ -151,3 +151,56 @@ def test_check_state_fits_names_the_first_mismatch():
     assert "unexpected key 'extra.weight'" in message({**good, "extra.weight": torch.zeros(1)})
     wrong = {**good, "1.weight": torch.zeros(3, 4)}
     assert "'1.weight' has shape (3, 4), the model expects (2, 4)" in message(wrong)
+
+
+def _flip_math(model, images: list[np.ndarray], mean, std) -> np.ndarray:
+    """FLIP's evaluation logits, computed independently of fasd: torchvision's bicubic resize to the model's
+    input, ToTensor, Normalize(mean, std); encode_image; per-class mean of the raw text embeddings of FLIP's
+    prompts, normalised; exp(logit_scale)·cosine in the order [spoof, live]."""
+    import open_clip
+    from PIL import Image
+    from torchvision import transforms
+
+    from fasd.constants import FLIP_LIVE_PROMPTS, FLIP_SPOOF_PROMPTS
+
+    size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    transform = transforms.Compose([transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BICUBIC),
+                                    transforms.ToTensor(), transforms.Normalize(mean, std)])
+    tokenizer = open_clip.get_tokenizer(TINY_ARCH)
+    with torch.no_grad():
+        feats = model.encode_image(torch.stack([transform(Image.fromarray(image)) for image in images]))
+        feats = feats / feats.norm(dim=-1, keepdim=True)
+        centroids = []
+        for prompts in (FLIP_SPOOF_PROMPTS, FLIP_LIVE_PROMPTS):
+            text = model.encode_text(tokenizer(list(prompts))).mean(dim=0)
+            centroids.append(text / text.norm())
+        return (model.logit_scale.exp() * feats @ torch.stack(centroids).t()).numpy()
+
+
+def test_numpy1_flip_checkpoint_caches_flip_math_on_imagenet_input(tmp_path, clip_model, synth_config):
+    """Issue #12's acceptance: FLIP's own save_checkpoint under numpy 1.x caches without --trust-checkpoint and
+    the stored logits are FLIP's math on ImageNet-normalised frames (not on CLIP-normalised ones)."""
+    from typer.testing import CliRunner
+
+    from fasd.cli import app
+    from fasd.config import load_registry
+    from fasd.constants import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+    from fasd.data.open_source import open_source
+    from fasd.store_schema.store import open_store, read_strings
+
+    checkpoint = tmp_path / "flip_mcl.pth.tar"
+    _flip_save_checkpoint(openai_state_dict(clip_model), checkpoint)
+    store = tmp_path / "flip.zarr"
+    result = CliRunner().invoke(app, ["cache-teacher", "--teacher", "flip-mcl", "--checkpoint", str(checkpoint),
+                                      "--dataset", "alpha", "--splits", "test", "--config", str(synth_config),
+                                      "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    group = open_store(str(store)).dataset("alpha")
+    frame_ids = read_strings(group["frame_id"])[:8]
+    source = open_source(load_registry(synth_config).dataset("alpha"))
+    images = [source.read_image(int(np.flatnonzero(source.table.frame_id == f)[0])) for f in frame_ids]
+    cached = group["logits"][:8].astype(np.float64)
+    imagenet = _flip_math(clip_model, images, IMAGENET_MEAN, IMAGENET_STD)
+    clip = _flip_math(clip_model, images, CLIP_MEAN, CLIP_STD)
+    np.testing.assert_allclose(cached, imagenet, atol=1e-4)
+    assert np.abs(cached - clip).max() > 20 * 1e-4  # the test tells the two normalisations apart
