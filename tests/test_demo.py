@@ -118,3 +118,123 @@ def test_shrunken_demo_end_to_end(tmp_path):
 def test_unknown_demo_recipe_is_one_line(tmp_path):
     with pytest.raises(FasdError, match="no demo for recipe 'nope'; demos exist for: vlmkd"):
         run_demo(tmp_path, TINY, recipe="nope", progress=False)
+
+
+def _hter(labels: np.ndarray, scores: np.ndarray, threshold: float) -> float:
+    """(APCER + BPCER) / 2 with score >= threshold accepted as live (spoof = 0, live = 1)."""
+    accepted = scores >= threshold
+    return ((accepted[labels == 0]).mean() + (~accepted[labels == 1]).mean()) / 2
+
+
+def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann-Whitney: P(live score > spoof score) + half the ties."""
+    live, spoof = scores[labels == 1][:, None], scores[labels == 0][None, :]
+    return float((live > spoof).mean() + 0.5 * (live == spoof).mean())
+
+
+def _csv_scores(path) -> tuple[np.ndarray, np.ndarray]:
+    table = np.loadtxt(path, delimiter=",", skiprows=1, usecols=(1, 2))
+    return table[:, 0].astype(int), table[:, 1]
+
+
+def _row(section: str, model: str) -> list[str]:
+    """The cells of a report table row (ACER@EER, ACER_ISO, HTER, EER, AUC) for ``model`` in ``section``."""
+    line = next(line for line in section.splitlines() if line.startswith(f"| {model}"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
+@pytest.mark.slow
+def test_shrunken_mmda_demo_reports_both_settings_as_recomputed(tmp_path):
+    """mmda: multimodal data, both held-out settings in summary and report; the teacher's depth-missing scores
+    recomputed from its checkpoint (depth zeroed and masked out), the students' from theirs (depth the zero
+    image), and the report's cells recomputed from the runs' score files."""
+    import torch
+
+    from fasd.config import load_registry
+    from fasd.constants import MODALITIES, NORMALIZATIONS
+    from fasd.data.open_source import open_source
+    from fasd.student_train.checkpoint import load_student, read_checkpoint
+    from fasd.teacher_cache.mmda.finetune import load_mmda_teacher
+    from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
+    from fasd.training.transforms import eval_transform
+
+    out = tmp_path / "demo-mmda"
+    summary = run_demo(out, TINY, recipe="mmda", progress=False, log=lambda _message: None)
+    source = open_source(load_registry(out / "data" / "demo.toml").dataset("gamma"))
+    assert source.modalities == MODALITIES and summary["modalities"] == list(MODALITIES)
+    rows = source.table.rows_in_splits(["test"])
+    frames = [source.read_modalities(int(r)) for r in rows]
+    depth = MODALITIES.index("depth")
+
+    teacher = load_mmda_teacher(out / "teacher_mmda.pt")
+    mean, std = NORMALIZATIONS["clip"]
+    images = {m: normalize_batch(torch.from_numpy(np.stack([
+        resize_uint8(np.zeros_like(f[m]) if m == "depth" else f[m], teacher.input_size) for f in frames])), mean, std)
+        for m in MODALITIES}
+    mask = torch.from_numpy(np.stack([f["mask"] for f in frames]))
+    mask[:, depth] = False
+    with torch.no_grad():
+        expected = torch.softmax(teacher(images, mask)["logits"].double(), dim=1)[:, 1].numpy()
+    labels, teacher_scores = _csv_scores(out / "teacher-scores-missing-depth.csv")
+    np.testing.assert_array_equal(labels, source.table.label[rows])
+    np.testing.assert_allclose(teacher_scores, expected, atol=1e-5)
+
+    student, _meta = load_student(out / "runs" / "distilled" / "seed0" / "best.pt")
+    transform = eval_transform()
+    stacks = [[transform(np.zeros_like(f[m]) if m == "depth" else f[m]) for m in MODALITIES] for f in frames]
+    with torch.no_grad():
+        _, p_live = student.deployable()(*(torch.stack(s) for s in zip(*stacks)))
+    np.testing.assert_allclose(_csv_scores(out / "runs" / "distilled" / "seed0" / "scores-missing-depth.csv")[1],
+                               p_live.numpy(), atol=1e-5)
+
+    report = (out / "report.md").read_text()
+    full, missing = report.split("## Held-out gamma, depth missing")
+    assert "## Held-out gamma, all modalities (rgb, depth, ir)" in full
+    block = summary["missing"]["depth"]
+    assert block["missing"] == ["depth"] and set(block) >= {"teacher", "distilled", "no_teacher", "comparison"}
+    assert _row(missing, "teacher")[4] == f"{100 * _auc(labels, teacher_scores):.2f}"
+    assert block["teacher"]["auc"] == pytest.approx(_auc(labels, teacher_scores))
+    for section, scores_file, summary_block in ((full, "scores.csv", summary), (missing, "scores-missing-depth.csv",
+                                                                                block)):
+        for key, name in (("distilled", "student, distilled"), ("no_teacher", "student, no teacher")):
+            hters = []
+            for seed in (0, 1):
+                run = out / "runs" / key / f"seed{seed}"
+                threshold = read_checkpoint(run / "best.pt")["val_threshold"]
+                hters.append(_hter(*_csv_scores(run / scores_file), threshold))
+            assert [r["hter"] for r in summary_block[key]["seeds"]] == pytest.approx(hters)
+            assert _row(section, name)[2] == f"{100 * np.mean(hters):.2f} ± {100 * np.std(hters, ddof=1):.2f}"
+        acers = {key: [r["at_eer"]["acer"] for r in summary_block[key]["seeds"]] for key in ("distilled", "no_teacher")}
+        assert summary_block["comparison"]["verdict"] == verdict(acers["distilled"], acers["no_teacher"])
+        assert summary_block["comparison"]["verdict"] in section
+    for name in ("acer.png", "roc.png", "acer-missing-depth.png", "roc-missing-depth.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+
+
+def test_demo_folder_holds_one_recipe(tmp_path):
+    """Another recipe's teacher checkpoint, or synthetic data of other modalities, is refused in one line."""
+    from fasd.config import write_config
+    from fasd.data.synth import synthesize
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "teacher.pt").write_bytes(b"")
+    with pytest.raises(FasdError, match=r"holds the vlmkd demo \(teacher.pt\); run --recipe mmda in another folder"):
+        run_demo(tmp_path / "a", TINY, recipe="mmda", progress=False)
+    data = tmp_path / "b" / "data"
+    synthesize(data, domains=3, frames=36, size=32, progress=False)
+    write_config(data / "demo.toml", {n: {"format": "hdf5", "path": f"{n}.h5"} for n in ("alpha", "beta", "gamma")},
+                 ["alpha", "beta", "gamma"])
+    with pytest.raises(FasdError, match="holds synthetic domains of rgb; this demo needs rgb, depth, ir"):
+        run_demo(tmp_path / "b", TINY, recipe="mmda", progress=False)
+
+
+def test_demo_help_lists_every_recipe_and_the_default():
+    from test_train import fasd
+
+    from fasd.demo import DEMO_RECIPES
+
+    result = fasd("demo", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.output.replace("│", " ").split())
+    assert all(name in text for name in DEMO_RECIPES) and "vlmkd (the default" in text
