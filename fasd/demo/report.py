@@ -196,7 +196,7 @@ def summary_lines(summary: dict) -> list[str]:
     lines = []
     for missing, block in settings(summary):
         title = setting_title(missing, tuple(summary["modalities"]))
-        lines += [f"held-out ACER@EER{f' ({title})' if title else ''}: teacher {_acer_text(block, 'teacher')}, "
+        lines += [f"held-out ACER@EER{f', {title}' if title else ''}: teacher {_acer_text(block, 'teacher')}, "
                   f"distilled {_acer_text(block, 'distilled')}, no teacher {_acer_text(block, 'no_teacher')}",
                   f"  {block['comparison']['verdict']}"]
     onnx = summary["onnx"]
