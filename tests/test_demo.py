@@ -54,6 +54,7 @@ def test_verdict_wider_spread_and_degenerate_cases():
     assert "undefined" in verdict([0.3, 0.3, 0.3], [0.1, 0.3, 0.5])
     assert "no verdict" in verdict([0.2], [0.3])
     assert std_ratio(0.08, 0.01) == pytest.approx(8.0) and std_ratio(0.1, 0.0) is None
+    assert std_ratio(0.0, 0.1) is None and "undefined" in verdict([0.1, 0.3, 0.5], [0.3, 0.3, 0.3])
 
 
 def test_teacher_lookup_refuses_frames_missing_from_the_store(monkeypatch, synth_config):

@@ -38,7 +38,7 @@ def aggregate(runs: list[dict], keys: list[str]) -> tuple[dict, dict]:
 
 def std_ratio(no_teacher_std: float | None, distilled_std: float | None) -> float | None:
     """How many times tighter the distilled student's spread is (None when either std is unknown or 0)."""
-    if no_teacher_std is None or distilled_std is None or distilled_std == 0:
+    if no_teacher_std is None or distilled_std is None or 0 in (no_teacher_std, distilled_std):
         return None
     return no_teacher_std / distilled_std
 
