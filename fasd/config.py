@@ -121,8 +121,12 @@ class Registry:
         return Protocol(f"{POOL.join(sources)}{TO}{POOL.join(targets)}", tuple(sources), tuple(targets))
 
     def entries(self, target: str) -> list[DatasetEntry]:
-        """The registered datasets of a target name: one, or the members of a pooled ``C+D``."""
-        return [self.dataset(name) for name in pooled_members(target)]
+        """The registered datasets of a target name: one, or the members of a pooled ``C+D`` (each once)."""
+        names = pooled_members(target)
+        repeated = next((name for name in names if names.count(name) > 1), None)
+        if repeated is not None:
+            raise FasdError(f"'{target}' lists '{repeated}' twice; a pooled test set names each dataset once")
+        return [self.dataset(name) for name in names]
 
 
 def find_config(explicit: str | Path | None = None) -> Path:

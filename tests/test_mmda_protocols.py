@@ -76,6 +76,9 @@ def test_explicit_protocol_pools_several_targets():
         registry.explicit_protocol(["cefa"], ["surf", "cefa"])
     with pytest.raises(FasdError, match="--target lists 'surf' twice"):
         registry.explicit_protocol(["cefa"], ["surf", "surf"])
+    with pytest.raises(FasdError, match="'surf\\+surf' lists 'surf' twice"):  # evaluate --dataset C+C
+        registry.entries("surf+surf")
+    assert [e.name for e in registry.entries("surf+wmca")] == ["surf", "wmca"]
 
 
 @pytest.mark.parametrize("text, expected", [
