@@ -39,3 +39,19 @@ def test_a_train_source_of_one_class_warns(capsys):
     assert capsys.readouterr().err.splitlines() == [
         "warning: every train frame of 'toy' is spoof: it cannot teach live vs spoof, and its domain may pass for "
         "the class"]
+
+
+def test_multimodal_student_on_rgb_only_data_warns_unless_missing_was_asked(capsys):
+    from fasd.constants import MODALITIES
+    from fasd.training.modalities import warn_absent_modalities
+
+    rgb, full = Toy([LABEL_LIVE, LABEL_SPOOF]), Toy([LABEL_LIVE, LABEL_SPOOF])
+    full.name, full.modalities = "full", MODALITIES
+    warn_absent_modalities([rgb, full], MODALITIES)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == ["warning: 'toy' holds no depth, ir: the rgb/depth/ir student sees them as missing (zero images)"]
+    warn_absent_modalities([rgb], MODALITIES, missing=("depth",))
+    assert capsys.readouterr().err.splitlines() == [
+        "warning: 'toy' holds no ir: the rgb/depth/ir student sees it as missing (zero images)"]
+    warn_absent_modalities([rgb], MODALITIES, missing=("depth", "ir"))  # Protocol 2 asked for exactly this
+    assert capsys.readouterr().err == ""

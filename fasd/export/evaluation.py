@@ -10,6 +10,7 @@ from fasd.evaluate.metrics import stored_val_threshold
 from fasd.evaluate.scoring import metrics_for, readable_scores, score_rows
 from fasd.export.metadata import modalities_of
 from fasd.export.runtimes import Scorer
+from fasd.training.modalities import warn_absent_modalities
 
 
 def evaluate_scorer(scorer: Scorer, source: FrameSource, rows: np.ndarray, missing: tuple[str, ...] = (),
@@ -18,8 +19,11 @@ def evaluate_scorer(scorer: Scorer, source: FrameSource, rows: np.ndarray, missi
     """(rows scored, their P(live), metrics) of a loaded model at its own input size and modalities, the
     ``missing`` ones given as zero images; frames that cannot be decoded are left out with a warning. HTER is at
     the threshold the model carries (its sources' validation EER threshold)."""
+    modalities = modalities_of(scorer.metadata)
+    if len(modalities) > 1:
+        warn_absent_modalities([source], modalities, missing)
     rows, scores = readable_scores(source, rows, score_rows(
         scorer.p_live, source, rows, batch_size=batch_size, desc=desc, progress=progress,
-        modalities=modalities_of(scorer.metadata), missing=missing, size=scorer.metadata["input_size"]))
+        modalities=modalities, missing=missing, size=scorer.metadata["input_size"]))
     return rows, scores, metrics_for(source, rows, scores, video=video,
                                      val_threshold=stored_val_threshold(scorer.metadata))

@@ -48,7 +48,7 @@ from fasd.training.precision import autocast, grad_scaler
 from fasd.training.rundir import BEST, CONFIG, LAST, LOG, METRICS, SCORES
 from fasd.training.sampler import BlockWindowSampler, domain_balanced_sampler
 from fasd.training.schedule import warmup_cosine
-from fasd.training.modalities import run_deployed
+from fasd.training.modalities import run_deployed, warn_absent_modalities
 from fasd.training.transforms import view_transform
 
 
@@ -138,6 +138,9 @@ class Trainer:
             self.train_parts, self.val_parts = readable_parts(options.store, [self.train_parts, self.val_parts])
         if self.ranks.is_main:
             _warn_one_class(self.train_parts)
+            if len(self.kind.modalities) > 1:
+                warn_absent_modalities([part.source for part in [*self.train_parts, self.test_part]],
+                                       self.kind.modalities)
         self.unreadable: set[str] = set()  # frames that failed to decode during this run, warned about once
         stream = student_stream(self.kind.modalities)
         self.train_set = stream.frames(self.train_parts, stream.train(self.input_size),

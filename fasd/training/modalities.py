@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, MODALITIES, STUDENT_INPUT_SIZE
 from fasd.data.source import FrameSource
-from fasd.errors import FasdError
+from fasd.errors import FasdError, warn
 from fasd.training.frames import BLANK_IMAGE, read_or_blank
 from fasd.views import CROP_RATIO, CROP_SCALE, FLIP_PROBABILITY, JITTER
 
@@ -38,6 +38,16 @@ def check_missing(missing: tuple[str, ...]) -> tuple[str, ...]:
         raise FasdError(f"--missing {','.join(missing)}: name distinct modalities among "
                         f"{', '.join(MODALITIES[1:])}")
     return tuple(missing)
+
+
+def warn_absent_modalities(sources: list[FrameSource], wanted: tuple[str, ...], missing: tuple[str, ...] = ()) -> None:
+    """One warning per source that holds none of a multimodal student's ``wanted`` modalities beyond those
+    deliberately ``missing``: the student would see zero images there, which is Protocol 2 only when asked for."""
+    for source in sources:
+        absent = [m for m in wanted if m not in source.modalities and m not in missing]
+        if absent:
+            warn(f"'{source.name}' holds no {', '.join(absent)}: the {'/'.join(wanted)} student sees "
+                 f"{'it' if len(absent) == 1 else 'them'} as missing (zero images)")
 
 
 def _normalise(images: list[torch.Tensor]) -> torch.Tensor:
