@@ -44,3 +44,23 @@ def test_frames_command_refuses_bad_arguments_in_one_line(synth_config, tmp_path
     result = CliRunner().invoke(app, ["frames", str(synth_config.parent / "gamma.h5"), "--out", str(tmp_path),
                                       *args])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_multimodal_pack_frames_go_to_one_folder_per_modality(tmp_path):
+    from fasd.constants import MODALITIES, SPLITS
+    from test_multimodal_data import write_pack
+
+    assert SPLITS.index("test") == 2  # write_pack puts rows 2 and 5 in test: 2 spoof, 5 live
+    present = np.ones((6, 3), dtype=bool)
+    present[5, MODALITIES.index("ir")] = False  # the live test frame has no IR
+    arrays = write_pack(tmp_path / "mm.h5", count=6, present=present)
+    result = CliRunner().invoke(app, ["frames", str(tmp_path / "mm.h5"), "--out", str(tmp_path / "faces")])
+    assert result.exit_code == 0, result.output
+    written = {m: sorted(p.name for p in (tmp_path / "faces" / m).glob("*.png")) for m in MODALITIES}
+    assert written == {"rgb": ["000_live_f5.png", "001_spoof_f2.png"],
+                       "depth": ["000_live_f5.png", "001_spoof_f2.png"],
+                       "ir": ["001_spoof_f2.png"]}  # no file: fasd predict reads IR as missing
+    for modality, names in written.items():
+        for name in names:
+            row = int(name.rsplit("_f", 1)[1].split(".")[0])
+            assert np.array_equal(np.asarray(Image.open(tmp_path / "faces" / modality / name)), arrays[modality][row])

@@ -38,11 +38,13 @@ def frames(
     count: Annotated[int, typer.Option(help="Frames to write, alternating live and spoof.")] = 8,
     split: Annotated[str, typer.Option(help="Split to take them from: train, val or test.")] = "test",
 ) -> None:
-    """Write a few frames of a pack as <index>_<live|spoof>_<frame_id>.png (images to try `fasd predict` on)."""
+    """Write a few frames of a pack as <index>_<live|spoof>_<frame_id>.png (images to try `fasd predict` on); a
+    multimodal pack's into OUT/rgb, OUT/depth and OUT/ir under the same names."""
     from fasd.data.export_frames import export_frames
 
     paths = export_frames(pack, out, count, split)
-    typer.echo(f"wrote {len(paths)} frame(s) of {pack} ({split}) to {out}")
+    folders = sorted({str(path.parent) for path in paths})
+    typer.echo(f"wrote {len(paths)} file(s) of {pack} ({split}) to {', '.join(folders)}")
 
 
 @command("ingest")

@@ -2,7 +2,9 @@
 
 Frames are taken in pack order from one split, alternating live and spoof so a handful shows both classes.
 Each file is named ``<index>_<live|spoof>_<frame_id>.png`` so the ground truth is visible beside the
-prediction.
+prediction. A multimodal pack's frames go to ``rgb/``, ``depth/`` and ``ir/`` under the output folder, each
+modality's file under the same name (what ``fasd predict RGB --depth DEPTH --ir IR`` matches); a modality a frame
+lacks gets no file, which ``fasd predict`` reads as missing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fasd.constants import LABEL_LIVE, LABEL_SPOOF, SPLITS
+from fasd.constants import LABEL_LIVE, LABEL_SPOOF, MODALITIES, SPLITS
 from fasd.data.hdf5_pack import HDF5FrameSource
 from fasd.errors import FasdError
 
@@ -33,7 +35,8 @@ def pick_rows(labels: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray:
 
 
 def export_frames(pack: Path, out: Path, count: int, split: str = "test") -> list[Path]:
-    """Write ``count`` frames of ``split`` from ``pack`` to ``out`` as PNG; return their paths."""
+    """Write ``count`` frames of ``split`` from ``pack`` to ``out`` as PNG (a multimodal pack: one folder per
+    modality); return the paths of every file written."""
     if count < 1:
         raise FasdError(f"--count must be at least 1, got {count}")
     if split not in SPLITS:
@@ -44,10 +47,16 @@ def export_frames(pack: Path, out: Path, count: int, split: str = "test") -> lis
     if not len(rows):
         raise FasdError(f"{pack} has no frames in the '{split}' split")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    multimodal = len(source.modalities) > 1
+    folders = {m: out / m if multimodal else out for m in source.modalities}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for index, row in enumerate(rows):
         name = f"{index:03d}_{LABEL_NAMES[int(table.label[row])]}_{_UNSAFE.sub('_', str(table.frame_id[row]))}.png"
-        Image.fromarray(source.read_image(int(row))).save(out / name)
-        paths.append(out / name)
+        frame = source.read_modalities(int(row)) if multimodal else {"rgb": source.read_image(int(row))}
+        for position, modality in enumerate(MODALITIES):
+            if modality in folders and (not multimodal or frame["mask"][position]):
+                Image.fromarray(frame[modality]).save(folders[modality] / name)
+                paths.append(folders[modality] / name)
     return paths
