@@ -45,7 +45,6 @@ def synth_store(tmp_path_factory, synth_config, tiny_flip_checkpoint) -> str:
     from fasd.config import load_registry
     from fasd.data.open_source import open_source
     from fasd.teacher_cache.job import CacheOptions, run_cache
-    from fasd.teacher_cache.prompts import default_prompts
     from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
     store = str(tmp_path_factory.mktemp("store") / "teacher.zarr")
@@ -54,3 +53,13 @@ def synth_store(tmp_path_factory, synth_config, tiny_flip_checkpoint) -> str:
     for name in registry.datasets:
         run_cache(open_source(registry.dataset(name)), loaded, store, CacheOptions(batch_size=32, progress=False))
     return store
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors on a shared 2-core machine: one intra-op thread trains ~10x faster than several
+    (use per module: ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,7 +16,6 @@ from fasd.errors import FasdError
 from fasd.store_schema.store import open_store, read_strings
 from fasd.teacher_cache.arch import openai_state_dict, random_clip
 from fasd.teacher_cache.job import CacheOptions, run_cache
-from fasd.teacher_cache.prompts import default_prompts
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
 from conftest import save_flip_checkpoint

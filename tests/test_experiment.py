@@ -8,7 +8,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
 
 from fasd.config import load_registry
 from fasd.data.open_source import open_source
@@ -17,7 +16,6 @@ from fasd.experiment import (parse_assignments, parse_references, parse_seeds, r
                              run_experiment)
 from fasd.experiment.plan import build_plan
 from fasd.teacher_cache.job import CacheOptions, run_cache
-from fasd.teacher_cache.prompts import default_prompts
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
 PROTOCOLS = ["holdout-gamma", "alpha-to-beta"]
@@ -30,13 +28,7 @@ FINISHED = {f"{p}/{store}/{ablation}/seed{s}" for p in PROTOCOLS for s in SEEDS
 MISSING = {f"{p}/missing/full/seed{s}" for p in PROTOCOLS for s in SEEDS}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread trains ~10x faster than several."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from fasd.config import DatasetEntry, Registry, load_registry
 from fasd.constants import MODALITIES
@@ -100,12 +99,7 @@ def test_ambiguous_protocol_list_is_refused():
 
 # ---------------------------------------------------------------- tiny multimodal data
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

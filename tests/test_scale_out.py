@@ -28,7 +28,6 @@ from fasd.student_train.targets import attach_targets
 from fasd.student_train.trainer import seed_epoch
 from fasd.training.transforms import eval_transform
 from fasd.teacher_cache.job import CacheOptions, run_cache
-from fasd.teacher_cache.prompts import default_prompts
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
 from test_train import TINY, assert_user_error, fasd
