@@ -1,3 +1,5 @@
 """fasd: distil a vision-language face anti-spoofing teacher into a phone-sized student."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("fasd")  # one home: pyproject.toml's [project] version

@@ -57,6 +57,14 @@ def test_cli_turns_oserror_into_one_line_and_prints_version(tmp_path):
     assert version.exit_code == 0 and version.output.startswith("fasd ")
 
 
+def test_version_is_pyprojects():
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert CliRunner().invoke(app, ["--version"]).output.split() == ["fasd", project["version"]]
+
+
 def test_os_error_without_a_filename_keeps_its_message():
     assert os_error_line(OSError(errno.ENOENT, "Unable to create file (name = '/proc/x.h5')")) == \
         "cannot access: [Errno 2] Unable to create file (name = '/proc/x.h5')"
