@@ -72,3 +72,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def interrupt_on_call(function, call: int):
+    """``function`` wrapped to raise KeyboardInterrupt (Ctrl-C) on its ``call``-th call (1-based)."""
+    calls = {"n": 0}
+
+    def wrapped(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return function(*args, **kwargs)
+
+    return wrapped

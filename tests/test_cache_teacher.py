@@ -18,7 +18,7 @@ from fasd.teacher_cache.arch import openai_state_dict, random_clip
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
-from conftest import save_flip_checkpoint
+from conftest import interrupt_on_call, save_flip_checkpoint
 
 
 def _source(config, name="alpha"):
@@ -78,16 +78,7 @@ def test_killed_job_resumes_to_identical_store(tmp_path, synth_config, tiny_flip
 
     # Simulate Ctrl-C in the middle of the third chunk (chunk 8 rows, batch 4: the 6th forward).
     loaded = load_teacher("flip-mcl", TeacherOptions(tiny_flip_checkpoint))
-    real_forward = loaded.module.forward
-    calls = {"n": 0}
-
-    def interrupted_forward(images):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise KeyboardInterrupt
-        return real_forward(images)
-
-    monkeypatch.setattr(loaded.module, "forward", interrupted_forward)
+    monkeypatch.setattr(loaded.module, "forward", interrupt_on_call(loaded.module.forward, 6))
     options = CacheOptions(batch_size=4, chunk_rows=8, progress=False)
     with pytest.raises(KeyboardInterrupt):
         run_cache(_source(synth_config), loaded, str(tmp_path / "resumed.zarr"), options)

@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 from fasd.cli import app
 from fasd.student_train import trainer as trainer_module
 
+from conftest import interrupt_on_call
+
 INITIAL_SCALE, GROWTH_INTERVAL = 2.0 ** 4, 3
 
 
@@ -39,15 +41,9 @@ def test_grad_scaler_state_round_trips_through_last_pt(tmp_path, synth_config, s
     assert (_scaler(tmp_path / "whole")["scale"], _scaler(tmp_path / "whole")["_growth_tracker"]) == (
         2 * INITIAL_SCALE, 1)
 
-    original, calls = trainer_module.Trainer._validate, {"n": 0}
-
-    def stop_after_first_epoch(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(trainer_module.Trainer, "_validate", stop_after_first_epoch)
+    original = trainer_module.Trainer._validate
+    # Ctrl-C at the second validation: after epoch 1 is saved
+    monkeypatch.setattr(trainer_module.Trainer, "_validate", interrupt_on_call(original, 2))
     assert fasd(*args, "--out", tmp_path / "cut").exit_code == 130
     assert (_scaler(tmp_path / "cut")["scale"], _scaler(tmp_path / "cut")["_growth_tracker"]) == (INITIAL_SCALE, 2)
     monkeypatch.setattr(trainer_module.Trainer, "_validate", original)

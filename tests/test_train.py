@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from fasd.cli import app
 from fasd.evaluate.metrics import compute_metrics
 
+from conftest import interrupt_on_call
+
 TINY = ["--epochs", "2", "--max-draws", "32", "--batch-size", "16"]
 
 
@@ -102,15 +104,7 @@ def test_training_is_deterministic_and_resume_matches(tmp_path, synth_config, sy
     from fasd.student_train import trainer as trainer_module
 
     original = trainer_module.Trainer._validate
-    calls = {"n": 0}
-
-    def stop_after_first_epoch(self):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return original(self)
-
-    trainer_module.Trainer._validate = stop_after_first_epoch
+    trainer_module.Trainer._validate = interrupt_on_call(original, 2)  # Ctrl-C after epoch 1 is saved
     try:
         interrupted = fasd(*one, "--out", tmp_path / "c")
     finally:
