@@ -14,7 +14,6 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from fasd.data.source import FrameSource, UnreadableFrame
-from fasd.training.transforms import StudentTransform
 
 Read = TypeVar("Read")
 # What an unreadable frame's item is made of: every transform resizes it to the stream's size.
@@ -38,14 +37,22 @@ class DomainRows:
 
 
 class EvalFrames(Dataset):
-    """Item i -> (image, i, readable) for scoring one source's rows with the evaluation transform."""
+    """Item i -> (image, i, readable) for scoring one source's rows with the evaluation transform.
 
-    def __init__(self, source: FrameSource, rows: np.ndarray, transform: StudentTransform):
+    ``read`` is what the transform takes (here the RGB image) and ``blank`` its unreadable stand-in; a multimodal
+    scoring stream overrides both (fasd.training.modalities.ModalityEvalFrames)."""
+
+    blank = BLANK_IMAGE
+
+    def __init__(self, source: FrameSource, rows: np.ndarray, transform: Callable):
         self.source, self.rows, self.transform = source, rows, transform
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def read(self, row: int):
+        return self.source.read_image(row)
+
     def __getitem__(self, index: int):
-        image, readable = read_or_blank(self.source.read_image, int(self.rows[index]), BLANK_IMAGE)
+        image, readable = read_or_blank(self.read, int(self.rows[index]), self.blank)
         return self.transform(image), index, readable

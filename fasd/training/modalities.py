@@ -15,14 +15,13 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, MODALITIES, STUDENT_INPUT_SIZE
 from fasd.data.source import FrameSource
 from fasd.errors import FasdError, warn
-from fasd.training.frames import BLANK_IMAGE, read_or_blank
+from fasd.training.frames import BLANK_IMAGE, EvalFrames
 from fasd.views import CROP_RATIO, CROP_SCALE, FLIP_PROBABILITY, JITTER
 
 Frame = dict[str, np.ndarray]  # FrameSource.read_modalities: every modality (H, W, 3) uint8 and "mask"
@@ -84,18 +83,13 @@ def modality_eval_transform(size: int = STUDENT_INPUT_SIZE, missing: tuple[str, 
     return transform
 
 
-class ModalityEvalFrames(Dataset):
-    """Item i -> ((M, 3, S, S) images, i, readable) for scoring one source's rows."""
+class ModalityEvalFrames(EvalFrames):
+    """Item i -> ((M, 3, S, S) images, i, readable) for scoring one source's rows (a ModalityTransform)."""
 
-    def __init__(self, source: FrameSource, rows: np.ndarray, transform: ModalityTransform):
-        self.source, self.rows, self.transform = source, rows, transform
+    blank = BLANK_FRAME
 
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int):
-        frame, readable = read_or_blank(self.source.read_modalities, int(self.rows[index]), BLANK_FRAME)
-        return self.transform(frame), index, readable
+    def read(self, row: int) -> Frame:
+        return self.source.read_modalities(row)
 
 
 def run_deployed(module: torch.nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
