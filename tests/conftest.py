@@ -85,3 +85,24 @@ def interrupt_on_call(function, call: int):
         return function(*args, **kwargs)
 
     return wrapped
+
+
+def dying_cache_command(array: str) -> str:
+    """A ``python -c`` script running ``fasd ARGS...`` whose cache job dies like kill -9 (os._exit) while writing
+    its second chunk: the chunk's ``array`` (e.g. "feature", "views/feature") is written, its done flag not."""
+    return f"""
+import os, sys
+from fasd.store_schema import writer
+original, calls = writer.write_chunk, []
+def dying(group, chunk, targets):
+    calls.append(chunk)
+    if len(calls) == 2:
+        rows, values = group.attrs["chunk_rows"], targets[{array!r}]
+        group[{array!r}][chunk * rows:chunk * rows + len(values)] = values.astype("f2")
+        os._exit(137)
+    original(group, chunk, targets)
+writer.write_chunk = dying
+from fasd.cli import main
+sys.argv = ["fasd", *sys.argv[1:]]
+main()
+"""

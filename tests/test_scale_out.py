@@ -30,6 +30,7 @@ from fasd.training.transforms import eval_transform
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
+from conftest import dying_cache_command
 from test_train import TINY, assert_user_error, fasd
 
 CHUNK_ROWS, BATCH = 8, 4  # 60 frames a domain -> 8 chunks, so two shards get 4 chunks each
@@ -75,22 +76,7 @@ def reference_store(tmp_path_factory, synth_config, tiny_flip_checkpoint) -> str
 
 # A shard process that dies (like SIGKILL) after writing the features of its second chunk, before its
 # done flag: the chunk must count as not cached.
-_DYING_SHARD = """
-import os, sys
-from fasd.store_schema import writer
-original, calls = writer.write_chunk, []
-def dying(group, chunk, targets):
-    calls.append(chunk)
-    if len(calls) == 2:
-        rows, feature = group.attrs["chunk_rows"], targets["feature"]
-        group["feature"][chunk * rows:chunk * rows + len(feature)] = feature.astype("f2")
-        os._exit(137)
-    original(group, chunk, targets)
-writer.write_chunk = dying
-from fasd.cli import main
-sys.argv = ["fasd", *sys.argv[1:]]
-main()
-"""
+_DYING_SHARD = dying_cache_command("feature")
 
 
 def _start(args: list[str], dying: bool = False) -> subprocess.Popen:

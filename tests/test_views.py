@@ -33,6 +33,7 @@ from fasd.training.sampler import domain_balanced_sampler
 from fasd.training.transforms import eval_transform, view_transform
 from fasd.views import (CROP_RATIO, CROP_SCALE, JITTER, PARAM_COLUMNS, ViewSettings, apply_view, draw_views)
 
+from conftest import dying_cache_command
 from test_train import assert_user_error, fasd
 
 K, CHUNK_ROWS, BATCH = 3, 8, 4
@@ -198,22 +199,8 @@ def test_vlmkd_stored_views_match_open_clip_on_views_replayed_by_hand(views_stor
     assert _cosine(plain, reference).min() < _cosine(stored, reference).min()
 
 
-DYING = """
-import os, sys
-from fasd.store_schema import writer
-original, calls = writer.write_chunk, []
-def dying(group, chunk, targets):
-    calls.append(chunk)
-    if len(calls) == 2:  # the views' features of chunk 2 written, its done flag not: like kill -9
-        rows, values = group.attrs["chunk_rows"], targets["views/feature"]
-        group["views/feature"][chunk * rows:chunk * rows + len(values)] = values.astype("f2")
-        os._exit(137)
-    original(group, chunk, targets)
-writer.write_chunk = dying
-from fasd.cli import main
-sys.argv = ["fasd", *sys.argv[1:]]
-main()
-"""
+# the views' features of chunk 2 written, its done flag not: like kill -9
+DYING = dying_cache_command("views/feature")
 
 
 @pytest.mark.slow
