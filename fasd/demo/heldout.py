@@ -23,11 +23,11 @@ from fasd.constants import MODALITIES
 from fasd.data.source import FrameSource
 from fasd.device import resolve_device
 from fasd.errors import FasdError
-from fasd.evaluate.metrics import compute_metrics, stored_val_threshold
-from fasd.evaluate.scoring import metrics_for, readable_scores, score_rows, write_scores
+from fasd.evaluate.metrics import compute_metrics
+from fasd.evaluate.scoring import write_scores
 from fasd.evaluate.store_metrics import p_live
 from fasd.experiment.figures import SCORES_FILE
-from fasd.export.metadata import modalities_of
+from fasd.export.evaluation import evaluate_scorer
 from fasd.export.runtimes import load_scorer
 from fasd.teacher_cache.job import ModalityTeacherFrames, forward_modalities, multimodal
 from fasd.teacher_cache.registry import LoadedTeacher
@@ -93,14 +93,10 @@ def student_setting(run_dir: Path, run: dict, source: FrameSource, rows: np.ndar
     metrics_path = run_dir / f"metrics{suffix}.json"
     if metrics_path.is_file():
         return json.loads(metrics_path.read_text())
-    scorer = load_scorer(run_dir / "best.pt")
-    scores = score_rows(scorer.p_live, source, rows, progress=progress,
-                        desc=f"{run_dir.parent.name} seed {run['seed']}, {'/'.join(missing)} missing",
-                        size=scorer.metadata["input_size"], modalities=modalities_of(scorer.metadata),
-                        missing=missing)
-    rows, scores = readable_scores(source, rows, scores)
+    rows, scores, metrics = evaluate_scorer(load_scorer(run_dir / "best.pt"), source, rows, missing,
+                                            desc=f"{run_dir.parent.name} seed {run['seed']}, "
+                                                 f"{'/'.join(missing)} missing", progress=progress)
     write_scores(run_dir / scores_name(missing), source, rows, scores)
-    metrics = {**metrics_for(source, rows, scores, val_threshold=stored_val_threshold(scorer.metadata)),
-               "seed": run["seed"], "no_teacher": run["no_teacher"], "missing": list(missing)}
+    metrics = {**metrics, "seed": run["seed"], "no_teacher": run["no_teacher"], "missing": list(missing)}
     metrics_path.write_text(json.dumps(metrics, indent=2))
     return metrics
