@@ -187,8 +187,6 @@ def write_report(out: Path, summary: dict, recipe_title: str, curves: dict[tuple
 
 
 def _acer_text(block: dict, key: str) -> str:
-    if key == "teacher":
-        return f"{_pct(_at(block['teacher'], ('at_eer', 'acer')))} %"
     return f"{_cell(block, key, ('at_eer', 'acer'))} %"
 
 
