@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test test-fast lint docs demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,19 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# Everything: lint, then the whole suite (slow tests included; docs are built by a test).
+test: lint
 	$(BIN)/python -m pytest -q
+
+# The quick subset for the edit-test loop: tests marked slow (> ~20 s each) are deselected.
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check fasd tests bench
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir runs/site
 
 demo: $(STAMP)
 	$(BIN)/fasd demo --out runs/demo
@@ -26,4 +37,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/store_io.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache site
