@@ -73,7 +73,7 @@ def rss_mb() -> float:
     """Current resident set size (Linux /proc), else the peak."""
     status = Path("/proc/self/status")
     if status.exists():
-        line = next(l for l in status.read_text().splitlines() if l.startswith("VmRSS:"))
+        line = next(row for row in status.read_text().splitlines() if row.startswith("VmRSS:"))
         return int(line.split()[1]) / 1024
     return peak_rss_mb()
 

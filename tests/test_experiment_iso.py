@@ -12,7 +12,8 @@ from fasd.experiment.report import report_experiment
 
 
 def _run(out: Path, ablation: str, seed: int, acer: float, iso: float | None) -> None:
-    run_dir = out / "runs" / "oulu-to-replay" / ("none" if ablation == "no-teacher" else "flip") / ablation / f"seed{seed}"
+    teacher = "none" if ablation == "no-teacher" else "flip"
+    run_dir = out / "runs" / "oulu-to-replay" / teacher / ablation / f"seed{seed}"
     run_dir.mkdir(parents=True)
     at_eer = {"apcer": acer, "bpcer": acer, "acer": acer}
     at_05 = {"apcer": 0.5, "bpcer": 0.1, "acer": 0.3}

@@ -179,7 +179,8 @@ def test_teacher_finetune_vit_writes_a_checkpoint_the_vit_teacher_reads(tmp_path
     saved = torch.load(out, weights_only=True)
     assert saved["epoch"] == 2 and saved["arch"] == ARCH and saved["model"]["head.weight"].shape == (2, 192)
     # the encoder moved away from its initialisation, and the teacher kind reads the file back
-    assert not torch.equal(saved["model"]["blocks.0.attn.qkv.weight"], imagenet.state_dict()["blocks.0.attn.qkv.weight"])
+    qkv = "blocks.0.attn.qkv.weight"
+    assert not torch.equal(saved["model"][qkv], imagenet.state_dict()[qkv])
     teacher = load_teacher("vit", TeacherOptions(out, arch=ARCH))
     assert teacher.input_size == SIZE and teacher.normalize == "imagenet"
     summary = json.loads((tmp_path / "deit_fas.pth.json").read_text())

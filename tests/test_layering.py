@@ -59,7 +59,8 @@ def test_static_imports(module, forbidden):
     assert _forbidden(_static_imports(module), forbidden) == []
 
 
-@pytest.mark.parametrize("modules, forbidden", [(m, f) for m, f in RULES], ids=[m[0].rsplit(".", 1)[0] for m, _ in RULES])
+@pytest.mark.parametrize("modules, forbidden", [(m, f) for m, f in RULES],
+                         ids=[m[0].rsplit(".", 1)[0] for m, _ in RULES])
 def test_run_time_imports(modules, forbidden):
     code = ("import importlib, json, sys\n"
             f"for name in {modules!r}:\n"

@@ -203,7 +203,7 @@ def test_udsa_follows_the_u_shaped_recurrence(skip):
     udsa = UDSA(width=6, depth=3, hidden=5, skip=skip)
     _randomise(udsa, 3)
     v0 = torch.randn(4, 6)
-    adapt = [(lambda m: (lambda x: x + m(x)) if skip else m)(m) for m in udsa.adapt]
+    adapt = [(lambda m: (lambda x, m=m: x + m(x)) if skip else m)(m) for m in udsa.adapt]
     a1 = adapt[0](v0)
     a2 = adapt[1](a1)
     a3 = adapt[2](a2)

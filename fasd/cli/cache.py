@@ -11,6 +11,9 @@ from fasd.cli.app import command, _csv, _finite, _layers, _positive, _print_json
 from fasd.errors import FasdError
 from fasd.io_checks import ensure_writable
 
+TrustCheckpoint = Annotated[bool, typer.Option("--trust-checkpoint",
+                                               help="Allow arbitrary pickled objects in the checkpoint (--init).")]
+
 
 @command("synth")
 def synth(
@@ -112,7 +115,7 @@ def teacher_finetune(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow arbitrary pickled objects in --init.")] = False,
+    trust_checkpoint: TrustCheckpoint = False,
     md2a: Annotated[bool, typer.Option("--md2a/--no-md2a", help="mmda: MD2A fusion (off: plain self-attention).")
                     ] = True,
     rs2: Annotated[bool, typer.Option("--rs2/--no-rs2", help="mmda: RS2 caption alignment (off: CE only).")] = True,
@@ -177,14 +180,13 @@ def cache_teacher(
     shard: Annotated[Optional[str], typer.Option(help="I/N: cache every N-th chunk starting at I (default: "
                                                       "torchrun's RANK/WORLD_SIZE).")] = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows per Zarr chunk (the unit of resume).")] = 4096,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a store of another teacher / a changed dataset.")
-                         ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite",
+                                            help="Replace a store of another teacher / a changed dataset.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable frame instead of counting it.")
                       ] = False,
     repair: Annotated[bool, typer.Option("--repair", help="First re-read every finished chunk of the dataset and "
                                                           "recompute the corrupt or missing ones.")] = False,
-    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow arbitrary pickled objects in the checkpoint.")
-                                ] = False,
+    trust_checkpoint: TrustCheckpoint = False,
     views: Annotated[int, typer.Option(help="Also cache every target on K augmented views of each frame (crop, "
                                             "flip, colour jitter) that `fasd train --views` replays (0: none).")
                      ] = 0,
@@ -269,8 +271,7 @@ def inspect(
                                                         "(exit 1 when any).")] = False,
     checkpoint: Annotated[Optional[Path], typer.Option(help="The teacher checkpoint, for --verify.")] = None,
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml, for --verify's frame sources.")] = None,
-    trust_checkpoint: Annotated[bool, typer.Option("--trust-checkpoint", help="Allow arbitrary pickled objects in the checkpoint.")
-                                ] = False,
+    trust_checkpoint: TrustCheckpoint = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines.")] = False,
 ) -> None:
     """Summarise a teacher store: teacher, completion, label/split counts, integrity, size, teacher metrics."""
