@@ -21,12 +21,14 @@ handled by the same code path as any other input.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF
 from fasd.errors import FasdError
+from fasd.registry import Registry
 
 # Spoof frames whose attack type is empty are reported under this name when others are known.
 UNKNOWN_ATTACK_TYPE = "unknown"
@@ -198,7 +200,8 @@ def compute_metrics(labels, scores, attack_types=None, val_threshold: float | No
     """Every reported metric as a JSON-ready dict (plain Python numbers and None).
 
     Keys: level ("frame" or "video": what n, n_live and n_spoof count), n, n_live, n_spoof, eer, auc,
-    tpr_at_fpr_1pct, hter, threshold{eer[, val]}, and the rates (see ``rates_at``) at each threshold:
+    tpr_at_fpr_1pct, hter, threshold{eer[, val]}, bpcer_at_apcer{bpcer20, bpcer100} (``bpcer_at_apcer`` at
+    APCER 5 % and 1 %, ISO/IEC 30107-3), and the rates (see ``rates_at``) at each threshold:
     at_eer (the EER threshold of these scores, i.e. of the test set), at_0.5 and, when
     ``val_threshold`` (chosen on the sources' validation data) is given, at_val. When
     ``attack_types`` names a type for at least one spoof frame, every rate row also holds
@@ -238,7 +241,171 @@ def compute_metrics(labels, scores, attack_types=None, val_threshold: float | No
         metrics["per_attack_type"] = {name: {"apcer": apcer, "n": counts[name]}
                                       for name, apcer in metrics["at_eer"]["apcer_per_type"].items()}
         metrics["apcer_worst_type"] = metrics["at_eer"]["apcer_worst_type"]
+    metrics["bpcer_at_apcer"] = {name: _bpcer_row(labels, scores, target, species)
+                                 for name, target in ISO_BPCER_AT_APCER.items()}
     return metrics
+
+
+# ISO/IEC 30107-3's BPCER at a fixed APCER: BPCER20 at APCER 5 %, BPCER100 at APCER 1 %.
+ISO_BPCER_AT_APCER = {"bpcer20": 0.05, "bpcer100": 0.01}
+_COUNT_SLACK = 1e-9  # target x frames within this of an integer counts as that integer (0.05 x 20 = 1)
+
+
+def _allowed(target: float, total: int) -> int:
+    """Frames of ``total`` a rate of at most ``target`` lets through: floor(target x total)."""
+    return int(np.floor(target * total + _COUNT_SLACK))
+
+
+def _threshold_at(labels: np.ndarray, scores: np.ndarray, target: float, limited: int) -> tuple[float | None, str]:
+    """The threshold of "error rate of class ``limited`` <= target, the other class's error as low as possible"
+    on validated arrays, or (None, why not). See ``threshold_at_apcer``."""
+    spoof = labels == LABEL_SPOOF
+    limited_scores = np.sort(scores[spoof if limited == LABEL_SPOOF else ~spoof])
+    other_scores = np.sort(scores[~spoof if limited == LABEL_SPOOF else spoof])
+    rate, what = ("APCER", "spoof") if limited == LABEL_SPOOF else ("BPCER", "live")
+    if other_scores.size == 0:
+        return None, f"it has no {'live' if limited == LABEL_SPOOF else 'spoof'} frames"
+    allowed = _allowed(target, limited_scores.size)
+    if allowed < 1:
+        needed = int(np.ceil(1.0 / target - _COUNT_SLACK))
+        step = "" if limited_scores.size == 0 else (f" (its smallest non-zero {rate} is "
+                                                     f"{100.0 / limited_scores.size:.2f} %)")
+        return None, f"it has {limited_scores.size} {what} frames, {needed} are needed to measure {rate} " \
+                     f"<= {100 * target:g} %{step}"
+    candidates = np.unique(scores)  # ascending; accept score >= t
+    if limited == LABEL_SPOOF:  # limited: attacks accepted; minimised: live rejected; ties: the highest t
+        limited_errors = limited_scores.size - np.searchsorted(limited_scores, candidates, "left")
+        other_errors = np.searchsorted(other_scores, candidates, "left")
+    else:  # limited: live rejected; minimised: attacks accepted; ties: the lowest t
+        limited_errors = np.searchsorted(limited_scores, candidates, "left")
+        other_errors = other_scores.size - np.searchsorted(other_scores, candidates, "left")
+    meets = limited_errors <= allowed
+    if not meets.any():
+        return None, f"no threshold reaches {rate} <= {100 * target:g} % (the extreme scores are tied)"
+    best = meets & (other_errors == other_errors[meets].min())
+    return float(candidates[best].max() if limited == LABEL_SPOOF else candidates[best].min()), ""
+
+
+def threshold_at_apcer(labels, scores, max_apcer: float) -> float | None:
+    """The threshold t (accept as live when score >= t) of the operating point "APCER <= max_apcer".
+
+    Candidates are the distinct scores. Among those with APCER(t) <= ``max_apcer``, the ones with the lowest
+    BPCER; of these the highest t (it accepts the fewest attacks for that BPCER, usually the lowest accepted live
+    score). None when the frames cannot reach the target: no live frames, fewer than 1/max_apcer spoof frames
+    (APCER moves in steps of 1/n_spoof, so the target could only be met at APCER 0, which such a set cannot
+    measure), or no candidate meets it (the highest scores are tied attacks).
+    """
+    labels, scores = _as_arrays(labels, scores)
+    return _threshold_at(labels, scores, max_apcer, LABEL_SPOOF)[0]
+
+
+def threshold_at_bpcer(labels, scores, max_bpcer: float) -> float | None:
+    """As ``threshold_at_apcer`` with the classes' roles swapped: among the candidates with BPCER(t) <=
+    ``max_bpcer``, the lowest APCER; of these the lowest t (fewest live rejected). None: no spoof frames, or
+    fewer than 1/max_bpcer live frames."""
+    labels, scores = _as_arrays(labels, scores)
+    return _threshold_at(labels, scores, max_bpcer, LABEL_LIVE)[0]
+
+
+def _bpcer_at(labels: np.ndarray, scores: np.ndarray, max_apcer: float) -> float | None:
+    threshold = _threshold_at(labels, scores, max_apcer, LABEL_SPOOF)[0]
+    return None if threshold is None else _rates(labels, scores, threshold, None)["bpcer"]
+
+
+def bpcer_at_apcer(labels, scores, max_apcer: float, attack_types=None) -> dict[str, Any]:
+    """BPCER at the ``threshold_at_apcer`` operating point: {apcer_target, threshold, apcer, bpcer}, all rates
+    None where the target is unreachable.
+
+    With attack types (as ``rates_at``), also ``bpcer_per_type`` {type: BPCER at the threshold chosen on the
+    live frames and that type's attacks} and ``bpcer_worst_type``, their maximum: the BPCER at the lowest
+    threshold where every type's APCER <= max_apcer (None when any type cannot reach it).
+    """
+    labels, scores = _as_arrays(labels, scores)
+    return _bpcer_row(labels, scores, max_apcer, _species(labels, attack_types))
+
+
+def _bpcer_row(labels: np.ndarray, scores: np.ndarray, max_apcer: float, species: np.ndarray | None
+               ) -> dict[str, Any]:
+    threshold = _threshold_at(labels, scores, max_apcer, LABEL_SPOOF)[0]
+    rates = _rates(labels, scores, threshold, None)
+    row: dict[str, Any] = {"apcer_target": max_apcer, "threshold": threshold, "apcer": rates["apcer"],
+                           "bpcer": rates["bpcer"]}
+    if species is not None:
+        live = labels == LABEL_LIVE
+        spoof_index = np.flatnonzero(~live)
+        per_type = {}
+        for name in sorted(set(species.tolist())):
+            keep = live.copy()
+            keep[spoof_index[species == name]] = True
+            per_type[name] = _bpcer_at(labels[keep], scores[keep], max_apcer)
+        values = list(per_type.values())
+        row["bpcer_per_type"] = per_type
+        row["bpcer_worst_type"] = None if None in values else max(values)
+    return row
+
+
+@dataclass(frozen=True)
+class OperatingRule:
+    """A kind of operating point: ``limited`` is the class whose error rate the target bounds (the other's is
+    then minimised); None: no target, the EER."""
+
+    help: str
+    limited: int | None
+
+
+OPERATING_POINTS: Registry[OperatingRule] = Registry("--operating-point")
+OPERATING_POINTS.add("eer", OperatingRule("eer (APCER = BPCER)", None))
+OPERATING_POINTS.add("apcer", OperatingRule("apcer=A (APCER <= A with the lowest BPCER; apcer=0.05 is ISO's BPCER20 "
+                                            "point)", LABEL_SPOOF))
+OPERATING_POINTS.add("bpcer", OperatingRule("bpcer=B (BPCER <= B with the lowest APCER)", LABEL_LIVE))
+DEFAULT_OPERATING_POINT = "eer"
+OPERATING_POINT_HELP = ", ".join(rule.help for rule in OPERATING_POINTS.all().values())
+
+
+class OperatingPoint(NamedTuple):
+    """Where a deployed model decides (an OPERATING_POINTS kind and its target), chosen on the sources'
+    validation split."""
+
+    kind: str
+    target: float | None = None
+
+    @property
+    def name(self) -> str:
+        return self.kind if self.target is None else f"{self.kind}={self.target:g}"
+
+
+def parse_operating_point(text: str, flag: str = "--operating-point") -> OperatingPoint:
+    """``eer``, ``apcer=A`` or ``bpcer=B`` with 0 < A, B < 1; anything else is a one-line FasdError."""
+    kind, has_value, value = str(text).strip().lower().partition("=")
+    rule = OPERATING_POINTS.all().get(kind)
+    try:
+        target = float(value) if has_value else None
+    except ValueError:
+        target = float("nan")
+    if rule is None or (rule.limited is None) != (target is None) or (target is not None
+                                                                     and not 0.0 < target < 1.0):
+        raise FasdError(f"{flag} {text!r}: use {OPERATING_POINT_HELP}; targets are fractions in (0, 1)")
+    return OperatingPoint(kind, target)
+
+
+def operating_threshold(point: OperatingPoint, labels, scores, where: str) -> float:
+    """The threshold of ``point`` on ``where``'s frames (the sources' validation split); FasdError naming the
+    reason when those frames cannot reach it."""
+    labels, scores = _as_arrays(labels, scores)
+    limited = OPERATING_POINTS.get(point.kind).limited
+    if limited is None:
+        threshold, why = eer(labels, scores)[1], "it needs both live and spoof frames"
+    else:
+        threshold, why = _threshold_at(labels, scores, float(point.target), limited)
+    if threshold is None:
+        raise FasdError(f"--operating-point {point.name} cannot be reached on {where}: {why}; choose a larger "
+                        "target or eer")
+    return threshold
+
+
+def stored_operating_point(info: dict) -> str:
+    """The operating point a checkpoint's or model's ``val_threshold`` was chosen at (files without one: eer)."""
+    return str(info.get("operating_point", DEFAULT_OPERATING_POINT))
 
 
 def stored_val_threshold(info: dict) -> float | None:
@@ -337,6 +504,13 @@ def format_report(metrics: dict[str, Any]) -> str:
             continue
         lines.append(f"{name:10} {_pct(row['apcer']):>7}  {_pct(row['bpcer']):>7}  {_pct(row['acer']):>7}"
                      + (f"  {_pct(row['acer_iso']):>8}" if iso else ""))
+    for name, row in metrics.get("bpcer_at_apcer", {}).items():
+        where = f"BPCER at APCER <= {100 * row['apcer_target']:g} %"
+        if row["bpcer"] is None:
+            where += ": not reachable with these frames"
+        elif "bpcer_per_type" in row:
+            where += f"; worst attack type {_pct(row['bpcer_worst_type']).strip()}"
+        lines.append(f"{name.upper():10} {_pct(row['bpcer'])}   ({where})")
     if iso:
         shown = [(name, key) for name, key, _ in _ROWS if key in metrics]
         lines.append("APCER per attack type: " + ", ".join(name for name, _ in shown))
