@@ -280,11 +280,32 @@ def write_config(config_path: Path, datasets: dict[str, dict], domains: list[str
         tmp.unlink(missing_ok=True)
 
 
-def register_dataset(config_path: Path, name: str, fmt: str, data_path: Path) -> None:
-    """Add or replace ``[datasets.NAME]`` in a fasd.toml, keeping everything else; paths stored relative."""
+def refuse_rebinding(config_path: Path, datasets: dict[str, dict], remedy: str) -> None:
+    """Refuse to point a name the user's fasd.toml already registers at another format or path
+    (``datasets``' paths are relative to the file's folder, as written); ``remedy`` says what to do instead."""
+    config_path = Path(config_path)
+    if not config_path.is_file():
+        return
+    registered, _ = _parse(_read_toml(config_path)[1], config_path.resolve())
+    base = config_path.resolve().parent
+    for name, spec in datasets.items():
+        old = registered.get(name)
+        if old is not None and (old.format != spec["format"] or old.path != (base / spec["path"]).resolve()
+                                or old.manifest is not None):
+            raise FasdError(f"{config_path} already registers '{name}' as {old.format} {old.path}; fasd will not "
+                            f"rebind it: {remedy}")
+
+
+def register_dataset(config_path: Path, name: str, fmt: str, data_path: Path, check_only: bool = False) -> None:
+    """Add ``[datasets.NAME]`` to a fasd.toml and NAME to its [protocol] domains, keeping everything else;
+    paths stored relative. A name already bound to another path is refused (``check_only``: refuse, write
+    nothing — before the long work that makes ``data_path``)."""
     config_path = Path(config_path)
     try:
         rel = os.path.relpath(Path(data_path).resolve(), config_path.resolve().parent)
     except ValueError:
         rel = str(Path(data_path).resolve())
-    write_config(config_path, {name: {"format": fmt, "path": rel}}, None)
+    spec = {name: {"format": fmt, "path": rel}}
+    refuse_rebinding(config_path, spec, f"choose another --register name or remove [datasets.{name}] first")
+    if not check_only:
+        write_config(config_path, spec, [name])

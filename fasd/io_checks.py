@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from fasd.errors import FasdError
@@ -45,3 +47,41 @@ def ensure_writable(path: Path) -> None:
         raise FasdError(f"cannot write {path}: {probe} is not writable ({exc.strerror or exc})") from None
     if path.is_file() and not os.access(path, os.W_OK):
         raise FasdError(f"cannot write {path}: the file is read-only")
+
+
+# How torch.save reports a write that failed part-way (a full disk, a quota): a RuntimeError, not an OSError.
+_TORCH_WRITE_FAILURES = ("unexpected pos", "file write failed", "PytorchStreamWriter failed")
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path``: ``path`` is never half written, and no temporary file is
+    left behind when the write fails (a full disk: one line naming ``path``, as an OSError or FasdError)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+    except RuntimeError as exc:
+        if not any(marker in str(exc) for marker in _TORCH_WRITE_FAILURES):
+            raise
+        free = shutil.disk_usage(path.parent).free
+        raise FasdError(f"cannot write {path}: the write failed part-way ({free / 1e6:.1f} MB free on its disk); "
+                        f"free some space and run the same command again") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def refuse_replacing(path: Path, flag: str, overwrite: bool, ours: Callable[[Path], bool], what: str) -> None:
+    """Nothing the user has is replaced: an existing ``path`` only with ``--overwrite``, and only when
+    ``ours(path)`` says fasd wrote it. ``what`` names what fasd writes there, e.g. "a teacher checkpoint"."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not ours(path):
+        raise FasdError(f"{flag} {path} exists and is not {what} that fasd wrote; fasd will not replace it: "
+                        f"choose another {flag}")
+    if not overwrite:
+        raise FasdError(f"{flag} {path} exists ({what} that fasd wrote): pass --overwrite to replace it, or choose "
+                        f"another {flag}")

@@ -145,13 +145,13 @@ def test_export_rejects_bad_arguments(exported, tmp_path):
 
 
 def test_failed_parity_writes_nothing(exported, tmp_path, monkeypatch):
-    checkpoint, _ = exported
+    checkpoint, report = exported
     out = tmp_path / "student.onnx"
-    out.write_bytes(b"previous export")
+    out.write_bytes(report.path.read_bytes())  # a previous export, which --overwrite may replace
     monkeypatch.setattr(export_driver, "PARITY_TOLERANCE", -1.0)
     with pytest.raises(FasdError, match="disagrees with PyTorch"):
-        export_model(checkpoint, out)
-    assert out.read_bytes() == b"previous export"
+        export_model(checkpoint, out, overwrite=True)
+    assert out.read_bytes() == report.path.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["student.onnx"]
 
 

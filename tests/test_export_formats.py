@@ -180,7 +180,7 @@ def test_coreml_package_keeps_the_contract(learned, tmp_path):
     assert json.loads(stored["val_threshold"]) == pytest.approx(report.val_threshold)
     with pytest.raises(FasdError, match="only on macOS/iOS"):
         load_scorer(report.path)
-    again = export_model(checkpoint, report.path, "coreml", config=config)  # replaces its own package
+    again = export_model(checkpoint, report.path, "coreml", config=config, overwrite=True)  # its own package
     assert again.path.is_dir()
 
 
@@ -219,11 +219,11 @@ def test_export_argument_errors(learned, tmp_path):
 def test_failed_parity_keeps_the_previous_file(learned, tmp_path, monkeypatch):
     checkpoint, config, _ = learned
     out = tmp_path / "student.onnx"
-    out.write_bytes(b"previous export")
+    previous = export_model(checkpoint, out, "onnx", config=config).path.read_bytes()
     monkeypatch.setattr(export_driver, "PARITY_TOLERANCE", -1.0)
     with pytest.raises(FasdError, match="disagrees with PyTorch"):
-        export_model(checkpoint, out, "onnx", parity_data="alpha", config=config)
-    assert out.read_bytes() == b"previous export" and [p.name for p in tmp_path.iterdir()] == ["student.onnx"]
+        export_model(checkpoint, out, "onnx", parity_data="alpha", config=config, overwrite=True)
+    assert out.read_bytes() == previous and [p.name for p in tmp_path.iterdir()] == ["student.onnx"]
 
 
 def test_missing_toolchain_is_one_line_with_the_pip_command(learned, tmp_path, monkeypatch):

@@ -61,8 +61,8 @@ def ingest(
         help="Frames sampled evenly per video among annotated frames (default: all).")] = None,
     protocol: Annotated[Optional[str], typer.Option(help="OULU protocol: Protocol_1, Protocol_2, Protocol_3/K, "
                                                          "Protocol_4/K.")] = None,
-    margin: Annotated[Optional[float], typer.Option(help="Extra crop border, as a fraction of the face size.")
-                      ] = None,
+    margin: Annotated[Optional[float], typer.Option(help="Extra crop border on each side, as a fraction of the "
+                                                         "face size (default 0.2).")] = None,
     lists: Annotated[Optional[Path], typer.Option(help="mmdg: folder of the X-{train,val,test}.txt lists "
                                                        "(default: --root).")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="mmdg: which lists to ingest, e.g. W (one pack per "
@@ -71,21 +71,26 @@ def ingest(
     register: Annotated[Optional[str], typer.Option(help="Register the pack under this name in --config.")
                         ] = None,
     config: Annotated[Path, typer.Option(help="fasd.toml to register the pack in.")] = Path("fasd.toml"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out when it is a pack fasd ingest "
+                                                                "wrote (never another file).")] = False,
 ) -> None:
-    """Turn a native dataset layout (videos + annotations, or images + labels) into an HDF5 frame pack."""
+    """Turn a native dataset layout (videos + annotations, or images + labels) into an HDF5 frame pack;
+    --register NAME also adds NAME to --config's [protocol] domains."""
     from fasd.config import register_dataset
     from fasd.data.ingest import DEFAULT_MARGIN, run_ingest
 
     if margin is not None:
         _finite("--margin", margin)
     ensure_writable(out)
+    if register:  # a name the config binds elsewhere is refused before the long work
+        register_dataset(config, register, "hdf5", out, check_only=True)
     summary = run_ingest(kind, root, out, size=size, frames_per_video=frames_per_video, protocol=protocol,
                          workers=workers, margin=DEFAULT_MARGIN if margin is None else margin, lists=lists,
-                         dataset=dataset)
+                         dataset=dataset, overwrite=overwrite)
     typer.echo(summary.format())
     if register:
         register_dataset(config, register, "hdf5", out)
-        typer.echo(f"registered '{register}' in {config}")
+        typer.echo(f"registered '{register}' in {config} (and added it to its [protocol] domains)")
 
 
 @command("teacher-finetune")
@@ -123,6 +128,9 @@ def teacher_finetune(
     rs2_min: Annotated[str, typer.Option(help="mmda: over-all or own-class reading of RS2's min.")] = "over-all",
     captions: Annotated[Optional[Path], typer.Option(help='mmda: JSON {"spoof": [...], "live": [...]} (default: '
                                                           "paper B's 24 + 24 captions).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out when it is a checkpoint "
+                                                                "teacher-finetune wrote (never another file).")
+                         ] = False,
 ) -> None:
     """Fine-tune a teacher for FAS on the sources' train splits and write a checkpoint cache-teacher reads."""
     from fasd.teacher_cache.finetune import finetune_teacher
@@ -138,7 +146,7 @@ def teacher_finetune(
                                centroid_mode=centroid_mode, lr=lr, weight_decay=weight_decay, epochs=epochs,
                                batch_size=batch_size, max_frames_per_epoch=max_frames_per_epoch, device=device,
                                workers=workers, seed=seed, trust_checkpoint=trust_checkpoint, method=method,
-                               method_options=method_options)
+                               method_options=method_options, overwrite=overwrite)
     val = summary.get("val") or {}
     accuracy = summary.get("train_accuracy")
     typer.echo(f"{summary['arch']} ({summary['method']}) on {', '.join(summary['sources'])}: {summary['epochs']} "

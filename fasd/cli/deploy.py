@@ -9,6 +9,7 @@ import typer
 
 from fasd.cli.app import _csv, _positive, _print_json, command
 from fasd.errors import FasdError
+from fasd.evaluate.metrics import OPERATING_POINT_HELP
 
 
 @command("evaluate")
@@ -82,13 +83,18 @@ def export(
                                                             "inputs).")] = None,
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset (onnx, ort).")] = 17,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out when it is a model fasd export "
+                                                                "wrote (never another file).")] = False,
+    operating_point: Annotated[Optional[str], typer.Option(
+        help=f"Decide at this operating point, chosen on the validation scores best.pt keeps: {OPERATING_POINT_HELP} "
+             "(default: the threshold training chose, at its --operating-point).")] = None,
 ) -> None:
     """Export encoder + logit head with its metadata, verify parity in the format's runtime, then write it."""
     from fasd.export.export import export_model
 
     _positive("--calibration-frames", calibration_frames)
     typer.echo(export_model(checkpoint, out, fmt, quantize, calibrate, calibration_frames, parity_data, config,
-                            opset).describe())
+                            opset, overwrite, operating_point).describe())
 
 
 @command("bench")

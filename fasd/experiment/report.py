@@ -37,6 +37,26 @@ def recorded_references(out: Path) -> dict[str, float]:
         raise FasdError(f"cannot read {path} ({exc}); delete it or pass --reference again") from None
 
 
+# What fasd experiment writes at the top of its folder; plan.json (written first) marks the folder as its own.
+WRITTEN_FILES = (PLAN_FILE, "failures.json", "results.csv", "summary.csv", "tables.md")
+
+
+def refuse_foreign_folder(out: Path) -> None:
+    """Refuse a folder holding files of the names fasd experiment writes when its plan.json is not one fasd
+    experiment wrote: they are the user's, and fasd would overwrite them."""
+    present = [name for name in WRITTEN_FILES if (Path(out) / name).exists()]
+    if not present:
+        return
+    try:
+        plan = json.loads((Path(out) / PLAN_FILE).read_text())
+        ours = isinstance(plan, dict) and bool({"cells", "references"} & set(plan))
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise FasdError(f"--out {out} holds {', '.join(present)} that fasd experiment did not write (no plan.json "
+                        f"of its own); fasd will not overwrite them: choose another --out")
+
+
 def report_experiment(out: Path, references: dict[str, float] | None = None) -> list[Path]:
     """Write results.csv, summary.csv, tables.md and plots/*.png; return their paths.
 
@@ -46,6 +66,7 @@ def report_experiment(out: Path, references: dict[str, float] | None = None) -> 
     if not (out / "runs").is_dir():
         raise FasdError(f"{out} is not an experiment folder (no runs/ inside); pass the --out of a "
                         f"`fasd experiment` run")
+    refuse_foreign_folder(out)
     references = recorded_references(out) if references is None else references
     runs = collect_runs(out)
     groups = summarize(runs)

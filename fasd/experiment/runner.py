@@ -22,7 +22,8 @@ from fasd.experiment.missing import evaluate_missing
 from fasd.experiment.plan import (DEFAULT_RECIPE, FINISHED, RESUME, Cell, build_plan, cell_state,
                                   describe_plan, format_plan)
 from fasd.experiment.references import check_scopes
-from fasd.experiment.report import PLAN_FILE, recorded_references, report_experiment
+from fasd.experiment.report import PLAN_FILE, recorded_references, refuse_foreign_folder, report_experiment
+from fasd.io_checks import write_atomically
 from fasd.student_train.trainer import Trainer, resume_options
 
 FAILURES_FILE = "failures.json"
@@ -114,17 +115,18 @@ def run_experiment(config: Path | str | None, protocols: list[str], seeds: list[
     if dry_run:
         echo(format_plan(outcome.plan))
         return outcome
+    refuse_foreign_folder(out)
     references = references or recorded_references(out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    (out / PLAN_FILE).write_text(json.dumps({"config": str(registry.path), "recipe": recipe,
-                                             "references": references, "train_overrides": train_overrides,
-                                             "cells": outcome.plan},
-                                            indent=2, default=str))
+    plan = json.dumps({"config": str(registry.path), "recipe": recipe, "references": references,
+                       "train_overrides": train_overrides, "cells": outcome.plan}, indent=2, default=str)
+    write_atomically(out / PLAN_FILE, lambda tmp: tmp.write_text(plan))
     try:
         for index, cell in enumerate(cells, 1):
             _run_cell(cell, registry, out, f"[{index}/{len(cells)}]", outcome, progress, echo)
     finally:
-        (out / FAILURES_FILE).write_text(json.dumps(outcome.failed, indent=2))
+        failures = json.dumps(outcome.failed, indent=2)
+        write_atomically(out / FAILURES_FILE, lambda tmp: tmp.write_text(failures))
     outcome.reports = report_experiment(out, references)
     echo(f"{len(outcome.trained)} cell(s) trained, {len(outcome.skipped)} skipped, {len(outcome.failed)} failed"
          + (f" (see {out / FAILURES_FILE})" if outcome.failed else "") + f"; tables: {out / 'tables.md'}")

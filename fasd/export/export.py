@@ -22,6 +22,7 @@ from fasd.export.formats import ExportFormat, ExportOptions, export_format
 from fasd.export.frames import dataset_frames, random_frames
 from fasd.export.metadata import modalities_of
 from fasd.export.runtimes import Scorer, load_scorer
+from fasd.io_checks import refuse_replacing
 
 PARITY_TOLERANCE = 1e-3  # max |Δ logit| allowed between an fp32 export in its runtime and PyTorch
 PARITY_FRAMES = 64
@@ -53,10 +54,12 @@ class ExportReport:
     parity: Parity | None  # None: no runtime on Linux (see ``check``)
     check: str | None  # the spec check of a format without a Linux runtime
     val_threshold: float | None  # as written to the metadata
+    operating_point: str | None = None  # where val_threshold was chosen (eer, apcer=A, bpcer=B)
 
     def describe(self) -> str:
         threshold = ("unknown (fasd predict falls back to 0.5)" if self.val_threshold is None
-                     else f"{self.val_threshold:.4f}")
+                     else f"{self.val_threshold:.4f}" + (f" (operating point {self.operating_point})"
+                                                         if self.operating_point else ""))
         lines = [f"wrote {self.path} ({self.format}): {self.parameters / 1e6:.2f} M parameters, "
                  f"{self.bytes / 1e6:.2f} MB; {self.note}"]
         if self.parity is not None:
@@ -79,16 +82,20 @@ def size_of(path: Path) -> int:
 
 def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", quantize: str | None = None,
                  calibrate: str | None = None, calibration_frames: int = 256, parity_data: str | None = None,
-                 config: Path | None = None, opset: int = 17) -> ExportReport:
+                 config: Path | None = None, opset: int = 17, overwrite: bool = False,
+                 operating_point: str | None = None) -> ExportReport:
     """Export ``checkpoint`` as ``fmt`` to ``out`` (default ``student[-int8].<suffix>``), verified.
 
     ``calibrate``/``parity_data``: DATASET[:SPLIT] of the registry (``config``); parity frames default to
     --calibrate's dataset (test split), else random inputs. FasdError, nothing at ``out``, on any failure.
+    An existing ``out`` is replaced only with ``overwrite``, and only when fasd export wrote it.
+    ``operating_point``: choose the metadata's decision threshold there on the checkpoint's validation scores.
     """
     kind = export_format(fmt)
-    deployable = load_deployable(checkpoint)
+    deployable = load_deployable(checkpoint, operating_point)
     options = _options(kind, quantize, calibrate, calibration_frames, config, opset, deployable.input_size)
     out = _out_path(kind, out, options.int8)
+    refuse_replacing(out, "--out", overwrite, _exported_by_fasd, "a model file")
     modalities = modalities_of(deployable.metadata)
     if len(deployable.input_names) > 1 and (kind.name not in MULTI_INPUT_FORMATS or options.int8):
         raise FasdError(f"the {'/'.join(modalities)} student exports to fp32 "
@@ -113,7 +120,8 @@ def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", q
     finally:
         _remove(tmp)
     return ExportReport(path=out, format=fmt, bytes=size_of(out), parameters=deployable.parameters, note=note,
-                        int8=options.int8, parity=parity, check=check, val_threshold=deployable.val_threshold)
+                        int8=options.int8, parity=parity, check=check, val_threshold=deployable.val_threshold,
+                        operating_point=deployable.metadata.get("operating_point"))
 
 
 def _options(kind: ExportFormat, quantize: str | None, calibrate: str | None, calibration_frames: int,
@@ -141,9 +149,31 @@ def _out_path(kind: ExportFormat, out: Path | None, int8: bool) -> Path:
         hint = out / f"student{kind.suffix}" if out.is_dir() else out.with_suffix(kind.suffix)
         what = "is a directory" if out.is_dir() else f"does not end in {kind.suffix}"
         raise FasdError(f"--out {out} {what}; --format {kind.name} writes a {kind.suffix} (e.g. --out {hint})")
-    if out.is_dir() and not (out / "Manifest.json").is_file():  # only a package fasd wrote is replaced
-        raise FasdError(f"--out {out} is a directory that is not a Core ML package; pass a new name")
     return out
+
+
+# Every file of a Core ML package coremltools writes lies under these (relative to the package folder).
+_PACKAGE_FILES = ("Manifest.json", "Data/com.apple.CoreML/")
+
+
+def _exported_by_fasd(path: Path) -> bool:
+    """A model file whose metadata is fasd's input contract (what fasd export writes); a Core ML package, which
+    no Linux runtime loads, by its spec's metadata and holding no file coremltools does not write."""
+    if path.is_dir():
+        files = [p.relative_to(path).as_posix() for p in path.rglob("*") if not p.is_dir()]
+        if not files or not all(f == _PACKAGE_FILES[0] or f.startswith(_PACKAGE_FILES[1]) for f in files):
+            return False
+        try:
+            import coremltools
+
+            spec = coremltools.utils.load_spec(str(path))
+        except Exception:  # noqa: BLE001 - not readable as a package: not one fasd wrote
+            return False
+        return "fasd_version" in spec.description.metadata.userDefined
+    try:
+        return "fasd_version" in load_scorer(path).metadata
+    except Exception:  # noqa: BLE001 - any file its runtime cannot open is not one fasd wrote
+        return False
 
 
 def _parity_frames(parity_data: str | None, calibrate: str | None, config: Path | None,

@@ -2,7 +2,8 @@
 
 Format: ``torch.save({"fasd_student": 1, "model": state dict, "student_config": StudentConfig as a dict,
 "epoch": int, "config": the run's options (``config["student"]``: the registered student),
-"val_threshold": float | None, "val_loss": float | None, "optimizer": ..., "scheduler": ..., "scaler": ...})``.
+"val_threshold": float | None, "val_loss": float | None, best.pt: "operating_point", "val_labels", "val_scores"
+(``validation_record``), last.pt: "optimizer": ..., "scheduler": ..., "scaler": ...})``.
 Only tensors and plain Python values, so ``weights_only=True`` loading works. Checkpoints of fasd 0.1 (no
 student name or config) are MobileNetV3-Small students; older checkpoints hold the validation threshold as
 ``eer_threshold`` (read both with fasd.evaluate.metrics.stored_val_threshold).
@@ -14,9 +15,11 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fasd.errors import FasdError
+from fasd.io_checks import write_atomically
 from fasd.student_train.students import StudentConfig, student_kind
 
 CHECKPOINT_VERSION = 1
@@ -29,14 +32,26 @@ def save_checkpoint(path: Path, student: torch.nn.Module, epoch: int, config: di
                     val_threshold: float | None = None, val_loss: float | None = None,
                     extra: dict | None = None) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a truncated checkpoint. ``val_threshold``: the
-    EER threshold of the sources' validation split (the deployed operating point)."""
+    threshold chosen on the sources' validation split at the run's operating point (default its EER)."""
     payload = {"fasd_student": CHECKPOINT_VERSION, "model": student.state_dict(),
                "student_config": student.config.to_json(), "epoch": epoch, "config": config,
                "val_threshold": val_threshold, "val_loss": val_loss, **(extra or {})}
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    write_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
+
+
+def validation_record(operating_point: str, labels: np.ndarray, scores: np.ndarray) -> dict:
+    """What best.pt keeps of the sources' validation split beside ``val_threshold``: the operating point it was
+    chosen at and every frame's label and P(live), from which ``fasd export --operating-point`` chooses another."""
+    return {"operating_point": operating_point, "val_labels": torch.as_tensor(np.asarray(labels), dtype=torch.int8),
+            "val_scores": torch.as_tensor(np.asarray(scores), dtype=torch.float64)}
+
+
+def validation_scores(info: dict, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, P(live)) of the sources' validation split kept by ``validation_record``."""
+    if "val_scores" not in info:
+        raise FasdError(f"{path} keeps no validation scores (it was written before fasd 0.3); choose the operating "
+                        "point when training it: fasd train --operating-point")
+    return info["val_labels"].numpy().astype(np.int64), info["val_scores"].numpy()
 
 
 def read_checkpoint(path: Path) -> dict:

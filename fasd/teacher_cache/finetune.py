@@ -30,7 +30,6 @@ in fp32, written atomically, with the training summary in ``<out>.json``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,7 +53,7 @@ from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.device import resolve_device
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
-from fasd.io_checks import ensure_writable
+from fasd.io_checks import ensure_writable, refuse_replacing, write_atomically
 from fasd.registry import Registry
 from fasd.training.sampler import domain_balanced_sampler
 from fasd.training.schedule import warmup_cosine
@@ -167,19 +166,24 @@ def evaluate(classifier: nn.Module, frames: Dataset, labels: np.ndarray, device:
 def save_flip_checkpoint(clip: open_clip.model.CLIP, epoch: int, out: Path) -> None:
     """FLIP's format, written to a temporary file and renamed so ``out`` is never half written."""
     state = {FLIP_PREFIX + k: v.cpu() for k, v in openai_state_dict(clip).items()}
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({"epoch": int(epoch), "state_dict": state}, tmp)
-    os.replace(tmp, out)
+    write_atomically(out, lambda tmp: torch.save({"epoch": int(epoch), "state_dict": state}, tmp))
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2)))
 
 
 def summary_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
+
+
+def _written_by_finetune(out: Path) -> bool:
+    """A checkpoint teacher-finetune wrote: a file beside its summary (``<out>.json``) naming it."""
+    try:
+        summary = json.loads(summary_path(out).read_text())
+    except (OSError, ValueError):
+        return False
+    return out.is_file() and isinstance(summary, dict) and Path(str(summary.get("out"))).name == out.name
 
 
 def _check_options(sources: list[str], out: Path, centroid_mode: str, epochs: int, batch_size: int,
@@ -331,7 +335,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
                      weight_decay: float | None = None, device: str = "auto", workers: int = 0,
                      seed: int = 0, max_frames_per_epoch: int | None = None, progress: bool = True,
                      trust_checkpoint: bool = False, method: str = "clip", input_size: int | None = None,
-                     method_options: dict | None = None) -> dict:
+                     method_options: dict | None = None, overwrite: bool = False) -> dict:
     """Fine-tune a teacher with ``method`` on ``sources`` and write its checkpoint to ``out``.
 
     None picks the method's default (clip lr: RANDOM_INIT_LR for random weights, FLIP's PRETRAINED_LR
@@ -344,6 +348,9 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     _check_options(sources, out, centroid_mode, DEFAULT_EPOCHS if epochs is None else epochs,
                    DEFAULT_BATCH_SIZE if batch_size is None else batch_size, lr,
                    DEFAULT_WEIGHT_DECAY if weight_decay is None else weight_decay, workers, max_frames_per_epoch)
+    if init is not None and out.resolve() == Path(init).resolve():
+        raise FasdError(f"--out {out} is the --init checkpoint; write the fine-tuned teacher to another file")
+    refuse_replacing(out, "--out", overwrite, _written_by_finetune, "a teacher checkpoint")
     ensure_writable(out)  # before any training: a run that cannot save is refused up front
     registry = load_registry(config)
     frame_sources = [open_source(registry.dataset(name)) for name in sources]

@@ -10,12 +10,12 @@ name}``, which ``fasd cache-teacher --teacher vit --arch NAME`` reads.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from fasd.constants import CLASS_NAMES
+from fasd.io_checks import write_atomically
 from fasd.teacher_cache.finetune import FinetuneModel, FinetuneOptions, register_finetune
 from fasd.teacher_cache.checkpoint import check_state_fits
 from fasd.teacher_cache.vit import VitTeacher, checkpoint_img_size, read_vit_state
@@ -44,10 +44,8 @@ def _initial_model(options: FinetuneOptions, arch: str) -> tuple[torch.nn.Module
 
 def save_deit_checkpoint(model: torch.nn.Module, arch: str, epochs: int, out: Path) -> None:
     """DeiT's format, written to a temporary file and renamed so ``out`` is never half written."""
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({"model": {k: v.cpu() for k, v in model.state_dict().items()}, "epoch": int(epochs), "arch": arch},
-               tmp)
-    os.replace(tmp, out)
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    write_atomically(out, lambda tmp: torch.save({"model": state, "epoch": int(epochs), "arch": arch}, tmp))
 
 
 @register_finetune("vit", help="a timm ViT/DeiT with a 2-way head, all layers trained (HaTFAS' teacher); "

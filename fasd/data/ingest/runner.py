@@ -15,6 +15,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from itertools import islice
 from pathlib import Path
 
+import h5py
 import numpy as np
 from tqdm import tqdm
 
@@ -26,6 +27,7 @@ from fasd.data.ingest.plan import LAYOUTS, OPTIONAL_OPTIONS, Batch, IngestOption
 from fasd.data.ingest.readers import require_av
 from fasd.data.ingest.summary import IngestSummary
 from fasd.errors import FasdError
+from fasd.io_checks import refuse_replacing
 
 LAYOUT_MODULES = (celeba, mcio, mmdg, oulu, replay)  # importing each registers its layout
 INGEST_KINDS = tuple(LAYOUTS)
@@ -35,12 +37,15 @@ ITEMS_AHEAD_PER_WORKER = 4
 
 def run_ingest(kind: str, root: Path, out: Path, size: int = STUDENT_INPUT_SIZE, frames_per_video: int | None = None,
                protocol: str | None = None, workers: int = 1, margin: float = DEFAULT_MARGIN,
-               lists: Path | None = None, dataset: str | None = None, progress: bool = True) -> IngestSummary:
-    """Ingest the dataset of layout ``kind`` at ``root`` into the HDF5 frame pack ``out``."""
+               lists: Path | None = None, dataset: str | None = None, progress: bool = True,
+               overwrite: bool = False) -> IngestSummary:
+    """Ingest the dataset of layout ``kind`` at ``root`` into the HDF5 frame pack ``out`` (an existing ``out``
+    only with ``overwrite``, and only a pack fasd ingest wrote)."""
     root, out = Path(root), Path(out)
     options = IngestOptions(size=size, margin=margin, frames_per_video=frames_per_video, protocol=protocol,
                             lists=None if lists is None else Path(lists), dataset=dataset)
     _check(kind, root, out, options, workers)
+    refuse_replacing(out, "--out", overwrite, _ingested_pack, "a pack")
     layout = LAYOUTS[kind]
     if layout.video:
         require_av()
@@ -70,6 +75,15 @@ def _write(plan: Plan, path: Path, summary: IngestSummary, size: int, workers: i
                               **{name: np.stack(values) for name, values in batch.modalities.items()})
             summary.add(batch)
             bar.update(item.units)
+
+
+def _ingested_pack(path: Path) -> bool:
+    """A frame pack fasd ingest wrote (its ``source`` attribute names an ingest layout)."""
+    try:
+        with h5py.File(path, "r") as handle:
+            return handle.attrs.get("source") in LAYOUTS
+    except OSError:
+        return False
 
 
 def _check(kind: str, root: Path, out: Path, options: IngestOptions, workers: int) -> None:

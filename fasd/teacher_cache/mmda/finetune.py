@@ -14,7 +14,6 @@ switches, the captions and the state dict; ``load_mmda_teacher`` rebuilds the id
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +28,7 @@ from fasd.constants import MODALITIES, NORMALIZATIONS
 from fasd.data.source import FrameSource, UnreadableFrame
 from fasd.device import resolve_device
 from fasd.errors import FasdError
+from fasd.io_checks import write_atomically
 from fasd.teacher_cache.arch import TINY_ARCH, random_clip
 from fasd.teacher_cache.finetune import train_augmentation
 from fasd.teacher_cache.mmda.captions import default_captions
@@ -119,9 +119,7 @@ def train_step(teacher: MMDATeacher, optimizer: torch.optim.Optimizer, scaler: t
 def save_mmda_checkpoint(teacher: MMDATeacher, out: Path, epoch: int) -> None:
     """Written to a temporary file and renamed, so ``out`` is never half written."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save({**teacher.checkpoint(), "epoch": int(epoch)}, tmp)
-    os.replace(tmp, out)
+    write_atomically(out, lambda tmp: torch.save({**teacher.checkpoint(), "epoch": int(epoch)}, tmp))
 
 
 def load_mmda_teacher(path: str | Path) -> MMDATeacher:
