@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("av")
 
+import fasd.faces.crop
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF
 from fasd.data.hdf5_pack import HDF5FrameSource, PackWriter
 from fasd.data.ingest import run_ingest
@@ -34,7 +35,7 @@ def replay_root(tmp_path_factory) -> Path:
 
 def ingest(kind: str, root: Path, tmp_path: Path, **kwargs):
     out = tmp_path / f"{kind}.h5"
-    summary = run_ingest(kind, root, out, size=SIZE, progress=False, **kwargs)
+    summary = run_ingest(kind, root, out, size=SIZE, progress=False, overwrite=True, **kwargs)  # tests re-ingest
     return summary, HDF5FrameSource(out)
 
 
@@ -234,7 +235,7 @@ def test_large_squares_are_preshrunk_without_moving_the_crop(monkeypatch):
     image = np.stack([127 + 120 * np.sin(xx / 40) * np.cos(yy / 30), 127 + 100 * np.sin(yy / 50),
                       np.full_like(xx, 90)], axis=-1).astype(np.uint8)
     fast = geometry.crop_square(image, (420, 330), 330, 24, angle=0.4)  # 330 px -> 13x box filter first
-    monkeypatch.setattr(geometry, "PRESHRINK_ABOVE", 10**6)
+    monkeypatch.setattr(fasd.faces.crop, "PRESHRINK_ABOVE", 10**6)  # the cut every square crop is made by
     direct = geometry.crop_square(image, (420, 330), 330, 24, angle=0.4)
     assert np.abs(fast.astype(int) - direct).mean() < 0.6  # a 3 px shift of the source gives 1.3
 

@@ -52,8 +52,10 @@ def frames(
 
 @command("ingest")
 def ingest(
-    kind: Annotated[str, typer.Argument(help="Native layout: oulu, replay, celeba, mcio or mmdg (the MMDG "
-                                             "benchmark lists: RGB, depth and IR).")],
+    kind: Annotated[str, typer.Argument(help="Native layout: oulu, replay, celeba, mcio, mmdg (the MMDG "
+                                             "benchmark lists: RGB, depth and IR) or faces (your own photos and "
+                                             "videos in <train|val|test>/<live|spoof>[/<attack>]/; faces "
+                                             "detected, see docs/faces.md).")],
     root: Annotated[Path, typer.Option(help="The dataset as distributed (its top folder).")],
     out: Annotated[Path, typer.Option(help="HDF5 frame pack to write.")],
     size: Annotated[int, typer.Option(help="Side of the square face crops.")] = 112,
@@ -73,6 +75,13 @@ def ingest(
     config: Annotated[Path, typer.Option(help="fasd.toml to register the pack in.")] = Path("fasd.toml"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out when it is a pack fasd ingest "
                                                                 "wrote (never another file).")] = False,
+    detector: Annotated[Optional[str], typer.Option(help="faces: the face detector (default haar, embedded in "
+                                                         "OpenCV; yunet and retinaface read --detector-weights).")
+                        ] = None,
+    detector_weights: Annotated[Optional[str], typer.Option(
+        help="faces: the detector's weights: yunet a .onnx; retinaface MODEL.caffemodel[,deploy.prototxt].")] = None,
+    crop_scale: Annotated[Optional[float], typer.Option(help="faces: crop side / face box side (default 1.4).")
+                          ] = None,
 ) -> None:
     """Turn a native dataset layout (videos + annotations, or images + labels) into an HDF5 frame pack;
     --register NAME also adds NAME to --config's [protocol] domains."""
@@ -86,7 +95,8 @@ def ingest(
         register_dataset(config, register, "hdf5", out, check_only=True)
     summary = run_ingest(kind, root, out, size=size, frames_per_video=frames_per_video, protocol=protocol,
                          workers=workers, margin=DEFAULT_MARGIN if margin is None else margin, lists=lists,
-                         dataset=dataset, overwrite=overwrite)
+                         dataset=dataset, overwrite=overwrite, detector=detector,
+                         detector_weights=detector_weights, crop_scale=crop_scale)
     typer.echo(summary.format())
     if register:
         register_dataset(config, register, "hdf5", out)
@@ -163,13 +173,28 @@ def cache_teacher(
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
     store: Annotated[str, typer.Option(help="Teacher store: a folder or fsspec URL (s3://...).")] = "teacher.zarr",
     teacher: Annotated[str, typer.Option(help="Registered teacher kind: flip-mcl (a FLIP checkpoint), clip (an "
-                                              "OpenAI CLIP state dict), vit (a timm ViT/DeiT checkpoint) or mmda "
-                                              "(teacher-finetune --method mmda; reads RGB, depth and IR).")
+                                              "OpenAI CLIP state dict), vit (a timm ViT/DeiT checkpoint), mmda "
+                                              "(teacher-finetune --method mmda; reads RGB, depth and IR) or onnx "
+                                              "(any model exported to ONNX: state its contract with --input-size, "
+                                              "--channel-order, --pixel-range, --normalize, --live-class).")
                        ] = "flip-mcl",
     checkpoint: Annotated[Optional[Path], typer.Option(help="Teacher checkpoint file (never downloaded).")] = None,
     normalize: Annotated[Optional[str], typer.Option(
-        help="Input mean/std: imagenet or clip (default: the kind's own contract — flip-mcl imagenet as FLIP "
-             "trained it, clip clip, vit imagenet).")] = None,
+        help="Input mean/std: imagenet, clip or none (onnx: raw pixels in --pixel-range units) (default: the "
+             "kind's own contract — flip-mcl imagenet as FLIP trained it, clip clip, vit imagenet, onnx imagenet).")
+    ] = None,
+    input_size: Annotated[Optional[int], typer.Option(help="onnx: the model's input side in pixels (default: its "
+                                                           "fixed input size; required when dynamic).")] = None,
+    channel_order: Annotated[Optional[str], typer.Option(help="onnx: rgb or bgr, the channel order the model reads "
+                                                              "(default: rgb).")] = None,
+    pixel_range: Annotated[Optional[int], typer.Option(help="onnx: 1 or 255, what one unit of input means before "
+                                                            "normalisation: 0..1 or 0..255 pixels (default: 1).")
+                           ] = None,
+    live_class: Annotated[Optional[list[str]], typer.Option(
+        metavar="K", help="onnx: a class index meaning bona fide; repeat it or give a comma list, e.g. 1 or 0,2 (default: 1 for "
+             "a 1- or 2-logit head; required for more classes).")] = None,
+    feature_output: Annotated[Optional[str], typer.Option(help="onnx: also cache this output (by name) as the "
+                                                               "unit-length feature (default: none).")] = None,
     arch: Annotated[Optional[str], typer.Option(help="vit: the timm model name, e.g. deit_base_patch16_224.")
                     ] = None,
     layers: Annotated[Optional[str], typer.Option(
@@ -200,6 +225,10 @@ def cache_teacher(
                      ] = 0,
     view_seed: Annotated[int, typer.Option(help="Seed of the view draws (with each frame ID).")] = 0,
     view_jitter: Annotated[int, typer.Option(help="1: views include colour jitter; 0: crop and flip only.")] = 1,
+    mix: Annotated[Optional[str], typer.Option(
+        help="With --views: mix each view with a partner frame of the same chunk and split and cache the teacher "
+             "on the mixed pixels (HaTFAS: mixup=0.8,cutmix=1.0; also prob=P, switch_prob=P); `fasd train "
+             "--views` replays the mixed image and its mixed label (default: no mixing).")] = None,
 ) -> None:
     """Run the frozen teacher once over a dataset and write its targets (logits, CLS feature, layer tokens, ...)
     into the Zarr store.
@@ -214,6 +243,7 @@ def cache_teacher(
     from fasd.teacher_cache.job import CacheOptions, run_cache
     from fasd.teacher_cache.prompts import load_prompts
     from fasd.teacher_cache.registry import TEACHERS, TeacherOptions, load_teacher
+    from fasd.mixing import MixSettings
     from fasd.views import ViewSettings
 
     TEACHERS.get(teacher)  # an unknown kind is named before anything else is checked
@@ -226,6 +256,9 @@ def cache_teacher(
         raise FasdError(f"--splits {splits}: valid splits are {', '.join(SPLITS)}")
     _positive("--batch-size", batch_size)
     _positive("--chunk-rows", chunk_rows)
+    mixing = MixSettings.parse(mix)
+    if mixing.active and not views:
+        raise FasdError("--mix mixes stored views: give --views K too")
     if views < 0 or view_jitter not in (0, 1):
         raise FasdError(f"--views must be >= 0 and --view-jitter 0 or 1, got --views {views} --view-jitter "
                         f"{view_jitter}")
@@ -233,11 +266,13 @@ def cache_teacher(
     source = open_source(load_registry(config).dataset(dataset))
     loaded = load_teacher(teacher, TeacherOptions(
         checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, normalize=normalize, prompts=load_prompts(prompts),
-        centroid_mode=centroid_mode, arch=arch, layers=tuple(_layers(layers)) if layers else (), layer_tap=layer_tap))
+        centroid_mode=centroid_mode, arch=arch, layers=tuple(_layers(layers)) if layers else (), layer_tap=layer_tap,
+        input_size=input_size, channel_order=channel_order, pixel_range=pixel_range,
+        live_classes=_class_indices("--live-class", live_class or []), feature_output=feature_output))
     options = CacheOptions(splits=tuple(split_list), batch_size=batch_size, device=device,
                            workers=default_workers() if workers is None else workers, shard=shard_index,
                            num_shards=shard_count, chunk_rows=chunk_rows, overwrite=overwrite, strict=strict,
-                           views=ViewSettings(views, view_seed, bool(view_jitter)))
+                           views=ViewSettings(views, view_seed, bool(view_jitter), mixing))
     if "://" not in store:
         ensure_writable(Path(store))
     if repair:
@@ -253,6 +288,14 @@ def cache_teacher(
     else:
         typer.echo(f"{dataset}: cached {report.frames_computed} frames in {report.chunks_written} chunk(s), "
                    f"{report.frames_per_s:.1f} frames/s; {len(report.unreadable)} unreadable; dataset {state}")
+
+
+def _class_indices(flag: str, values: list[str]) -> tuple[int, ...]:
+    """A repeatable option of class indices, each also a comma list: ``--live-class 0 --live-class 2,3``."""
+    try:
+        return tuple(int(v) for value in values for v in _csv(value))
+    except ValueError:
+        raise FasdError(f"{flag} takes class indices like 1 or 0,2, got '{','.join(values)}'") from None
 
 
 def _repair(path: str, dataset: str) -> None:

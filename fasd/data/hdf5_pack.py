@@ -2,10 +2,12 @@
 
 Layout: ``images`` uint8 (N, H, W, 3) RGB, chunked one image per chunk, and per-frame ``frame_id``,
 ``label`` (i1: 0 = spoof, 1 = live), ``split``, ``video_id``, ``attack_type``; attrs ``dataset``, ``source``,
-``crop_policy``, ``size``. A multimodal pack also holds ``depth`` and/or ``ir``, shaped and chunked like
-``images`` (3-channel, as the MMDG lists store them), and ``modalities`` (N, 3) bool: which of rgb, depth,
-ir each frame has. An absent modality reads as an all-zero image whatever is stored. A pack without
-``modalities`` marks every modality it stores present; a pack without ``depth`` and ``ir`` is RGB only.
+``crop_policy`` (a fasd.faces.policy.CropPolicy as JSON text, or a free-text description in packs of
+annotation-based layouts and earlier fasd versions), ``size``. A multimodal pack also holds ``depth`` and/or
+``ir``, shaped and chunked like ``images`` (3-channel, as the MMDG lists store them), and ``modalities``
+(N, 3) bool: which of rgb, depth, ir each frame has. An absent modality reads as an all-zero image whatever
+is stored. A pack without ``modalities`` marks every modality it stores present; a pack without ``depth`` and
+``ir`` is RGB only.
 
 Opening a pack validates it (array kinds, lengths, shapes and dtypes, labels, unique non-empty frame IDs,
 splits, the modality mask): a bad pack is refused with one FasdError line naming the file and the first
@@ -24,6 +26,7 @@ import numpy as np
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF, MODALITIES, SPLITS
 from fasd.data.source import FrameSource, FrameTable, UnreadableFrame, modality_mask
 from fasd.errors import FasdError
+from fasd.faces.policy import CropPolicy, policy_from_json, policy_text
 
 STR_DTYPE = h5py.string_dtype("utf-8")
 META_FIELDS = ("frame_id", "split", "video_id", "attack_type")
@@ -40,7 +43,7 @@ class PackWriter:
     then passes an array for each stored one beside ``images``.
     """
 
-    def __init__(self, path: str | Path, dataset: str, size: int, source: str, crop_policy: str,
+    def __init__(self, path: str | Path, dataset: str, size: int, source: str, crop_policy: CropPolicy | str,
                  modalities: Sequence[str] = ("rgb",)):
         unknown = sorted(set(modalities) - set(MODALITIES))
         if unknown or "rgb" not in modalities:
@@ -49,7 +52,7 @@ class PackWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = h5py.File(self.path, "w")
-        self._file.attrs.update({"dataset": dataset, "source": source, "crop_policy": crop_policy,
+        self._file.attrs.update({"dataset": dataset, "source": source, "crop_policy": policy_text(crop_policy),
                                  "size": size})
         image = (size, size, 3)
         for name in ("images", *self.extra):
@@ -113,6 +116,7 @@ class HDF5FrameSource(FrameSource):
         try:
             with h5py.File(self.path, "r") as handle:
                 self.name = name or str(handle.attrs.get("dataset", self.path.stem))
+                self.crop_policy = policy_from_json(handle.attrs.get("crop_policy"))
                 contents = _read_pack(handle, self.path)
         except OSError as exc:
             raise FasdError(f"cannot read HDF5 frame pack {self.path}: {exc}") from None

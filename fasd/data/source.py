@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fasd.constants import MODALITIES
+from fasd.faces.policy import CropPolicy
 
 
 class UnreadableFrame(Exception):
@@ -61,6 +62,7 @@ class FrameSource(ABC):
     path: str
     table: FrameTable
     modalities: tuple[str, ...] = ("rgb",)
+    crop_policy: CropPolicy | None = None  # how its frames were cropped from camera frames, when fasd did it
 
     def __len__(self) -> int:
         return len(self.table)

@@ -24,12 +24,12 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+
+from fasd.faces.crop import cut
 
 DEFAULT_MARGIN = 0.2
 FACE_SIDE_PER_IOD = 2.5
 FACE_CENTRE_BELOW_EYES = 0.35
-PRESHRINK_ABOVE = 2  # squares larger than this many times the output size are box-filtered down first
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]  # x, y, width, height (top-left corner)
@@ -38,25 +38,7 @@ Box = tuple[float, float, float, float]  # x, y, width, height (top-left corner)
 def crop_square(image: np.ndarray, centre: Point, side: float, size: int, angle: float = 0.0) -> np.ndarray:
     """Cut the square of ``side`` pixels centred on ``centre`` whose x axis points along ``angle``
     (radians, image coordinates), pad outside the frame with black, resize to ``size``."""
-    cos, sin = math.cos(angle), math.sin(angle)
-    cx, cy = centre
-    picture = Image.fromarray(image)
-    factor = int(side // (PRESHRINK_ABOVE * size))
-    if factor > 1:
-        # Box-filter the square's surroundings down first (anti-aliased and cheap) so the bicubic
-        # affine below runs on a few times ``size`` pixels, not on a full-resolution square.
-        reach = side * (abs(cos) + abs(sin)) / 2 + 2 * factor
-        left, top = math.floor(cx - reach), math.floor(cy - reach)
-        right, bottom = math.ceil(cx + reach), math.ceil(cy + reach)
-        picture = picture.crop((left, top, right, bottom)).reduce(factor)  # black outside the frame
-        cx, cy, side = (cx - left) / factor, (cy - top) / factor, side / factor
-    side_px = max(1, round(side))
-    half = side_px / 2
-    # PIL's affine maps each output pixel to its source: source = centre + R(angle) @ (output - half).
-    coefficients = (cos, -sin, cx - half * (cos - sin), sin, cos, cy - half * (sin + cos))
-    patch = picture.transform((side_px, side_px), Image.Transform.AFFINE, coefficients,
-                              resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
-    return np.asarray(patch.resize((size, size), Image.Resampling.BICUBIC))
+    return cut(image, centre, side, side, size, angle)
 
 
 def scaled_side(face_side: float, margin: float) -> float:

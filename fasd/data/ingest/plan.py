@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from fasd.faces.policy import CropPolicy
+
 
 @dataclass(frozen=True)
 class IngestOptions:
@@ -25,10 +27,14 @@ class IngestOptions:
     protocol: str | None = None
     lists: Path | None = None  # folder of list files
     dataset: str | None = None  # which dataset's lists
+    detector: str | None = None  # faces: the registered face detector (fasd.faces.detectors)
+    detector_weights: str | None = None  # faces: its weights file(s), comma-separated
+    crop_scale: float | None = None  # faces: crop side / face box side
 
 
 # Optional IngestOptions fields and their flags; a layout accepts only those it declares.
-OPTIONAL_OPTIONS = {"protocol": "--protocol", "lists": "--lists", "dataset": "--dataset"}
+OPTIONAL_OPTIONS = {"protocol": "--protocol", "lists": "--lists", "dataset": "--dataset", "detector": "--detector",
+                    "detector_weights": "--detector-weights", "crop_scale": "--crop-scale"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ class Item(Protocol):
 @dataclass
 class Plan:
     unit: str  # "videos", "images" or "samples": what ``seen`` and ``skipped`` count
-    crop_policy: str
+    crop_policy: str | CropPolicy  # a CropPolicy when fasd detected the faces, else a description
     items: list[Item]
     seen: int
     skipped: list[Skip] = field(default_factory=list)

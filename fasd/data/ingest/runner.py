@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from fasd.constants import STUDENT_INPUT_SIZE
 from fasd.data.hdf5_pack import PackWriter
-from fasd.data.ingest import celeba, mcio, mmdg, oulu, replay
+from fasd.data.ingest import celeba, faces, mcio, mmdg, oulu, replay
 from fasd.data.ingest.geometry import DEFAULT_MARGIN
 from fasd.data.ingest.plan import LAYOUTS, OPTIONAL_OPTIONS, Batch, IngestOptions, Item, ItemSkipped, Plan
 from fasd.data.ingest.readers import require_av
@@ -29,7 +29,7 @@ from fasd.data.ingest.summary import IngestSummary
 from fasd.errors import FasdError
 from fasd.io_checks import refuse_replacing
 
-LAYOUT_MODULES = (celeba, mcio, mmdg, oulu, replay)  # importing each registers its layout
+LAYOUT_MODULES = (celeba, faces, mcio, mmdg, oulu, replay)  # importing each registers its layout
 INGEST_KINDS = tuple(LAYOUTS)
 MIN_SIZE = 8
 ITEMS_AHEAD_PER_WORKER = 4
@@ -38,12 +38,14 @@ ITEMS_AHEAD_PER_WORKER = 4
 def run_ingest(kind: str, root: Path, out: Path, size: int = STUDENT_INPUT_SIZE, frames_per_video: int | None = None,
                protocol: str | None = None, workers: int = 1, margin: float = DEFAULT_MARGIN,
                lists: Path | None = None, dataset: str | None = None, progress: bool = True,
-               overwrite: bool = False) -> IngestSummary:
+               overwrite: bool = False, detector: str | None = None, detector_weights: str | None = None,
+               crop_scale: float | None = None) -> IngestSummary:
     """Ingest the dataset of layout ``kind`` at ``root`` into the HDF5 frame pack ``out`` (an existing ``out``
     only with ``overwrite``, and only a pack fasd ingest wrote)."""
     root, out = Path(root), Path(out)
     options = IngestOptions(size=size, margin=margin, frames_per_video=frames_per_video, protocol=protocol,
-                            lists=None if lists is None else Path(lists), dataset=dataset)
+                            lists=None if lists is None else Path(lists), dataset=dataset, detector=detector,
+                            detector_weights=detector_weights, crop_scale=crop_scale)
     _check(kind, root, out, options, workers)
     refuse_replacing(out, "--out", overwrite, _ingested_pack, "a pack")
     layout = LAYOUTS[kind]
