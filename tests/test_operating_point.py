@@ -139,3 +139,113 @@ def test_unreachable_operating_point_names_what_is_reachable():
         operating_threshold(parse_operating_point("apcer=0.01"), labels, scores, "the validation split")
     with pytest.raises(FasdError, match="no spoof frames"):
         operating_threshold(parse_operating_point("bpcer=0.5"), [1, 1], [0.2, 0.3], "v")
+
+
+# --- train -> export -> predict on the tiny synthetic domains (validation split: alpha + beta, 16 spoof, 8 live)
+
+def fasd(*args):
+    from typer.testing import CliRunner
+
+    from fasd.cli import app
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+# 18 steps of 4 frames: enough batch-norm updates for a randomly initialised student to score frames apart.
+TINY = ["--split", "holdout-gamma", "--no-teacher", "--epochs", "1", "--max-draws", "72", "--batch-size", "4"]
+
+
+def _validation_scores(run_dir, config, tmp_path) -> tuple[list[int], list[float]]:
+    """The best checkpoint's validation scores, recomputed by `fasd evaluate` (not read from the checkpoint)."""
+    import csv
+
+    labels, scores = [], []
+    for name in ("alpha", "beta"):
+        path = tmp_path / f"{name}.csv"
+        result = fasd("evaluate", run_dir / "best.pt", "--dataset", name, "--split", "val", "--config", config,
+                      "--scores", path)
+        assert result.exit_code == 0, result.output
+        with open(path) as handle:
+            rows = list(csv.DictReader(handle))
+        labels += [int(r["label"]) for r in rows]
+        scores += [float(r["score"]) for r in rows]
+    return labels, scores
+
+
+@pytest.fixture(scope="module")
+def apcer_run(tmp_path_factory, synth_config):
+    run_dir = tmp_path_factory.mktemp("op") / "run"
+    result = fasd("train", "--config", synth_config, *TINY, "--operating-point", "apcer=0.25", "--out", run_dir)
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_train_export_predict_carry_the_operating_point(apcer_run, synth_config, tmp_path):
+    import json
+
+    import torch
+    from PIL import Image
+
+    from fasd.export.runtimes import load_scorer
+
+    checkpoint = torch.load(apcer_run / "best.pt", weights_only=True)
+    assert checkpoint["operating_point"] == "apcer=0.25"
+    # The validation scores best.pt keeps are the validation split's, as `fasd evaluate` scores them ...
+    labels, recomputed = _validation_scores(apcer_run, synth_config, tmp_path)
+    assert checkpoint["val_labels"].tolist() == labels
+    np.testing.assert_allclose(checkpoint["val_scores"].numpy(), recomputed, atol=1e-6)
+    scores = checkpoint["val_scores"].tolist()
+    assert len(set(scores)) > 10  # scored apart
+    # ... and with 16 validation attacks, APCER <= 25 % lets 4 through: the brute force over every threshold
+    # picks the checkpoint's threshold.
+    assert checkpoint["val_threshold"] == _brute(labels, scores, "0.25", 0)
+
+    kept = tmp_path / "kept.onnx"
+    assert fasd("export", apcer_run / "best.pt", "--out", kept).exit_code == 0
+    assert load_scorer(kept).metadata["val_threshold"] == pytest.approx(checkpoint["val_threshold"])
+    assert load_scorer(kept).metadata["operating_point"] == "apcer=0.25"
+
+    moved = tmp_path / "moved.onnx"
+    result = fasd("export", apcer_run / "best.pt", "--out", moved, "--operating-point", "bpcer=0.25")
+    assert result.exit_code == 0, result.output
+    assert "operating point bpcer=0.25" in result.output
+    meta = load_scorer(moved).metadata
+    assert meta["operating_point"] == "bpcer=0.25"
+    assert meta["val_threshold"] == pytest.approx(_brute(labels, scores, "0.25", 1))
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    for model, threshold in ((moved, meta["val_threshold"]), (apcer_run / "best.pt", checkpoint["val_threshold"])):
+        result = fasd("predict", model, images, "--json")
+        assert result.exit_code == 0, result.output
+        rows = json.loads(result.stdout[result.stdout.index("["):])
+        assert len(rows) == 4
+        for row in rows:
+            assert row["threshold"] == pytest.approx(threshold)
+            assert row["decision"] == ("live" if row["p_live"] >= threshold else "spoof")
+
+
+def test_unreachable_operating_point_is_refused_before_training(synth_config, tmp_path):
+    run_dir = tmp_path / "run"
+    result = fasd("train", "--config", synth_config, *TINY, "--operating-point", "apcer=0.05", "--out", run_dir)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert "16 spoof frames, 20 are needed to measure APCER <= 5 %" in result.output
+    assert not (run_dir / "best.pt").exists()
+    assert "--operating-point" in fasd("train", "--config", synth_config, *TINY, "--operating-point", "far=1",
+                                       "--out", run_dir).output
+
+
+def test_export_of_a_checkpoint_without_validation_scores(apcer_run, tmp_path):
+    import torch
+
+    payload = torch.load(apcer_run / "best.pt", weights_only=True)
+    for key in ("val_scores", "val_labels", "operating_point"):
+        del payload[key]
+    old = tmp_path / "old.pt"
+    torch.save(payload, old)
+    result = fasd("export", old, "--out", tmp_path / "old.onnx", "--operating-point", "apcer=0.25")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "keeps no validation scores" in result.output and not (tmp_path / "old.onnx").exists()

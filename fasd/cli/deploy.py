@@ -117,7 +117,9 @@ def bench(
 @command("predict")
 def predict(
     model: Annotated[Path, typer.Argument(help="Exported .onnx, .ort or .pte file, or a training checkpoint.")],
-    inputs: Annotated[list[Path], typer.Argument(help="Face-crop images or folders of them.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Photos, videos or folders of them (camera frames when the "
+                                                      "model records a crop policy or --detector is given; else "
+                                                      "face crops).")],
     threshold: Annotated[Optional[float], typer.Option(
         help="Live when P(live) >= threshold (default: the model's validation threshold, else 0.5).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -126,9 +128,23 @@ def predict(
                      ] = None,
     ir: Annotated[Optional[Path], typer.Option(help="Multimodal students: folder of IR images named like the RGB "
                                                     "ones (absent: IR missing).")] = None,
+    no_detect: Annotated[bool, typer.Option("--no-detect", help="The inputs are face crops already: resize and "
+                                                                "score them (the default for models without a crop "
+                                                                "policy).")] = False,
+    detector: Annotated[Optional[str], typer.Option(help="Face detector (default: the one the model's crop policy "
+                                                         "names; haar for a model without one).")] = None,
+    detector_weights: Annotated[Optional[str], typer.Option(
+        help="The detector's weights: yunet a .onnx; retinaface MODEL.caffemodel[,deploy.prototxt].")] = None,
+    save_crops: Annotated[Optional[Path], typer.Option(help="Write each model input (the face crop) as PNG into "
+                                                            "this new or empty folder, named after its input.")
+                          ] = None,
+    frames_per_video: Annotated[int, typer.Option(help="Video files: frames scored, spread evenly; the video's "
+                                                       "P(live) is their mean over frames with a face.")] = 16,
 ) -> None:
-    """Print P(live) and the live/spoof decision for each image."""
+    """Print P(live) and the decision (live, spoof, or no-face) for each photo, video or face crop."""
     from fasd.export.predict import format_predictions, predict_paths
 
-    rows = predict_paths(model, inputs, threshold, folders={"depth": depth, "ir": ir})
+    rows = predict_paths(model, inputs, threshold, folders={"depth": depth, "ir": ir}, no_detect=no_detect,
+                         detector=detector, detector_weights=detector_weights, save_crops=save_crops,
+                         frames_per_video=frames_per_video)
     _print_json(rows) if as_json else typer.echo(format_predictions(rows))

@@ -9,6 +9,7 @@ import typer
 
 from fasd.cli.app import _csv, _finite_in, _layers, command
 from fasd.errors import FasdError
+from fasd.evaluate.metrics import DEFAULT_OPERATING_POINT, OPERATING_POINT_HELP
 
 
 def _resolve_protocol(registry, split: Optional[str], sources: Optional[str], target: Optional[str]):
@@ -20,6 +21,26 @@ def _resolve_protocol(registry, split: Optional[str], sources: Optional[str], ta
         return registry.explicit_protocol(_csv(sources), _csv(target))
     raise FasdError("name the protocol: --split holdout-X / A-to-B / A,B-to-C,D / intra-X, or --sources A,B "
                     "--target C")
+
+
+def _by_recipe(flag: str) -> str:
+    """A flag's default in every recipe, for --help: 'vlmkd 0, hatfas 0.8, mmda 0'."""
+    from fasd.student_train.recipes import RECIPES, recipe_defaults
+
+    return ", ".join(f"{name} {recipe_defaults(name)[flag]:g}" if isinstance(recipe_defaults(name)[flag], float)
+                     else f"{name} {recipe_defaults(name)[flag]}" for name in RECIPES)
+
+
+def _recipe_help(ctx: typer.Context, value: str) -> str:
+    """`fasd train --recipe NAME --help`: the help text ends with NAME's defaults (--recipe is eager, so it is
+    read before --help when given first)."""
+    from fasd.student_train.recipes import RECIPES, describe
+
+    command = ctx.command
+    base = getattr(command, "fasd_base_help", None) or command.help
+    command.fasd_base_help = base
+    command.help = f"{base}\n\n{describe(value)}" if value in RECIPES else base
+    return value
 
 
 @command("train")
@@ -38,8 +59,10 @@ def train(
                                             "(s3://...).")] = "teacher.zarr",
     recipe: Annotated[str, typer.Option(help="Named defaults: vlmkd (paper A: MobileNetV3-Small, CE + KL + feature "
                                              "+ SSDG triplet), hatfas (paper C: DeiT-Tiny, (1-α) CE + α KL + β "
-                                             "head-aware) or mmda (paper B: one MobileNetV3-Small per modality, CE "
-                                             "+ KL + feature + RS2). Every flag below overrides.")] = "vlmkd",
+                                             "head-aware, HaTFAS' released augmentation) or mmda (paper B: one "
+                                             "MobileNetV3-Small per modality, CE + KL + feature + RS2). Every flag "
+                                             "below overrides. `--recipe NAME --help` lists NAME's defaults.",
+                                        is_eager=True, callback=_recipe_help)] = "vlmkd",
     student: Annotated[Optional[str], typer.Option(help="Registered student: mobilenetv3-small, deit-tiny or "
                                                         "mobilenetv3-small-mm (RGB + depth + IR) (default: the "
                                                         "recipe's).")] = None,
@@ -98,22 +121,48 @@ def train(
         "--stream-targets/--targets-in-memory",
         help="Read teacher features from the store chunk by chunk (stores larger than memory) instead of "
              "loading them.")] = False,
+    operating_point: Annotated[Optional[str], typer.Option(
+        help=f"Where best.pt's decision threshold is chosen on the sources' validation split: {OPERATING_POINT_HELP}"
+             f" (default {DEFAULT_OPERATING_POINT}).")] = None,
     views: Annotated[Optional[bool], typer.Option(
         "--views/--no-views", help="Replay the store's augmentation views (cache-teacher --views K): each draw "
                                    "takes one stored view's crop, flip and jitter and that view's targets "
                                    "(default: off, the student's own random augmentation).")] = None,
+    augment: Annotated[Optional[str], typer.Option(help="Augmentation policy (its values are the defaults of the "
+                                                        "flags below): fasd (random resized crop 0.6-1, jitter, "
+                                                        "flip; plain resize at evaluation) or deit (HaTFAS: timm "
+                                                        "RandAugment rand-m9-mstd0.5-inc1, crop 0.08-1 bicubic, "
+                                                        "erasing 0.25; resize 256/224 + centre crop at evaluation) "
+                                                        f"(default: {_by_recipe('--augment')}).")] = None,
+    mixup: Annotated[Optional[float], typer.Option(help="Mixup alpha, timm's Mixup (0: off). A distilling run "
+                                                        "mixes only through a store cached with --views K --mix "
+                                                        f"(default: {_by_recipe('--mixup')}).")] = None,
+    cutmix: Annotated[Optional[float], typer.Option(help=f"CutMix alpha (default: {_by_recipe('--cutmix')}).")
+                      ] = None,
+    smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the CE term's (mixed) targets, "
+                                                            "timm's SoftTargetCrossEntropy (default: "
+                                                            f"{_by_recipe('--smoothing')}).")] = None,
+    model_ema: Annotated[Optional[float], typer.Option(help="Decay of timm's ModelEmaV3 of the student's weights, "
+                                                            "kept in last.pt (0: none; default: "
+                                                            f"{_by_recipe('--model-ema')}).")] = None,
+    repeated_aug: Annotated[Optional[int], typer.Option(help="Repeated augmentation: each draw taken N times in a "
+                                                             f"row (0: off; default: {_by_recipe('--repeated-aug')})."
+                                                        )] = None,
+    clip_grad: Annotated[Optional[float], typer.Option(help="Gradient-norm clipping (0: none; default: "
+                                                            f"{_by_recipe('--clip-grad')}).")] = None,
+    min_lr: Annotated[Optional[float], typer.Option(help="Floor of the cosine learning-rate decay (default: "
+                                                         f"{_by_recipe('--min-lr')}).")] = None,
+    kl_direction: Annotated[Optional[str], typer.Option(help="teacher-student: τ²·KL(p_T‖p_S) (Hinton, timm, "
+                                                             "HaTFAS); student-teacher: τ²·KL(p_S‖p_T), the "
+                                                             "arguments as paper A prints them (default: "
+                                                             "teacher-student).")] = None,
 ) -> None:
     """Distil the student from the cached teacher targets; evaluate the best checkpoint on the target.
 
     Several GPUs: `torchrun --nproc-per-node G -m fasd train ...` (DistributedDataParallel; --batch-size is
     the global batch)."""
-    from fasd import distributed
     from fasd.config import load_registry
-    from fasd.device import default_workers
-    from fasd.evaluate.metrics import format_report
     from fasd.io_checks import ensure_writable
-    from fasd.student_train.run_config import TrainOptions
-    from fasd.student_train.trainer import Trainer, existing_run, refuse_changed_options, resume_options
 
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                  "warmup_epochs": warmup_epochs, "max_draws": max_draws, "lambda_ce": lambda_ce,
@@ -121,7 +170,10 @@ def train(
                  "lambda_head_aware": lambda_head_aware, "tau": tau, "margin": margin, "student": student,
                  "student_arch": student_arch, "input_size": input_size,
                  "layer_tap": layer_tap, "layers": _layers(layers) if layers else None, "views": views,
-                 "lambda_rs2": lambda_rs2, "modality_dropout": modality_dropout}
+                 "lambda_rs2": lambda_rs2, "modality_dropout": modality_dropout,
+                 "operating_point": operating_point, "augment": augment, "mixup": mixup, "cutmix": cutmix,
+                 "smoothing": smoothing, "model_ema": model_ema, "repeated_aug": repeated_aug, "clip_grad": clip_grad,
+                 "min_lr": min_lr, "kl_direction": kl_direction}
     if alpha is not None:
         if lambda_ce is not None or lambda_kl is not None:
             raise FasdError("--alpha sets --lambda-ce and --lambda-kl: give one or the other")
@@ -131,13 +183,20 @@ def train(
         if lambda_head_aware is not None:
             raise FasdError("--beta sets --lambda-head-aware: give one or the other")
         overrides["lambda_head_aware"] = beta
+    if resume is None:  # a config or protocol mistake is named before the heavy imports (torch: seconds)
+        registry = load_registry(config)
+        protocol = _resolve_protocol(registry, split, sources, target)
+    from fasd import distributed
+    from fasd.device import default_workers
+    from fasd.evaluate.metrics import format_report
+    from fasd.student_train.run_config import TrainOptions
+    from fasd.student_train.trainer import Trainer, existing_run, refuse_changed_options, resume_options
+
     if resume is not None:
         options = resume_options(resume)
         refuse_changed_options(options, {**overrides, "seed": seed if seed != 0 else None})
         run_dir = resume
     else:
-        registry = load_registry(config)
-        protocol = _resolve_protocol(registry, split, sources, target)
         options = TrainOptions.for_recipe(
             recipe, protocol=protocol.name, sources=list(protocol.sources), target=protocol.target,
             config=str(registry.path), store=None if no_teacher else store, no_teacher=no_teacher, seed=seed,

@@ -256,22 +256,32 @@ def _allowed(target: float, total: int) -> int:
     return int(np.floor(target * total + _COUNT_SLACK))
 
 
+def _too_few(labels: np.ndarray, target: float, limited: int) -> str:
+    """Why ``labels`` cannot measure "error rate of class ``limited`` <= target" ("" when they can): the other
+    class is absent, or the limited class has fewer than 1/target frames (its error rate moves in steps of
+    1/n, so only 0 would meet the target, a rate such a set cannot tell from 1/target)."""
+    n_limited = int((labels == limited).sum())
+    rate, what, other = ("APCER", "spoof", "live") if limited == LABEL_SPOOF else ("BPCER", "live", "spoof")
+    if n_limited == labels.size:
+        return f"it has no {other} frames"
+    if _allowed(target, n_limited) < 1:
+        needed = int(np.ceil(1.0 / target - _COUNT_SLACK))
+        step = f" (its smallest non-zero {rate} is {100.0 / n_limited:.2f} %)" if n_limited else ""
+        return f"it has {n_limited} {what} frames, {needed} are needed to measure {rate} <= {100 * target:g} %{step}"
+    return ""
+
+
 def _threshold_at(labels: np.ndarray, scores: np.ndarray, target: float, limited: int) -> tuple[float | None, str]:
     """The threshold of "error rate of class ``limited`` <= target, the other class's error as low as possible"
     on validated arrays, or (None, why not). See ``threshold_at_apcer``."""
+    why = _too_few(labels, target, limited)
+    if why:
+        return None, why
     spoof = labels == LABEL_SPOOF
     limited_scores = np.sort(scores[spoof if limited == LABEL_SPOOF else ~spoof])
     other_scores = np.sort(scores[~spoof if limited == LABEL_SPOOF else spoof])
-    rate, what = ("APCER", "spoof") if limited == LABEL_SPOOF else ("BPCER", "live")
-    if other_scores.size == 0:
-        return None, f"it has no {'live' if limited == LABEL_SPOOF else 'spoof'} frames"
     allowed = _allowed(target, limited_scores.size)
-    if allowed < 1:
-        needed = int(np.ceil(1.0 / target - _COUNT_SLACK))
-        step = "" if limited_scores.size == 0 else (f" (its smallest non-zero {rate} is "
-                                                     f"{100.0 / limited_scores.size:.2f} %)")
-        return None, f"it has {limited_scores.size} {what} frames, {needed} are needed to measure {rate} " \
-                     f"<= {100 * target:g} %{step}"
+    rate = "APCER" if limited == LABEL_SPOOF else "BPCER"
     candidates = np.unique(scores)  # ascending; accept score >= t
     if limited == LABEL_SPOOF:  # limited: attacks accepted; minimised: live rejected; ties: the highest t
         limited_errors = limited_scores.size - np.searchsorted(limited_scores, candidates, "left")
@@ -398,9 +408,23 @@ def operating_threshold(point: OperatingPoint, labels, scores, where: str) -> fl
     else:
         threshold, why = _threshold_at(labels, scores, float(point.target), limited)
     if threshold is None:
-        raise FasdError(f"--operating-point {point.name} cannot be reached on {where}: {why}; choose a larger "
-                        "target or eer")
+        raise _unreachable(point, where, why)
     return threshold
+
+
+def _unreachable(point: OperatingPoint, where: str, why: str) -> FasdError:
+    return FasdError(f"--operating-point {point.name} cannot be reached on {where}: {why}; choose a larger target "
+                     "or eer")
+
+
+def check_operating_point(point: OperatingPoint, labels, where: str) -> None:
+    """Refuse, before any training, a target that ``where``'s labels cannot measure (the threshold itself is chosen
+    on the scores afterwards, by ``operating_threshold``). The EER needs no check: without both classes a run
+    keeps no threshold, as it always has."""
+    limited = OPERATING_POINTS.get(point.kind).limited
+    why = "" if limited is None else _too_few(np.asarray(labels).reshape(-1), float(point.target), limited)
+    if why:
+        raise _unreachable(point, where, why)
 
 
 def stored_operating_point(info: dict) -> str:

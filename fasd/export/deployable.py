@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
-from fasd.evaluate.metrics import stored_val_threshold
-from fasd.export.metadata import INPUT_NAME, SINGLE_INPUT, student_metadata
-from fasd.student_train.checkpoint import DEFAULT_STUDENT, load_student
+from fasd.evaluate.metrics import (operating_threshold, parse_operating_point, stored_operating_point,
+                                   stored_val_threshold)
+from fasd.export.metadata import INPUT_NAME, SINGLE_INPUT, crop_policy_of, student_metadata
+from fasd.student_train.checkpoint import DEFAULT_STUDENT, load_student, validation_scores
 from fasd.student_train.students import student_kind
 from fasd.training.modalities import run_deployed
 
@@ -49,12 +50,22 @@ class Deployable:
         return run_deployed(self.module, images)
 
 
-def load_deployable(checkpoint: Path) -> Deployable:
+def load_deployable(checkpoint: Path, operating_point: str | None = None) -> Deployable:
     """The checkpoint's registered student's deployable part (MobileNetV3-Small: encoder + logit head;
-    DeiT-Tiny: the whole ViT) with its input contract; FasdError if the file is not a fasd student checkpoint."""
+    DeiT-Tiny: the whole ViT) with its input contract; FasdError if the file is not a fasd student checkpoint.
+    ``operating_point`` (eer, apcer=A, bpcer=B): the decision threshold is chosen there on the validation scores
+    the checkpoint keeps, instead of the one training chose."""
     student, info = load_student(Path(checkpoint))
     modalities = student_kind((info.get("config") or {}).get("student", DEFAULT_STUDENT)).modalities
+    threshold = stored_val_threshold(info)
+    if operating_point is not None:
+        point = parse_operating_point(operating_point)
+        threshold = operating_threshold(point, *validation_scores(info, checkpoint),
+                                        f"the validation scores {checkpoint} keeps")
+        info["operating_point"] = point.name
     return Deployable(module=student.deployable().eval(),
                       input_names=(INPUT_NAME,) if tuple(modalities) == SINGLE_INPUT else tuple(modalities),
                       input_size=student.input_size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      metadata=student_metadata(stored_val_threshold(info), student.input_size, modalities))
+                      metadata=student_metadata(threshold, student.input_size, modalities,
+                                                stored_operating_point(info) if threshold is not None else None,
+                                                crop_policy_of(info)))

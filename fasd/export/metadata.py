@@ -1,5 +1,6 @@
 """The input contract every exported file carries: input name and shape, preprocessing, label order,
-validation threshold. Stored as text -> text pairs (ONNX metadata_props, ExecuTorch constant methods,
+validation threshold, and the crop policy (how to cut the face out of a camera frame: fasd.faces.policy).
+Stored as text -> text pairs (ONNX metadata_props, ExecuTorch constant methods,
 Core ML user-defined metadata): numbers and lists as JSON, the rest as plain text."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 from fasd import __version__
 from fasd.constants import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, LABEL_LIVE, LABEL_SPOOF, STUDENT_INPUT_SIZE
 from fasd.errors import FasdError
+from fasd.faces.policy import CropPolicy, policy_from_json
 
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("logits", "p_live")
@@ -20,16 +22,19 @@ PREPROCESSING = (f"RGB, resize to {STUDENT_INPUT_SIZE} x {STUDENT_INPUT_SIZE}, s
                  "subtract mean, divide by std (per channel), NCHW float32")
 OUTPUTS = "logits N x 2 [spoof, live]; p_live N = softmax(logits)[:, 1]"
 # "eer_threshold": the validation threshold's name in files exported before fasd called it val_threshold
-_JSON_KEYS = ("input_size", "mean", "std", "val_threshold", "eer_threshold", "modalities")
+_JSON_KEYS = ("input_size", "mean", "std", "val_threshold", "eer_threshold", "modalities", "crop_policy")
 SINGLE_INPUT = ("rgb",)  # the modalities of a one-input student (no "modalities" key in its metadata)
 _REQUIRED_KEYS = ("input_size", "mean", "std", "labels")
 
 
 def student_metadata(val_threshold: float | None, input_size: int = STUDENT_INPUT_SIZE,
-                     modalities: tuple[str, ...] = SINGLE_INPUT) -> dict:
+                     modalities: tuple[str, ...] = SINGLE_INPUT, operating_point: str | None = None,
+                     crop_policy: CropPolicy | None = None) -> dict:
     """The description every scorer reports about its model; ``val_threshold`` (the threshold chosen on the
-    sources' validation split, fasd.evaluate.metrics.stored_val_threshold reads it) only when known. A multimodal
-    student has one input per modality, named after it (a missing modality is the all-zero frame)."""
+    sources' validation split, fasd.evaluate.metrics.stored_val_threshold reads it) only when known, beside
+    ``operating_point``, where it was chosen (eer, apcer=A, bpcer=B; stored_operating_point reads it). A multimodal
+    student has one input per modality, named after it (a missing modality is the all-zero frame). ``crop_policy``:
+    how its training frames were cut from camera frames (``crop_policy_of`` reads it), when a detector made them."""
     multimodal = tuple(modalities) != SINGLE_INPUT
     meta = {"fasd_version": __version__, "input_name": ",".join(modalities) if multimodal else INPUT_NAME,
             "input_size": input_size, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "labels": LABELS,
@@ -37,8 +42,12 @@ def student_metadata(val_threshold: float | None, input_size: int = STUDENT_INPU
                                               if multimodal else ""), "outputs": OUTPUTS}
     if multimodal:
         meta["modalities"] = list(modalities)
+    if crop_policy is not None:
+        meta["crop_policy"] = crop_policy.to_json()
     if val_threshold is not None:
         meta["val_threshold"] = float(val_threshold)
+        if operating_point is not None:
+            meta["operating_point"] = operating_point
     return meta
 
 
@@ -70,6 +79,11 @@ def _close(found: tuple, expected: tuple) -> bool:
     except (TypeError, ValueError):  # not numbers
         return False
     return all(a.shape == b.shape and np.allclose(a, b) for a, b in pairs)
+
+
+def crop_policy_of(meta: dict) -> CropPolicy | None:
+    """The crop policy a model's metadata (or a checkpoint's payload) records; None when it has none."""
+    return policy_from_json(meta.get("crop_policy"))
 
 
 def modalities_of(meta: dict) -> tuple[str, ...]:

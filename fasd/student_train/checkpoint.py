@@ -2,7 +2,8 @@
 
 Format: ``torch.save({"fasd_student": 1, "model": state dict, "student_config": StudentConfig as a dict,
 "epoch": int, "config": the run's options (``config["student"]``: the registered student),
-"val_threshold": float | None, "val_loss": float | None, best.pt: "operating_point", "val_labels", "val_scores"
+"val_threshold": float | None, "val_loss": float | None, "crop_policy": the training packs' CropPolicy as JSON
+or None, best.pt: "operating_point", "val_labels", "val_scores"
 (``validation_record``), last.pt: "optimizer": ..., "scheduler": ..., "scaler": ...})``.
 Only tensors and plain Python values, so ``weights_only=True`` loading works. Checkpoints of fasd 0.1 (no
 student name or config) are MobileNetV3-Small students; older checkpoints hold the validation threshold as
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from fasd.errors import FasdError
+from fasd.faces.policy import CropPolicy
 from fasd.io_checks import write_atomically
 from fasd.student_train.students import StudentConfig, student_kind
 
@@ -30,12 +32,14 @@ DEFAULT_STUDENT = "mobilenetv3-small"  # the only student of fasd 0.1
 
 def save_checkpoint(path: Path, student: torch.nn.Module, epoch: int, config: dict,
                     val_threshold: float | None = None, val_loss: float | None = None,
-                    extra: dict | None = None) -> None:
+                    extra: dict | None = None, crop_policy: CropPolicy | None = None) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a truncated checkpoint. ``val_threshold``: the
-    threshold chosen on the sources' validation split at the run's operating point (default its EER)."""
+    threshold chosen on the sources' validation split at the run's operating point (default its EER).
+    ``crop_policy``: how the training frames were cropped from camera frames (export and predict crop the same way)."""
     payload = {"fasd_student": CHECKPOINT_VERSION, "model": student.state_dict(),
                "student_config": student.config.to_json(), "epoch": epoch, "config": config,
-               "val_threshold": val_threshold, "val_loss": val_loss, **(extra or {})}
+               "val_threshold": val_threshold, "val_loss": val_loss,
+               "crop_policy": None if crop_policy is None else crop_policy.to_json(), **(extra or {})}
     write_atomically(Path(path), lambda tmp: torch.save(payload, tmp))
 
 

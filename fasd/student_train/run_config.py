@@ -9,7 +9,11 @@ from pathlib import Path
 
 from fasd.device import default_workers
 from fasd.errors import FasdError
+from fasd.io_checks import write_atomically
+from fasd.evaluate.metrics import DEFAULT_OPERATING_POINT, parse_operating_point
+from fasd.student_train.losses import KL_DIRECTIONS
 from fasd.student_train.recipes import RECIPES
+from fasd.training.augment import policy as augment_policy
 from fasd.student_train.recipes import recipe as get_recipe
 
 VLMKD_TERMS = tuple(RECIPES["vlmkd"].weights)
@@ -52,6 +56,18 @@ class TrainOptions:
     views: bool = False  # replay the store's stored augmentation views (cache-teacher --views K)
     lambda_rs2: float = 0.0  # RS2 alignment of the projection to the store's captions (mmda)
     modality_dropout: float = 0.0  # multimodal students: drop whole modalities of training samples
+    operating_point: str = DEFAULT_OPERATING_POINT  # where best.pt's val_threshold is chosen (--operating-point)
+    # The augmentation policy (fasd.training.augment) and its flags; the defaults are the fasd policy's, so older
+    # run configs load unchanged.
+    augment: str = "fasd"
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    smoothing: float = 0.0
+    model_ema: float = 0.0
+    repeated_aug: int = 0
+    clip_grad: float = 1.0
+    min_lr: float = 0.0
+    kl_direction: str = "teacher-student"  # --kl-direction (fasd.student_train.losses.KL_DIRECTIONS)
 
     @classmethod
     def for_recipe(cls, name: str, **overrides) -> "TrainOptions":
@@ -67,6 +83,8 @@ class TrainOptions:
                     "lambda_head_aware": weights.get("head-aware", 0.0), "lambda_rs2": weights.get("rs2", 0.0),
                     "layers": list(chosen.layers),
                     "layer_tap": chosen.layer_tap, "warmup_epochs": chosen.warmup_epochs}
+        augment = overrides.get("augment") or chosen.augment  # --augment NAME brings that policy's defaults
+        defaults |= {"augment": augment, **augment_policy(augment).defaults()}
         return cls(**(defaults | {k: v for k, v in overrides.items() if v is not None}))
 
     def validate(self) -> None:
@@ -84,6 +102,19 @@ class TrainOptions:
             raise FasdError("--batch-size must be at least 2 (batch norm needs two frames)")
         if self.weight_decay < 0 or self.workers < 0:
             raise FasdError("--weight-decay and --workers must be >= 0")
+        parse_operating_point(self.operating_point)
+        augment_policy(self.augment)
+        for flag, value in (("--mixup", self.mixup), ("--cutmix", self.cutmix), ("--repeated-aug", self.repeated_aug),
+                            ("--clip-grad", self.clip_grad), ("--min-lr", self.min_lr)):
+            if value < 0:
+                raise FasdError(f"{flag} must be >= 0, got {value}")
+        for flag, value in (("--smoothing", self.smoothing), ("--model-ema", self.model_ema)):
+            if not 0 <= value < 1:
+                raise FasdError(f"{flag} must be in [0, 1), got {value}")
+        if self.min_lr > self.lr:
+            raise FasdError(f"--min-lr {self.min_lr} is above --lr {self.lr}")
+        if self.kl_direction not in KL_DIRECTIONS:
+            raise FasdError(f"--kl-direction must be one of {', '.join(KL_DIRECTIONS)}, got '{self.kl_direction}'")
 
     def loss_weights(self) -> dict[str, float]:
         """Weight per loss term (fasd.student_train.losses.TERMS); --no-teacher keeps only CE."""
@@ -100,7 +131,8 @@ class TrainOptions:
                 "tau": self.tau, "margin": self.margin}
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2))
+        text = json.dumps(asdict(self), indent=2)
+        write_atomically(Path(path), lambda tmp: tmp.write_text(text))  # a full disk leaves no empty config.json
 
     @classmethod
     def load(cls, path: Path) -> "TrainOptions":

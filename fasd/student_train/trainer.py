@@ -33,22 +33,30 @@ from fasd.constants import CLASS_NAMES, SPLITS
 from fasd.data.open_source import open_target
 from fasd.device import resolve_device, set_cpu_threads
 from fasd.errors import FasdError, listed, warn
-from fasd.evaluate.metrics import eer
-from fasd.evaluate.scoring import metrics_for, readable_scores, score_rows, write_scores
-from fasd.student_train.checkpoint import read_checkpoint, save_checkpoint
+from fasd.io_checks import write_atomically
+from fasd.evaluate.metrics import (DEFAULT_OPERATING_POINT, check_operating_point, eer, operating_threshold,
+                                   parse_operating_point)
+from fasd.evaluate.scoring import live_score, metrics_for, readable_scores, score_rows, write_scores
+from fasd.faces.policy import shared_policy
+from fasd.student_train.checkpoint import read_checkpoint, save_checkpoint, validation_record
 from fasd.student_train.data import StudentFrames, ViewSampler
 from fasd.student_train.multimodal_stream import student_stream
 from fasd.student_train.losses import CompositeLoss, LossSettings, StepBatch
 from fasd.student_train.report import write_report
 from fasd.student_train.run_config import TrainOptions
 from fasd.student_train.students import StudentConfig, student_kind
-from fasd.student_train.targets import STREAM_WINDOW, FrameTargets, attach_targets, projection_dim, readable_parts
+from fasd.student_train.targets import (STREAM_WINDOW, FrameTargets, attach_targets, projection_dim, readable_parts,
+                                        terms_without_targets)
 from fasd.training.frames import DomainRows
 from fasd.training.precision import autocast, grad_scaler
 from fasd.training.rundir import BEST, CONFIG, LAST, LOG, METRICS, SCORES
-from fasd.training.sampler import BlockWindowSampler, domain_balanced_sampler
+from fasd.training.sampler import BlockWindowSampler, RepeatedDraws, domain_balanced_sampler
 from fasd.training.schedule import warmup_cosine
 from fasd.training.modalities import run_deployed, warn_absent_modalities
+from fasd.training.augment import model_ema
+from fasd.training.augment import mixer as augment_mixer
+from fasd.training.augment import policy as augment_policy
+from fasd.training.augment import smoothed_targets as augment_smoothed
 from fasd.training.transforms import view_transform
 
 
@@ -120,9 +128,15 @@ class Trainer:
         self.progress = progress and self.ranks.is_main
         self.device = resolve_device(options.device)
         set_cpu_threads(self.device, options.workers)
-        self.criterion = CompositeLoss(options.loss_weights(), LossSettings(tau=options.tau, margin=options.margin))
+        if options.store and not options.no_teacher:
+            for name in terms_without_targets(options.store, options.loss_weights()):
+                setattr(options, f"lambda_{name.replace('-', '_')}", 0.0)  # recorded off in config.json too
+        self.criterion = CompositeLoss(options.loss_weights(), LossSettings(tau=options.tau, margin=options.margin,
+                                                                            kl_direction=options.kl_direction))
+        self.policy = augment_policy(options.augment)
         self.kind = student_kind(options.student)
         self.train_parts = _domain_rows(registry, options.sources, "train")
+        self.crop_policy = shared_policy({part.source.name: part.source.crop_policy for part in self.train_parts})
         self.val_parts = _domain_rows(registry, options.sources, "val")
         self.test_part = _domain_rows(registry, [options.target], "test")[0]
         needs_layers = "layer_cls" in self.criterion.needed_outputs
@@ -136,6 +150,9 @@ class Trainer:
             if not options.store:
                 raise FasdError("distillation needs --store (the teacher store), or pass --no-teacher")
             self.train_parts, self.val_parts = readable_parts(options.store, [self.train_parts, self.val_parts])
+        check_operating_point(parse_operating_point(options.operating_point),
+                              np.concatenate([p.source.table.label[p.rows] for p in self.val_parts]),
+                              "the sources' validation split")
         if self.ranks.is_main:
             _warn_one_class(self.train_parts)
             if len(self.kind.modalities) > 1:
@@ -143,9 +160,12 @@ class Trainer:
                                        self.kind.modalities)
         self.unreadable: set[str] = set()  # frames that failed to decode during this run, warned about once
         stream = student_stream(self.kind.modalities)
-        self.train_set = stream.frames(self.train_parts, stream.train(self.input_size),
+        if self.policy.train is not None and len(self.kind.modalities) > 1:
+            raise FasdError(f"--augment {options.augment} augments RGB frames; the {options.student} student reads "
+                            f"{', '.join(self.kind.modalities)}: use --augment fasd")
+        self.train_set = stream.frames(self.train_parts, (self.policy.train or stream.train)(self.input_size),
                                        replay=view_transform(self.input_size) if options.views else None)
-        self.val_set = stream.frames(self.val_parts, stream.eval(self.input_size))
+        self.val_set = stream.frames(self.val_parts, (self.policy.eval or stream.eval)(self.input_size))
         self.train_targets = self.val_targets = None
         if self.criterion.needs_teacher:
             store, (self.train_targets, self.val_targets) = attach_targets(
@@ -155,11 +175,15 @@ class Trainer:
             if needs_layers:
                 _check_same_layers(store.teacher, options)
             self._attach_texts(store)
+            if not options.views and store.views is not None and store.views.mix.active and self.ranks.is_main:
+                warn(f"{options.store} holds mixed views (cache-teacher --mix): pass --views to train on them; "
+                     f"without it the student trains on the unmixed frames' targets")
             if "projection" in self.criterion.needed_outputs:
                 # The projection head maps into the teacher's feature space, whatever its dimension.
                 self.student_config.projection_dim = projection_dim(store)
         self.draws = min(len(self.train_set), options.max_draws)
         self.steps_per_epoch = max(1, self.draws // options.batch_size)
+        self.mixup = self._online_mixup()
 
     def _attach_texts(self, store) -> None:
         """The store-level arrays (text/ group) the active terms read, e.g. RS2's caption embeddings."""
@@ -202,10 +226,13 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=self.options.lr,
                                            weight_decay=self.options.weight_decay)
         self.scheduler = warmup_cosine(self.optimizer, self.steps_per_epoch, self.options.epochs,
-                                       self.options.warmup_epochs)
+                                       self.options.warmup_epochs, floor=self.options.min_lr / self.options.lr)
+        # HaTFAS/DeiT keep an EMA of the weights beside the model they validate and evaluate; so does fasd
+        # (last.pt holds it).
+        self.ema = model_ema(self.student, self.options.model_ema)
         self.scaler = grad_scaler(self.device)
 
-    def _loss(self, batch) -> tuple[torch.Tensor, dict]:
+    def _loss(self, batch, soft_labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
         move = {"device": self.device, "non_blocking": True}
         images, labels, domains, targets = batch
         # Training steps go through DDP (gradient all-reduce); rank 0's validation does not.
@@ -214,7 +241,43 @@ class Trainer:
             outputs = heads(images.to(**move))
         return self.criterion(StepBatch({name: value.float() for name, value in outputs.items()},
                                         labels.to(**move), domains.to(**move),
-                                        {name: value.to(**move) for name, value in targets.items()}))
+                                        {name: value.to(**move) for name, value in targets.items()},
+                                        None if soft_labels is None else soft_labels.to(**move)))
+
+    def _online_mixup(self):
+        """timm's Mixup for the student's own batches, or None. Cached targets are the teacher's output on unmixed
+        frames, so a distilling run mixes only through a store cached with mixed views (cache-teacher --views K
+        --mix ...: replayed, not drawn here)."""
+        mixer = augment_mixer(self.options.mixup, self.options.cutmix, self.options.smoothing)
+        if mixer is None or self.options.views:
+            return None
+        if self.criterion.needs_teacher:
+            if self.ranks.is_main:
+                warn(f"--mixup {self.options.mixup} --cutmix {self.options.cutmix}: the cached teacher targets are "
+                     f"of unmixed frames, so this run does not mix; to mix with consistent targets cache "
+                     f"`--views K --mix mixup={self.options.mixup},cutmix={self.options.cutmix}` and train with "
+                     f"--views (or set --mixup 0 --cutmix 0)")
+            return None
+        return mixer
+
+    def _soft_labels(self, raw, batch) -> torch.Tensor | None:
+        """The CE term's soft targets of a (readable) training batch: the stored mixed views' labels, or the
+        label-smoothed ones (--smoothing); None for plain CE."""
+        items, readable = raw[3], raw[4]
+        soft = self.train_set.soft_labels(items[readable].numpy(), batch[1].numpy(), self.options.smoothing) \
+            if self.train_set.view_count else None
+        if soft is not None:
+            return torch.from_numpy(soft)
+        return augment_smoothed(batch[1], self.options.smoothing) if self.options.smoothing > 0 else None
+
+    def _mix(self, batch, soft: torch.Tensor | None):
+        """timm's Mixup on the student's batch (an odd batch drops its last frame: timm mixes pairs)."""
+        images, labels, domains, targets = batch
+        if len(labels) % 2:
+            images, labels, domains = images[:-1], labels[:-1], domains[:-1]
+            targets = {name: value[:-1] for name, value in targets.items()}
+        images, soft = self.mixup(images, labels)
+        return (images, labels, domains, targets), soft
 
     def _readable(self, batch, frames: StudentFrames, targets: FrameTargets | None, what: str, least: int):
         """(images, labels, domains, items, readable) -> (images, labels, domains, {target: tensor}) of its readable
@@ -238,6 +301,8 @@ class Trainer:
         blocks = self.train_targets.block_of if self.train_targets is not None else None
         if blocks is not None:
             sampler = BlockWindowSampler(sampler, blocks, self.train_set.domain_of, STREAM_WINDOW, generator)
+        if self.options.repeated_aug > 1:  # repeated augmentation (deit policy)
+            sampler = RepeatedDraws(sampler, self.options.repeated_aug)
         if self.train_set.view_count:  # one stored view per draw (--views)
             sampler = ViewSampler(sampler, self.train_set.view_count, generator.initial_seed())
         return sampler
@@ -257,17 +322,24 @@ class Trainer:
             for batch in bar:
                 # BatchNorm trains on two frames or more. Under DDP every rank takes every step: a batch one rank
                 # skips is skipped by all.
+                raw = batch
                 batch = self._readable(batch, self.train_set, self.train_targets, "training", least=2)
                 if any(distributed.all_gather(batch is None)):
                     continue
-                loss, terms = self._loss(batch)
+                soft = self._soft_labels(raw, batch)
+                if self.mixup is not None:
+                    batch, soft = self._mix(batch, soft)
+                loss, terms = self._loss(batch, soft)
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
+                if self.options.clip_grad > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.student.parameters(), self.options.clip_grad)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update(self.student)
                 steps += 1
                 for name, value in terms.items():
                     sums[name] = sums.get(name, 0.0) + value
@@ -277,7 +349,10 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self) -> dict:
-        loader = DataLoader(self.val_set, batch_size=max(self.options.batch_size, 128),
+        # One fixed shuffle (seed 0), the same every epoch: in file order a batch holds a single domain's frames, so
+        # the triplet term, which pairs live frames of two domains, was 0 in every batch; mixed batches define it.
+        order = torch.randperm(len(self.val_set), generator=torch.Generator().manual_seed(0)).tolist()
+        loader = DataLoader(self.val_set, batch_size=max(self.options.batch_size, 128), sampler=order,
                             num_workers=self.options.workers)
         self.student.eval()
         sums: dict[str, float] = {}
@@ -295,10 +370,14 @@ class Trainer:
             raise FasdError(f"none of the {len(self.val_set)} validation frames can be decoded; check their files")
         return {name: value / frames for name, value in sums.items()}
 
+    def _eval_transform(self):
+        """The augmentation policy's evaluation transform (None: scoring's plain resize)."""
+        return self.policy.eval(self.input_size) if self.policy.eval is not None else None
+
     def _p_live(self, images: torch.Tensor) -> np.ndarray:
         with torch.no_grad(), autocast(self.device):
             logits, _ = run_deployed(self.deployed, images.to(self.device))
-        return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
+        return live_score(logits.float().cpu().numpy())  # the score evaluate gives the saved checkpoint
 
     def run(self, resume: bool = False) -> dict | None:
         """Train (or continue), then evaluate the best checkpoint on the target's test split.
@@ -338,7 +417,7 @@ class Trainer:
         if val_terms["total"] < best["val_loss"]:
             best = {"val_loss": val_terms["total"], "epoch": epoch}
             save_checkpoint(self.run_dir / BEST, self.student, epoch, self.options.__dict__,
-                            val_loss=val_terms["total"])
+                            val_loss=val_terms["total"], crop_policy=self.crop_policy)
         self._save_last(epoch, best)
         with open(self.run_dir / LOG, "a") as handle:
             handle.write(json.dumps(record) + "\n")
@@ -347,9 +426,10 @@ class Trainer:
         return best
 
     def _save_last(self, epoch: int, best: dict) -> None:
-        save_checkpoint(self.run_dir / LAST, self.student, epoch, self.options.__dict__,
+        save_checkpoint(self.run_dir / LAST, self.student, epoch, self.options.__dict__, crop_policy=self.crop_policy,
                         extra={"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                               "scaler": self.scaler.state_dict(), "best": best})
+                               "scaler": self.scaler.state_dict(), "best": best,
+                               **({"model_ema": self.ema.module.state_dict()} if self.ema is not None else {})})
 
     def _restore(self) -> tuple[int, dict]:
         payload = read_checkpoint(self.run_dir / LAST)
@@ -358,7 +438,26 @@ class Trainer:
         self.scheduler.load_state_dict(payload["scheduler"])
         if "scaler" in payload:
             self.scaler.load_state_dict(payload["scaler"])
+        if self.ema is not None and "model_ema" in payload:
+            self.ema.module.load_state_dict(payload["model_ema"])
         return payload["epoch"] + 1, payload["best"]
+
+    def _operating_threshold(self, labels: np.ndarray, scores: np.ndarray) -> tuple[str, float | None]:
+        """(operating point, threshold) on the validation scores: --operating-point's, or, when the scores cannot
+        reach it (tied scores, frames left out as unreadable), a warning and the validation EER's, so that a
+        finished run is never lost. The EER's threshold is None with one class only."""
+        point = parse_operating_point(self.options.operating_point)
+        if point.target is None:
+            return point.name, eer(labels, scores)[1]
+        try:
+            return point.name, operating_threshold(point, labels, scores, "the sources' validation split")
+        except FasdError as exc:
+            fallback = eer(labels, scores)[1]
+            if self.ranks.is_main:
+                warn(f"{exc}; best.pt decides at " + ("the validation EER instead" if fallback is not None else
+                                                      "0.5 (no threshold kept)")
+                     + " (fasd export --operating-point chooses another from the validation scores it keeps)")
+            return DEFAULT_OPERATING_POINT, fallback
 
     def _finish(self, best: dict) -> dict:
         payload = read_checkpoint(self.run_dir / BEST)
@@ -366,16 +465,19 @@ class Trainer:
         self.student.eval()
         # Operating threshold chosen on the sources' validation data (never on the target).
         val = [readable_scores(p.source, p.rows, score_rows(
-            self._p_live, p.source, p.rows, progress=False, size=self.input_size, modalities=self.kind.modalities),
-            left_out_of="the validation threshold") for p in self.val_parts]
+            self._p_live, p.source, p.rows, progress=False, size=self.input_size, modalities=self.kind.modalities,
+            transform=self._eval_transform()), left_out_of="the validation threshold") for p in self.val_parts]
         val_labels = np.concatenate([p.source.table.label[rows] for p, (rows, _) in zip(self.val_parts, val)])
-        _, val_threshold = eer(val_labels, np.concatenate([scores for _, scores in val]))
+        val_scores = np.concatenate([scores for _, scores in val])
+        point, val_threshold = self._operating_threshold(val_labels, val_scores)
+        # The validation scores travel along so that `fasd export --operating-point` can choose another point.
         save_checkpoint(self.run_dir / BEST, self.student, payload["epoch"], self.options.__dict__,
-                        val_threshold=val_threshold, val_loss=payload["val_loss"])
+                        val_threshold=val_threshold, val_loss=payload["val_loss"], crop_policy=self.crop_policy,
+                        extra=validation_record(point, val_labels, val_scores))
         test = self.test_part
         rows, scores = readable_scores(test.source, test.rows, score_rows(
             self._p_live, test.source, test.rows, progress=self.progress, desc=f"test {self.options.target}",
-            size=self.input_size, modalities=self.kind.modalities))
+            size=self.input_size, modalities=self.kind.modalities, transform=self._eval_transform()))
         write_scores(self.run_dir / SCORES, test.source, rows, scores)
         metrics = metrics_for(test.source, rows, scores, val_threshold=val_threshold)
         metrics.update({"recipe": self.options.recipe, "student": self.options.student,
@@ -383,7 +485,8 @@ class Trainer:
                         "target": self.options.target, "seed": self.options.seed,
                         "no_teacher": self.options.no_teacher, "loss_weights": self.options.loss_settings(),
                         "best_epoch": best["epoch"] + 1, "epochs": self.options.epochs})
-        (self.run_dir / METRICS).write_text(json.dumps(metrics, indent=2))
+        text = json.dumps(metrics, indent=2)
+        write_atomically(self.run_dir / METRICS, lambda tmp: tmp.write_text(text))  # marks the run finished
         write_report(self.run_dir, metrics)
         return metrics
 
