@@ -17,8 +17,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Input normalisations by name (`--normalize`); each teacher kind declares its own default.
-NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
+# Input normalisations by name (`--normalize`); each teacher kind declares its own default. Mean and std are
+# fractions of the full pixel range; "none" leaves pixels as they are (a model that takes raw pixels, --teacher onnx).
+NO_NORMALIZATION = "none"
+NORMALIZATIONS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD),
+                  NO_NORMALIZATION: ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}
 
 TEACHER_INPUT_SIZE = 224
 STUDENT_INPUT_SIZE = 112

@@ -191,8 +191,8 @@ def cache_teacher(
                                                             "normalisation: 0..1 or 0..255 pixels (default: 1).")
                            ] = None,
     live_class: Annotated[Optional[list[str]], typer.Option(
-        metavar="K", help="onnx: a class index meaning bona fide; repeat it or give a comma list, e.g. 1 or 0,2 (default: 1 for "
-             "a 1- or 2-logit head; required for more classes).")] = None,
+        metavar="K", help="onnx: a class index meaning bona fide; repeat it or give a comma list, e.g. 1 or 0,2 "
+                          "(default: 1 for a 1- or 2-logit head; required for more classes).")] = None,
     feature_output: Annotated[Optional[str], typer.Option(help="onnx: also cache this output (by name) as the "
                                                                "unit-length feature (default: none).")] = None,
     arch: Annotated[Optional[str], typer.Option(help="vit: the timm model name, e.g. deit_base_patch16_224.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
-from fasd.constants import CLASS_NAMES
+from fasd.constants import CLASS_NAMES, NO_NORMALIZATION
 from fasd.store_schema import layout
 from fasd.store_schema.specs import TargetSpec
 from fasd.store_schema.store import TeacherStore, read_strings
@@ -89,13 +89,24 @@ def _teacher_lines(teacher: dict) -> list[str]:
     lines = [f"teacher     {teacher['name']}  {teacher['arch']}  sha256 {teacher['checkpoint_sha256'][:16]}…"]
     details = [f"input {teacher['input_size']}px"]
     if "normalize" in teacher:
-        details.append(f"{teacher['normalize']} mean/std")
+        details.append("no mean/std (raw pixels)" if teacher["normalize"] == NO_NORMALIZATION else
+                       f"{teacher['normalize']} mean/std")
     if "centroid_mode" in teacher:
         details.append(f"centroids {teacher['centroid_mode']}, logit scale {teacher['logit_scale']:.2f}, prompts "
                        f"{len(teacher['prompts']['spoof'])} spoof / {len(teacher['prompts']['live'])} live")
     if teacher.get("layers"):
         details.append(f"layers {','.join(map(str, teacher['layers']))} (tap {teacher['layer_tap']})")
-    return lines + [f"            {', '.join(details)}"]
+    contract = teacher.get("contract")
+    return lines + [f"            {', '.join(details)}"] + ([_contract_line(contract)] if contract else [])
+
+
+def _contract_line(contract: dict) -> str:
+    """The input contract and output mapping of a teacher that does not state its own (--teacher onnx)."""
+    live = ",".join(map(str, contract["live_classes"]))
+    feature = f"; feature = output {contract['feature_output']}" if contract.get("feature_output") else ""
+    return (f"contract    input {contract['input']} {contract['layout']} {contract['input_size']}px "
+            f"{contract['channel_order'].upper()} 0..{contract['pixel_range']}; output {contract['logits_output']}: "
+            f"{contract['classes']} class logit(s), live class(es) {live}{feature}")
 
 
 def format_summary(summary: dict) -> str:

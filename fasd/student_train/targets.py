@@ -29,6 +29,9 @@ from fasd.store_schema.reader import load_targets, no_views, non_finite_targets,
 from fasd.store_schema.store import TeacherStore, open_store
 from fasd.store_schema.streaming import BlockCache, ChunkedTargets
 from fasd.student_train.data import StudentFrames
+from fasd.student_train.losses import TERMS
+from fasd.student_train.model import PROJECTION_DIM
+from fasd.student_train.mixed_replay import partner_views
 from fasd.training.frames import DomainRows
 
 # Store chunks per window of the streamed draw order. The cache holds two windows (a batch may straddle
@@ -39,11 +42,24 @@ IN_MEMORY = (layout.LOGITS,)
 
 
 def projection_dim(store: TeacherStore) -> int:
-    """The teacher's feature dimension: what a student's projection head maps into."""
-    if layout.FEATURE not in store.targets:
-        raise FasdError(f"{store.path} has no 'feature' targets for the feature/triplet terms; set their "
-                        f"weights to 0 (--lambda-feat 0 --lambda-triplet 0) or cache a teacher with features")
-    return store.targets[layout.FEATURE].shape[0]
+    """The teacher's feature dimension: what a student's projection head maps into (a store without features:
+    the student's default width, for the terms that read the projection alone, e.g. the triplet)."""
+    spec = store.targets.get(layout.FEATURE)
+    return PROJECTION_DIM if spec is None else spec.shape[0]
+
+
+def terms_without_targets(store_path: str, weights: dict[str, float]) -> list[str]:
+    """The active loss terms (weight > 0) that read targets the store does not hold, e.g. the feature term on an
+    ONNX teacher cached without --feature-output, named in one warning: the trainer switches them off."""
+    held = open_store(store_path).targets
+    lacking = {name: [t for t in TERMS[name].targets if t not in held] for name, weight in weights.items()
+               if weight > 0}
+    off = {name: targets for name, targets in lacking.items() if targets}
+    if off:
+        wanted = ", ".join(dict.fromkeys(t for targets in off.values() for t in targets))
+        warn(f"{store_path} holds no {wanted} targets (only {', '.join(held)}): switching off the "
+             f"{', '.join(TERMS[name].flag for name in off)} term(s); cache a teacher that provides them to use them")
+    return list(off)
 
 
 def _pick(values: np.ndarray, views: np.ndarray | None) -> np.ndarray:
@@ -177,7 +193,7 @@ def attach_targets(store_path: str, streams: list[StudentFrames],
     lookups = []
     for frames in streams:
         views = frames.replay is not None
-        per_domain, view_params = [], []
+        per_domain, view_params, partners = [], [], []
         for part in frames.domains:
             name = part.source.name
             if (name, views) not in loaded:
@@ -199,6 +215,8 @@ def attach_targets(store_path: str, streams: list[StudentFrames],
             in_memory = {n: targets.arrays[n][store_rows] for n in memory_names}
             if views:
                 view_params.append(targets.view_params[store_rows])
+                if targets.view_mix is not None:
+                    partners.append(partner_views(part.source, targets, store_rows, store_path))
             if chunked_names:
                 chunked = {n: ChunkedTargets(store.dataset(name)[layout.view_array(n) if views else n], cache)
                            for n in chunked_names}
@@ -206,6 +224,6 @@ def attach_targets(store_path: str, streams: list[StudentFrames],
             else:
                 per_domain.append(ArrayTargets(in_memory))
         if views:
-            frames.set_views(view_params)
+            frames.set_views(view_params, partners or None)
         lookups.append(FrameTargets(frames, per_domain, {n: specs[n].shape for n in names}))
     return store, lookups

@@ -14,12 +14,17 @@ from pathlib import Path
 
 import torch.nn as nn
 
-from fasd.constants import NORMALIZATIONS
+from fasd.constants import NO_NORMALIZATION, NORMALIZATIONS
 from fasd.errors import FasdError
 from fasd.registry import Registry
 from fasd.store_schema.specs import REQUIRED_TARGET, TargetSpec, specs_to_json
 
-MEMBERS = ("fasd.teacher_cache.clip", "fasd.teacher_cache.vit", "fasd.teacher_cache.mmda.kind")
+MEMBERS = ("fasd.teacher_cache.clip", "fasd.teacher_cache.vit", "fasd.teacher_cache.mmda.kind",
+           "fasd.teacher_cache.onnx_teacher")
+# The contract of a model whose file does not state it (TeacherOptions field -> its flag); a kind reads the ones it
+# lists in TeacherKind.reads and refuses the others.
+CONTRACT_FLAGS = {"input_size": "--input-size", "channel_order": "--channel-order", "pixel_range": "--pixel-range",
+                  "live_classes": "--live-class", "feature_output": "--feature-output"}
 
 
 @dataclass
@@ -34,6 +39,12 @@ class TeacherOptions:
     arch: str | None = None  # timm kinds
     layers: tuple[int, ...] = ()  # intermediate CLS tokens to cache as layer_cls
     layer_tap: str = "block"
+    # the input/output contract (CONTRACT_FLAGS); None / (): not given
+    input_size: int | None = None
+    channel_order: str | None = None
+    pixel_range: int | None = None
+    live_classes: tuple[int, ...] = ()
+    feature_output: str | None = None
 
 
 @dataclass
@@ -76,15 +87,39 @@ class TeacherKind:
     help: str
     default_normalize: str
     build: Callable[[TeacherOptions, str], LoadedTeacher]  # (options, resolved normalisation)
+    reads: tuple[str, ...] = ()  # the CONTRACT_FLAGS fields it reads
+    raw_pixels: bool = False  # accepts --normalize none
 
 
 TEACHERS: Registry[TeacherKind] = Registry("--teacher", MEMBERS)
 
 
-def register_teacher(name: str, help: str, normalize: str) -> Callable:
+def register_teacher(name: str, help: str, normalize: str, reads: tuple[str, ...] = (),
+                     raw_pixels: bool = False) -> Callable:
     """Register ``build(options, normalize) -> LoadedTeacher`` as teacher kind ``name`` whose input contract
-    defaults to the ``normalize`` statistics."""
-    return TEACHERS.register(name, lambda build: TeacherKind(name, help, normalize, build))
+    defaults to the ``normalize`` statistics; ``reads``: the contract options (CONTRACT_FLAGS) it reads,
+    ``raw_pixels``: whether it accepts --normalize none."""
+    return TEACHERS.register(name, lambda build: TeacherKind(name, help, normalize, build, reads, raw_pixels))
+
+
+def contract_options(fingerprint: dict) -> dict:
+    """The contract options a store's teacher fingerprint records (its ``contract``), as TeacherOptions fields."""
+    contract = fingerprint.get("contract", {})
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in contract.items()
+            if name in CONTRACT_FLAGS}
+
+
+def _check_applies(kind: TeacherKind, options: TeacherOptions) -> None:
+    """Contract options and --normalize none given to a kind that does not read them are one line, not ignored."""
+    for name, flag in CONTRACT_FLAGS.items():
+        if getattr(options, name) not in (None, ()) and name not in kind.reads:
+            readers = [k.name for k in TEACHERS.all().values() if name in k.reads]
+            raise FasdError(f"{flag} does not apply to --teacher {kind.name} (it states its own contract); "
+                            f"only --teacher {' or '.join(readers)} reads it")
+    if options.normalize == NO_NORMALIZATION and not kind.raw_pixels:
+        valid = [n for n in NORMALIZATIONS if n != NO_NORMALIZATION]
+        raise FasdError(f"--normalize {NO_NORMALIZATION}: --teacher {kind.name} reads normalised pixels; "
+                        f"use {' or '.join(valid)} (default {kind.default_normalize})")
 
 
 def teacher_kinds() -> dict[str, TeacherKind]:
@@ -96,6 +131,7 @@ def load_teacher(kind: str, options: TeacherOptions) -> LoadedTeacher:
     chosen = TEACHERS.get(kind)
     if options.normalize is not None and options.normalize not in NORMALIZATIONS:
         raise FasdError(f"unknown --normalize '{options.normalize}'; valid: {', '.join(NORMALIZATIONS)}")
+    _check_applies(chosen, options)
     if not Path(options.checkpoint).is_file():
         raise FasdError(f"teacher checkpoint not found: {options.checkpoint}")
     loaded = chosen.build(options, options.normalize or chosen.default_normalize)

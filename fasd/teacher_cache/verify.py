@@ -20,7 +20,7 @@ from fasd.store_schema.store import TeacherStore, read_strings
 from fasd.store_schema.writer import done_rows
 from fasd.teacher_cache.job import forward_modalities, multimodal
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
-from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, load_teacher
+from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, contract_options, load_teacher
 from fasd.views import apply_view, draw_views
 
 
@@ -30,7 +30,7 @@ def teacher_options(fingerprint: dict, checkpoint: Path, trust_checkpoint: bool)
                           normalize=fingerprint.get("normalize", "clip"), prompts=fingerprint.get("prompts"),
                           centroid_mode=fingerprint.get("centroid_mode", "flip"), arch=fingerprint.get("timm_arch"),
                           layers=tuple(fingerprint.get("layers", ())),
-                          layer_tap=fingerprint.get("layer_tap", "block"))
+                          layer_tap=fingerprint.get("layer_tap", "block"), **contract_options(fingerprint))
 
 
 def verify_frames(store: TeacherStore, sources: list[FrameSource], checkpoint: Path, count: int,
