@@ -1,0 +1,180 @@
+"""Bad inputs of the v0.2 sweep (issue 26): one line naming the file or flag, exit 2, no traceback, and
+nothing of the user's replaced (``--overwrite`` replaces only a file fasd wrote)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import pytest
+import torch
+
+from fasd.errors import FasdError
+from fasd.io_checks import write_atomically
+from test_train import assert_user_error, fasd
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes: what "nothing changed" compares."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def student_checkpoint(tmp_path_factory) -> Path:
+    from fasd.student_train.checkpoint import save_checkpoint
+    from fasd.student_train.model import Student
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("student") / "best.pt"
+    save_checkpoint(path, Student().eval(), epoch=0, config={"seed": 0, "student": "mobilenetv3-small"})
+    return path
+
+
+# --- user files: never replaced without --overwrite, and --overwrite replaces only what fasd wrote ----------
+
+def test_teacher_finetune_never_replaces_a_pack_or_its_init(tmp_path, synth_config):
+    pack = synth_config.parent / "alpha.h5"
+    before = pack.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert_user_error(fasd("teacher-finetune", "--sources", "alpha", "--config", synth_config, "--out", pack,
+                               *extra), f"--out {pack} exists and is not a teacher checkpoint that fasd wrote")
+    init = tmp_path / "init.pt"
+    init.write_bytes(b"a user's checkpoint")
+    assert_user_error(fasd("teacher-finetune", "--sources", "alpha", "--config", synth_config, "--out", init,
+                           "--init", init, "--overwrite"), "is the --init checkpoint")
+    assert pack.read_bytes() == before and init.read_bytes() == b"a user's checkpoint"
+
+
+def test_teacher_finetune_replaces_its_own_checkpoint_only_with_overwrite(tmp_path, synth_config):
+    out = tmp_path / "teacher.pt"
+    out.write_bytes(b"fasd's checkpoint")
+    (tmp_path / "teacher.pt.json").write_text(json.dumps({"out": str(out), "method": "clip"}))
+    assert_user_error(fasd("teacher-finetune", "--sources", "alpha", "--config", synth_config, "--out", out),
+                      "pass --overwrite to replace it")
+    assert out.read_bytes() == b"fasd's checkpoint"
+
+
+@pytest.mark.parametrize("ours", [False, True])
+def test_ingest_never_replaces_a_file_without_overwrite(tmp_path, ours):
+    out = tmp_path / "pack.h5"
+    if ours:
+        with h5py.File(out, "w") as handle:
+            handle.attrs["source"] = "mcio"
+    else:
+        out.write_bytes(b"my notes")
+    before = out.read_bytes()
+    (tmp_path / "root").mkdir()
+    expected = "pass --overwrite" if ours else "is not a pack that fasd wrote"
+    assert_user_error(fasd("ingest", "mcio", "--root", tmp_path / "root", "--out", out), expected)
+    if not ours:
+        assert_user_error(fasd("ingest", "mcio", "--root", tmp_path / "root", "--out", out, "--overwrite"), expected)
+    assert out.read_bytes() == before
+
+
+def test_ingest_register_never_rebinds_a_name_and_adds_the_domain(tmp_path):
+    from fasd.config import load_registry, register_dataset
+
+    config = tmp_path / "fasd.toml"
+    config.write_text('[datasets.mine]\nformat = "hdf5"\npath = "elsewhere.h5"\n')
+    before = config.read_text()
+    (tmp_path / "root").mkdir()
+    assert_user_error(fasd("ingest", "mcio", "--root", tmp_path / "root", "--out", tmp_path / "new.h5",
+                           "--register", "mine", "--config", config), "already registers 'mine'")
+    assert config.read_text() == before and not (tmp_path / "new.h5").exists()
+    register_dataset(config, "other", "hdf5", tmp_path / "other.h5")
+    assert load_registry(config).domains == ["mine", "other"]  # --split other-to-mine works at once
+
+
+def test_export_never_replaces_a_users_model_or_package(tmp_path, student_checkpoint):
+    mine = tmp_path / "mine.onnx"
+    mine.write_bytes(b"my own model")
+    for extra in ([], ["--overwrite"]):
+        assert_user_error(fasd("export", student_checkpoint, "--out", mine, *extra),
+                          "is not a model file that fasd wrote")
+    package = tmp_path / "pkg.mlpackage"
+    (package / "Data").mkdir(parents=True)
+    (package / "Manifest.json").write_text("{}")
+    (package / "Data" / "notes.txt").write_text("mine")
+    before = _tree(package)
+    assert_user_error(fasd("export", student_checkpoint, "--format", "coreml", "--out", package, "--overwrite"),
+                      "is not a model file that fasd wrote")
+    assert mine.read_bytes() == b"my own model" and _tree(package) == before
+
+
+def test_export_replaces_its_own_file_only_with_overwrite(tmp_path, student_checkpoint):
+    out = tmp_path / "student.onnx"
+    assert fasd("export", student_checkpoint, "--out", out).exit_code == 0
+    first = out.read_bytes()
+    assert_user_error(fasd("export", student_checkpoint, "--out", out), "pass --overwrite to replace it")
+    assert out.read_bytes() == first
+    assert fasd("export", student_checkpoint, "--out", out, "--overwrite").exit_code == 0
+
+
+def test_experiment_never_overwrites_a_users_tables(tmp_path, synth_config):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "tables.md").write_text("my tables")
+    assert_user_error(fasd("experiment", "--protocols", "alpha-to-beta", "--seeds", "0", "--ablations",
+                           "no-teacher", "--config", synth_config, "--out", out),
+                      "holds tables.md that fasd experiment did not write")
+    assert _tree(out) == {"tables.md": b"my tables"}
+
+
+# --- a full disk: one line naming the file, no temporary file left --------------------------------------------
+
+def _full_disk_save(payload, path, *args, **kwargs):
+    """torch.save on a full disk: part of the file written, then torch's own RuntimeError."""
+    Path(path).write_bytes(b"PK\x03\x04partial")
+    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+
+def test_a_full_disk_during_a_checkpoint_write_is_one_line_and_leaves_no_tmp(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", _full_disk_save)
+    out = tmp_path / "best.pt"
+    with pytest.raises(FasdError, match=f"cannot write {out}: the write failed part-way") as info:
+        write_atomically(out, lambda tmp: torch.save({}, tmp))
+    assert "\n" not in str(info.value) and list(tmp_path.iterdir()) == []
+
+
+def test_train_on_a_full_disk_is_one_line_and_keeps_no_tmp(tmp_path, synth_config, monkeypatch):
+    from fasd.student_train import checkpoint
+
+    monkeypatch.setattr(checkpoint.torch, "save", _full_disk_save)
+    run = tmp_path / "run"
+    assert_user_error(fasd("train", "--config", synth_config, "--split", "alpha-to-beta", "--no-teacher",
+                           "--epochs", "1", "--max-draws", "16", "--batch-size", "8", "--workers", "0", "--out", run),
+                      f"cannot write {run}")
+    assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_an_ordinary_write_error_keeps_its_errno_and_names_the_file(tmp_path):
+    def fail(tmp):
+        tmp.write_text("x")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError) as info:
+        write_atomically(tmp_path / "plan.json", fail)
+    assert info.value.errno == 28 and info.value.filename == str(tmp_path / "plan.json")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- usage errors and help answer before the heavy imports -------------------------------------------------
+
+def test_help_and_usage_errors_import_no_torch(tmp_path):
+    probe = ("import sys\nfrom typer.testing import CliRunner\nfrom fasd.cli import app\n"
+             "for args in (['--help'], ['train', '--help'], ['train', '--config', sys.argv[1]]):\n"
+             "    CliRunner().invoke(app, args)\n"
+             "print(sorted(m for m in ('torch', 'open_clip', 'timm') if m in sys.modules))\n")
+    config = tmp_path / "fasd.toml"
+    config.write_text('[datasets.a]\npath = "a.h5"\n')
+    result = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_ingest_help_states_the_margin_default():
+    from fasd.data.ingest.geometry import DEFAULT_MARGIN
+
+    assert f"(default {DEFAULT_MARGIN})" in " ".join(fasd("ingest", "--help").output.split())
