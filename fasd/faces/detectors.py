@@ -36,6 +36,7 @@ from fasd.registry import Registry
 DETECT_SIDE = 800  # frames are shrunk to at most this long side before detection (phone photos are 4000 px)
 HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 HAAR_MIN_FACE = 24  # pixels of the shrunk frame (the cascade's own window)
+HAAR_MIN_SCORE = 1.0  # the cascade's last-stage weight: real faces score about 5-8, stray textures below 1
 SCORE_THRESHOLD = 0.6  # YuNet and RetinaFace: detections below this confidence are not faces
 YUNET_NMS, YUNET_TOP_K = 0.3, 5000  # the OpenCV Zoo demo's settings
 RETINAFACE_AREA = 192 * 192  # Silent-Face resizes larger frames to about this many pixels before detection
@@ -138,7 +139,8 @@ class HaarDetector(_Shrinking):
         boxes, _, weights = self._cascade.detectMultiScale3(gray, scaleFactor=1.1, minNeighbors=5,
                                                             minSize=(HAAR_MIN_FACE, HAAR_MIN_FACE),
                                                             outputRejectLevels=True)
-        return [Face(tuple(float(v) for v in box), float(weight)) for box, weight in zip(boxes, np.ravel(weights))]
+        return [Face(tuple(float(v) for v in box), float(weight)) for box, weight in zip(boxes, np.ravel(weights))
+                if weight >= HAAR_MIN_SCORE]
 
 
 @register_detector("yunet", weights="a YuNet .onnx file (face_detection_yunet_2023mar.onnx, OpenCV Zoo)",

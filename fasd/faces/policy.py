@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from fasd.constants import STUDENT_INPUT_SIZE
-from fasd.errors import FasdError
+from fasd.errors import FasdError, warn
 
 POLICY_KIND = "face-detector-crop"  # the "kind" field that marks a structured policy
 DEFAULT_DETECTOR = "haar"  # embedded in opencv-python-headless 4.x: nothing to download (docs/faces.md)
@@ -81,3 +81,18 @@ def policy_from_json(value: Any) -> CropPolicy | None:
 def policy_text(policy: CropPolicy | str) -> str:
     """What a pack's ``crop_policy`` attribute holds: a policy's JSON text, or a free-text description as is."""
     return policy if isinstance(policy, str) else json.dumps(policy.to_json(), sort_keys=True)
+
+
+def shared_policy(policies: dict[str, CropPolicy | None]) -> CropPolicy | None:
+    """The one policy every training source's frames were cropped by (``{source name: policy}``); None, with a
+    warning when some sources have one, when they differ or some were cropped another way: a student trained on
+    mixed crops has no single policy to deploy with."""
+    distinct = set(policies.values())
+    if len(distinct) == 1:
+        return distinct.pop()
+    if distinct != {None}:
+        named = ", ".join(f"{name}: {policy.describe() if policy else 'not by a detector'}"
+                          for name, policy in policies.items())
+        warn(f"the training sources were cropped differently ({named}); the checkpoint records no crop policy, "
+             "so fasd predict scores inputs as crops unless --detector is given")
+    return None
