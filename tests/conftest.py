@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny synthetic data, random CLIP teachers saved in FLIP's checkpoint format."""
+"""Shared fixtures: tiny synthetic data, random CLIP teachers saved in FLIP's checkpoint format (plain helper
+functions live in tests/helpers.py)."""
 
 from __future__ import annotations
 
@@ -6,30 +7,19 @@ from pathlib import Path
 
 import os
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import settings
 
 from fasd.data.synth import synthesize
 from fasd.teacher_cache.arch import TINY_ARCH, openai_state_dict, random_clip
+from helpers import dying_cache_command, interrupt_on_call, save_flip_checkpoint  # noqa: F401 (re-exported until every module imports helpers)
 
 # Property tests draw the same examples on every run (make test, CI): a red run is reproducible, never luck.
 # HYPOTHESIS_PROFILE=explore draws new ones (then pin what fails with @example).
 settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
-
-
-def save_flip_checkpoint(state: dict[str, torch.Tensor], path: Path) -> Path:
-    """Save an OpenAI-format CLIP state dict the way FLIP does: 'model.' prefix, fp16 CLIP tensors,
-    an unused image_mlp head and numpy scalars beside the weights."""
-    flip_state = {f"model.{k}": (v.half() if v.is_floating_point() else v) for k, v in state.items()}
-    width = state["visual.proj"].shape[1]
-    flip_state["image_mlp.0.weight"] = torch.randn(width, width)
-    flip_state["image_mlp.0.bias"] = torch.zeros(width)
-    torch.save({"epoch": np.int64(7), "best_hter": np.float64(0.123), "state_dict": flip_state}, path)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -72,37 +62,3 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def interrupt_on_call(function, call: int):
-    """``function`` wrapped to raise KeyboardInterrupt (Ctrl-C) on its ``call``-th call (1-based)."""
-    calls = {"n": 0}
-
-    def wrapped(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == call:
-            raise KeyboardInterrupt
-        return function(*args, **kwargs)
-
-    return wrapped
-
-
-def dying_cache_command(array: str) -> str:
-    """A ``python -c`` script running ``fasd ARGS...`` whose cache job dies like kill -9 (os._exit) while writing
-    its second chunk: the chunk's ``array`` (e.g. "feature", "views/feature") is written, its done flag not."""
-    return f"""
-import os, sys
-from fasd.store_schema import writer
-original, calls = writer.write_chunk, []
-def dying(group, chunk, targets):
-    calls.append(chunk)
-    if len(calls) == 2:
-        rows, values = group.attrs["chunk_rows"], targets[{array!r}]
-        group[{array!r}][chunk * rows:chunk * rows + len(values)] = values.astype("f2")
-        os._exit(137)
-    original(group, chunk, targets)
-writer.write_chunk = dying
-from fasd.cli import main
-sys.argv = ["fasd", *sys.argv[1:]]
-main()
-"""

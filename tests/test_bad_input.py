@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 import torch
-from typer.testing import CliRunner
 
-from fasd.cli import app
-
-
-def fasd(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_one_line(result, fragment: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if "error:" in line]
-    assert len(lines) == 1 and fragment in lines[0], result.output
+from helpers import assert_one_line, fasd
 
 
 def test_synth_never_overwrites_a_file_it_did_not_write(tmp_path):

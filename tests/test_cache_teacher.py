@@ -18,7 +18,7 @@ from fasd.teacher_cache.arch import openai_state_dict, random_clip
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
-from conftest import interrupt_on_call, save_flip_checkpoint
+from helpers import interrupt_on_call, save_flip_checkpoint
 
 
 def _source(config, name="alpha"):

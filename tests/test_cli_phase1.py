@@ -12,7 +12,7 @@ from fasd.store_schema.inspect import summarize_store
 from fasd.store_schema.specs import specs_to_json, v1_specs
 from fasd.store_schema.store import create_or_check_store, open_store
 
-from test_train import assert_user_error, fasd
+from helpers import assert_one_line, fasd
 
 
 def _cache(config, checkpoint, store, *extra):
@@ -65,32 +65,32 @@ def test_store_bytes_per_frame_for_vit_b16_features(tmp_path):
 def test_bad_inputs_are_one_line(tmp_path, synth_config, tiny_flip_checkpoint, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = tmp_path / "t.zarr"
-    assert_user_error(fasd("cache-teacher", "--dataset", "alpha", "--checkpoint", tiny_flip_checkpoint),
+    assert_one_line(fasd("cache-teacher", "--dataset", "alpha", "--checkpoint", tiny_flip_checkpoint),
                       "no fasd.toml found")
-    assert_user_error(fasd("cache-teacher", "--dataset", "omega", "--config", synth_config,
+    assert_one_line(fasd("cache-teacher", "--dataset", "omega", "--config", synth_config,
                            "--checkpoint", tiny_flip_checkpoint), "unknown dataset 'omega'", "alpha")
-    assert_user_error(_cache(synth_config, tmp_path / "nope.pt", store), "checkpoint not found")
+    assert_one_line(_cache(synth_config, tmp_path / "nope.pt", store), "checkpoint not found")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint at all")
-    assert_user_error(_cache(synth_config, garbage, store), "not a readable torch checkpoint")
+    assert_one_line(_cache(synth_config, garbage, store), "not a readable torch checkpoint")
     import torch
 
     wrong = tmp_path / "wrong.pt"
     torch.save({"state_dict": {"model.fc.weight": torch.zeros(2, 2)}}, wrong)
-    assert_user_error(_cache(synth_config, wrong, store), "not a CLIP ViT checkpoint", "visual.conv1.weight")
+    assert_one_line(_cache(synth_config, wrong, store), "not a CLIP ViT checkpoint", "visual.conv1.weight")
     for bad in ("2/2", "x", "1/0"):
-        assert_user_error(_cache(synth_config, tiny_flip_checkpoint, store, "--shard", bad), "--shard")
+        assert_one_line(_cache(synth_config, tiny_flip_checkpoint, store, "--shard", bad), "--shard")
     assert _cache(synth_config, tiny_flip_checkpoint, store).exit_code == 0
 
     other = tmp_path / "other.pt"
-    from conftest import save_flip_checkpoint
+    from helpers import save_flip_checkpoint
     from fasd.teacher_cache.arch import openai_state_dict, random_clip
 
     save_flip_checkpoint(openai_state_dict(random_clip("fasd-tiny-clip", seed=9)), other)
-    assert_user_error(_cache(synth_config, other, store), "another teacher", "--overwrite")
+    assert_one_line(_cache(synth_config, other, store), "another teacher", "--overwrite")
     zarr.open_group(str(store), mode="r+").attrs["fasd_store"] = 3
-    assert_user_error(_cache(synth_config, tiny_flip_checkpoint, store), "schema version 3")
-    assert_user_error(fasd("inspect", tmp_path / "missing.zarr"), "no teacher store")
+    assert_one_line(_cache(synth_config, tiny_flip_checkpoint, store), "schema version 3")
+    assert_one_line(fasd("inspect", tmp_path / "missing.zarr"), "no teacher store")
 
 
 def test_foreign_pickles_need_trust(tmp_path, synth_config, tiny_clip_state):
@@ -98,12 +98,12 @@ def test_foreign_pickles_need_trust(tmp_path, synth_config, tiny_clip_state):
 
     import torch
 
-    from conftest import save_flip_checkpoint
+    from helpers import save_flip_checkpoint
 
     path = save_flip_checkpoint(tiny_clip_state, tmp_path / "ckpt.pt")
     payload = torch.load(path, weights_only=False)
     payload["args"] = argparse.Namespace(lr=1e-6)  # an arbitrary pickled object beside the weights
     torch.save(payload, path)
     store = tmp_path / "t.zarr"
-    assert_user_error(_cache(synth_config, path, store), "argparse.Namespace", "--trust-checkpoint")
+    assert_one_line(_cache(synth_config, path, store), "argparse.Namespace", "--trust-checkpoint")
     assert _cache(synth_config, path, store, "--trust-checkpoint").exit_code == 0

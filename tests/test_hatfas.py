@@ -11,9 +11,7 @@ import pytest
 import timm
 import torch
 from torch.utils.data import default_collate
-from typer.testing import CliRunner
 
-from fasd.cli import app
 from fasd.config import load_registry
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
 from fasd.data.open_source import open_source
@@ -22,16 +20,13 @@ from fasd.student_train.run_config import TrainOptions
 from fasd.student_train.trainer import Trainer
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
+from helpers import fasd
 
 ARCH = "deit_tiny_patch16_224"
 SIZE = 32  # a 2 x 2 patch grid: the real architecture, cheap on CPU
 LAYERS = "4,6,8"
 TINY_HATFAS = ["--recipe", "hatfas", "--student-arch", ARCH, "--input-size", str(SIZE), "--epochs", "1",
                "--batch-size", "16", "--max-draws", "32", "--workers", "0", "--warmup-epochs", "0"]
-
-
-def fasd(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

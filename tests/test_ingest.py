@@ -252,7 +252,7 @@ def test_ingested_packs_cache_and_train_through_the_cli(oulu_root, replay_root, 
     """fasd ingest --register -> fasd cache-teacher -> fasd train on the resulting packs."""
     import json
 
-    from test_train import fasd
+    from helpers import fasd
 
     config = tmp_path / "fasd.toml"
     for kind, root in (("oulu", oulu_root), ("replay", replay_root)):

@@ -87,7 +87,7 @@ def test_modality_train_transform_shares_the_crop_and_jitters_rgb_only() -> None
 
 @pytest.mark.slow
 def test_mmda_end_to_end_through_the_cli(tmp_path: Path) -> None:
-    from test_train import fasd
+    from helpers import fasd
 
     from fasd.export.runtimes import OnnxStudent
     from fasd.student_train.checkpoint import load_student

@@ -213,7 +213,7 @@ def _scores(path: Path) -> np.ndarray:
 def test_experiment_mmda_protocols_end_to_end(tmp_path, mm_config, monkeypatch):
     """The no-teacher students of --recipe mmda (multimodal, no store to cache: the protocols, the missing matrix
     and the tables are under test here; distillation is test_mmda_e2e's)."""
-    from test_train import fasd
+    from helpers import fasd
 
     # --workers 0 would give the trainer every core; on a loaded 2-core machine one thread is ~10x faster
     monkeypatch.setattr("fasd.student_train.trainer.set_cpu_threads", lambda device, workers: None)

@@ -364,7 +364,7 @@ def test_mmdg_needs_a_dataset_when_the_folder_holds_several(mmdg_root, tmp_path:
 
 
 def test_mmdg_through_the_cli_registers_the_pack(mmdg_root, tmp_path: Path) -> None:
-    from test_train import fasd
+    from helpers import fasd
 
     root, _ = mmdg_root
     config = tmp_path / "fasd.toml"
@@ -407,14 +407,14 @@ def test_synth_multimodal_is_deterministic(multimodal_synth: Path, tmp_path: Pat
 
 
 def test_synth_modalities_through_the_cli(tmp_path: Path) -> None:
-    from test_train import assert_user_error, fasd
+    from helpers import assert_one_line, fasd
 
     result = fasd("synth", tmp_path / "mm", "--domains", 1, "--frames", 36, "--size", 32, "--modalities", "rgb,depth")
     assert result.exit_code == 0, result.output
     source = open_source(load_registry(tmp_path / "mm" / "fasd.toml").dataset("alpha"))
     assert source.modalities == ("rgb", "depth") and source.read_modalities(0)["mask"].tolist() == [1, 1, 0]
     for modalities in ("rgb,thermal", "depth"):
-        assert_user_error(fasd("synth", tmp_path / "bad", "--modalities", modalities),
+        assert_one_line(fasd("synth", tmp_path / "bad", "--modalities", modalities),
                           "choose among rgb, depth, ir, rgb included")
 
 

@@ -25,11 +25,12 @@ from onnx import TensorProto, helper
 from PIL import Image
 
 from fasd.config import load_registry
+from fasd.data.synth import synthesize
 from fasd.store_schema.store import open_store, read_strings
 from fasd.teacher_cache.onnx_teacher import class_targets
 
-from conftest import dying_cache_command
-from test_train import assert_user_error, fasd
+from helpers import assert_one_line, dying_cache_command, fasd
+from test_docs import bash_blocks, run_block
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -148,6 +149,7 @@ def test_inspect_shows_the_contract_and_the_targets(onnx_store):
     assert "feature" not in result.output.split("[alpha]")[0]  # no feature output cached
 
 
+@pytest.mark.slow
 def test_student_trains_from_the_store_with_feat_switched_off_in_one_line(onnx_store, synth_config, tmp_path):
     run = tmp_path / "run"
     result = fasd("train", "--split", "holdout-gamma", "--config", synth_config, "--store", onnx_store, "--epochs",
@@ -183,7 +185,7 @@ def test_views_feature_output_fsspec_store_and_verify_rerun_the_model(synth_conf
     torch.manual_seed(1)
     with pytest.warns(DeprecationWarning):
         export(PaiNet(), other, torch.zeros(1, 3, SIZE, SIZE))
-    assert_user_error(fasd("inspect", url, "--verify", 2, "--checkpoint", other, "--config", synth_config),
+    assert_one_line(fasd("inspect", url, "--verify", 2, "--checkpoint", other, "--config", synth_config),
                       "is not the checkpoint this store was cached with")
 
 
@@ -280,7 +282,7 @@ BAD_MODELS = {
 def test_a_model_that_does_not_fit_is_one_line(name, tmp_path, synth_config):
     make, flags, fragment = BAD_MODELS[name]
     model = make(tmp_path / "model.onnx")
-    assert_user_error(cache(synth_config, tmp_path / "store.zarr", model, *flags), fragment)
+    assert_one_line(cache(synth_config, tmp_path / "store.zarr", model, *flags), fragment)
     assert not (tmp_path / "store.zarr").exists() and not (tmp_path / "unpickled").exists()
 
 
@@ -297,7 +299,7 @@ def test_a_model_that_does_not_fit_is_one_line(name, tmp_path, synth_config):
     ([*CONTRACT, "--trust-checkpoint"], "--trust-checkpoint does not apply to --teacher onnx"),
 ])
 def test_contract_flags_that_do_not_fit_the_model_are_one_line(flags, fragment, tmp_path, synth_config, pai_onnx):
-    assert_user_error(cache(synth_config, tmp_path / "store.zarr", pai_onnx, *flags), fragment)
+    assert_one_line(cache(synth_config, tmp_path / "store.zarr", pai_onnx, *flags), fragment)
 
 
 @pytest.mark.parametrize("flags, fragment", [
@@ -309,7 +311,7 @@ def test_contract_flags_are_refused_by_teachers_that_state_their_own(flags, frag
                                                                      tiny_flip_checkpoint):
     result = fasd("cache-teacher", "--checkpoint", tiny_flip_checkpoint, "--dataset", "alpha", "--config",
                   synth_config, "--store", tmp_path / "store.zarr", *flags)
-    assert_user_error(result, fragment)
+    assert_one_line(result, fragment)
 
 
 def test_help_shows_the_contract_flags_and_their_defaults():
@@ -317,3 +319,26 @@ def test_help_shows_the_contract_flags_and_their_defaults():
     for fragment in ("--channel-order", "(default: rgb)", "--pixel-range", "(default: 1)", "--live-class",
                      "--feature-output", "--input-size", "imagenet, clip or none", "onnx imagenet"):
         assert fragment in text, fragment
+
+
+# ---------------------------------------------------------------- docs/teachers.md, verbatim
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "teachers.md"
+
+
+@pytest.mark.slow
+def test_the_docs_block_exports_caches_verifies_and_trains_verbatim(tmp_path):
+    section = DOCS.read_text().split("## Bring your own teacher", 1)[1]
+    block = bash_blocks(section)[0][0]
+    assert "torch.onnx.export" in block and "--teacher onnx" in block
+    synthesize(tmp_path / "data", domains=3, frames=36, size=64, seed=0, progress=False)
+    result = run_block(block, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    group = open_store(str(tmp_path / "pai.zarr")).dataset("beta")
+    assert group["class_probs"].shape == (36, 3) and group["feature"].shape == (36, 8)
+    assert "contract    input image NCHW 80px BGR 0..255; output class_logits: 3 class logit(s)" in result.stdout
+    verified = [line for line in result.stdout.splitlines() if line.startswith("verify [")]
+    assert len(verified) == 2 and all("max |Δlogit| " in line for line in verified)
+    assert max(float(line.rsplit("max |Δlogit| ", 1)[1].split()[0]) for line in verified) < 1e-4
+    assert "switching off" not in result.stderr  # the feature output feeds the feature term
+    assert (tmp_path / "runs" / "pai" / "best.pt").is_file()

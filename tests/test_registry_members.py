@@ -9,18 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from fasd.cli import app
 from fasd.data.synth import synthesize
 from fasd.student_train.students import STUDENTS
 from fasd.teacher_cache.registry import TEACHERS
+from helpers import fasd
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def fasd(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

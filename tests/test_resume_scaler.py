@@ -9,18 +9,12 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from fasd.cli import app
 from fasd.student_train import trainer as trainer_module
 
-from conftest import interrupt_on_call
+from helpers import fasd, interrupt_on_call
 
 INITIAL_SCALE, GROWTH_INTERVAL = 2.0 ** 4, 3
-
-
-def fasd(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture

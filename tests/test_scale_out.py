@@ -30,8 +30,9 @@ from fasd.training.transforms import eval_transform
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
 
-from conftest import dying_cache_command
-from test_train import TINY, assert_user_error, fasd
+from helpers import dying_cache_command
+from helpers import assert_one_line, fasd
+from test_train import TINY
 
 CHUNK_ROWS, BATCH = 8, 4  # 60 frames a domain -> 8 chunks, so two shards get 4 chunks each
 TARGETS = ("feature", "logits", "frame_id", "label", "split", "done")
@@ -304,5 +305,5 @@ def test_cache_inspect_train_through_s3(s3_server, one_thread, tmp_path, synth_c
 
     missing = fasd("inspect", "s3://fasd-bucket/nothing.zarr")
     outputs.append(missing.output)
-    assert_user_error(missing, "no teacher store at s3://fasd-bucket/nothing.zarr")
+    assert_one_line(missing, "no teacher store at s3://fasd-bucket/nothing.zarr")
     assert not any(s3_server in text for text in outputs)  # credentials are never printed

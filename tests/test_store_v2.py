@@ -8,16 +8,11 @@ import shutil
 
 import numpy as np
 import zarr
-from typer.testing import CliRunner
 
-from fasd.cli import app
 from fasd.store_schema.store import open_store
+from helpers import fasd
 
 TINY = ["--epochs", "1", "--max-draws", "32", "--batch-size", "16", "--workers", "0"]
-
-
-def fasd(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def downgrade_to_v1(path) -> None:

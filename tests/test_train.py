@@ -8,27 +8,12 @@ import json
 import numpy as np
 import pytest
 import zarr
-from typer.testing import CliRunner
 
-from fasd.cli import app
 from fasd.evaluate.metrics import compute_metrics
 
-from conftest import interrupt_on_call
+from helpers import assert_one_line, fasd, interrupt_on_call
 
 TINY = ["--epochs", "2", "--max-draws", "32", "--batch-size", "16"]
-
-
-def fasd(*args: str):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def assert_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if "error:" in line]
-    assert len(lines) == 1, result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +112,7 @@ def test_missing_frames_are_named(tmp_path, synth_config, tiny_flip_checkpoint):
                       "--checkpoint", tiny_flip_checkpoint, "--splits", "test", "--batch-size", "32")
         assert result.exit_code == 0, result.output
     result = fasd("train", "--split", "holdout-gamma", "--config", synth_config, "--store", store, *TINY)
-    assert_user_error(result, "missing from", "alpha", "fasd cache-teacher --dataset alpha")
+    assert_one_line(result, "missing from", "alpha", "fasd cache-teacher --dataset alpha")
 
 
 def test_store_of_another_schema_is_refused(tmp_path, synth_config, synth_store):
@@ -137,13 +122,13 @@ def test_store_of_another_schema_is_refused(tmp_path, synth_config, synth_store)
     shutil.copytree(synth_store, copy)
     zarr.open_group(str(copy), mode="r+").attrs["fasd_store"] = 99
     result = fasd("train", "--split", "holdout-gamma", "--config", synth_config, "--store", copy, *TINY)
-    assert_user_error(result, "version 99", "version 1")
-    assert_user_error(fasd("inspect", copy), "version 99")
+    assert_one_line(result, "version 99", "version 1")
+    assert_one_line(fasd("inspect", copy), "version 99")
 
 
 def test_unknown_protocol_lists_valid_ones(synth_config):
     result = fasd("train", "--split", "holdout-omega", "--config", synth_config, "--no-teacher")
-    assert_user_error(result, "holdout-omega", "holdout-alpha", "alpha-to-beta")
+    assert_one_line(result, "holdout-omega", "holdout-alpha", "alpha-to-beta")
 
 
 def test_empty_split_is_a_clear_error(tmp_path, synth_config):
@@ -164,4 +149,4 @@ def test_empty_split_is_a_clear_error(tmp_path, synth_config):
                  ["alpha", "beta"])
     result = fasd("train", "--split", "alpha-to-beta", "--config", tmp_path / "fasd.toml", "--no-teacher", *TINY,
                   "--out", tmp_path / "r")
-    assert_user_error(result, "no frames in split 'val'", "alpha")
+    assert_one_line(result, "no frames in split 'val'", "alpha")

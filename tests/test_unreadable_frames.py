@@ -11,21 +11,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
-from fasd.cli import app
 from fasd.config import load_registry, write_config
 from fasd.data.folder import FolderFrameSource
 from fasd.data.open_source import open_source
 from fasd.evaluate.metrics import compute_metrics, stored_val_threshold
 from fasd.export.runtimes import load_scorer
 from fasd.training.transforms import eval_transform
+from helpers import fasd
 
 TINY = ["--epochs", "1", "--max-draws", "32", "--batch-size", "16"]
-
-
-def fasd(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
 
 
 def _first(source: FolderFrameSource, split: str, label: int) -> str:

@@ -33,8 +33,8 @@ from fasd.training.sampler import domain_balanced_sampler
 from fasd.training.transforms import eval_transform, view_transform
 from fasd.views import (CROP_RATIO, CROP_SCALE, JITTER, PARAM_COLUMNS, ViewSettings, apply_view, draw_views)
 
-from conftest import dying_cache_command
-from test_train import assert_user_error, fasd
+from helpers import dying_cache_command
+from helpers import assert_one_line, fasd
 
 K, CHUNK_ROWS, BATCH = 3, 8, 4
 VIEW_ARRAYS = ("views/params", "views/feature", "views/logits", "feature", "logits", "done")
@@ -260,8 +260,8 @@ def test_other_views_are_refused_like_another_teacher_and_plain_stores_are_uncha
     result = fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--store", views_store,
                   "--checkpoint", tiny_flip_checkpoint, "--chunk-rows", CHUNK_ROWS, "--views", K + 1,
                   "--view-seed", 5)
-    assert_user_error(result, "another teacher", "views")
-    assert_user_error(fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--store",
+    assert_one_line(result, "another teacher", "views")
+    assert_one_line(fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--store",
                            tmp_path / "x.zarr", "--checkpoint", tiny_flip_checkpoint, "--views", -1), "--views")
     # An fsspec store (memory://) with fewer views: the same first views (draws are prefix-stable in K).
     run_cache(_source(synth_config), load_teacher("flip-mcl", TeacherOptions(tiny_flip_checkpoint)),
@@ -331,7 +331,7 @@ def test_train_views_end_to_end_and_refused_on_a_store_without_views(tmp_path, v
     result = fasd(*common, "--store", views_store, "--views", "--stream-targets", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["views"] is True
-    assert_user_error(fasd(*common, "--store", synth_store, "--views", "--out", tmp_path / "r2"),
+    assert_one_line(fasd(*common, "--store", synth_store, "--views", "--out", tmp_path / "r2"),
                       "without views", "--views K")
 
 
