@@ -14,7 +14,7 @@ import torch
 
 from fasd.errors import FasdError
 from fasd.io_checks import write_atomically
-from test_train import assert_user_error, fasd
+from helpers import assert_one_line as assert_user_error, fasd
 
 
 def _tree(folder: Path) -> dict[str, bytes]:

@@ -92,10 +92,10 @@ def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", q
     ``operating_point``: choose the metadata's decision threshold there on the checkpoint's validation scores.
     """
     kind = export_format(fmt)
+    out = _out_path(kind, out, quantize is not None)
+    refuse_replacing(out, "--out", overwrite, _exported_by_fasd, "a model file")  # before any long work
     deployable = load_deployable(checkpoint, operating_point)
     options = _options(kind, quantize, calibrate, calibration_frames, config, opset, deployable.input_size)
-    out = _out_path(kind, out, options.int8)
-    refuse_replacing(out, "--out", overwrite, _exported_by_fasd, "a model file")
     modalities = modalities_of(deployable.metadata)
     if len(deployable.input_names) > 1 and (kind.name not in MULTI_INPUT_FORMATS or options.int8):
         raise FasdError(f"the {'/'.join(modalities)} student exports to fp32 "
