@@ -8,7 +8,7 @@ touches its own module and the registry's member list only.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from fasd.errors import FasdError
@@ -48,3 +48,15 @@ class Registry(Generic[T]):
         if name not in entries:
             raise FasdError(self.unknown.format(flag=self.flag, name=name, names=", ".join(entries)))
         return entries[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.all())
+
+    # Read like the dict it replaces: ``name in registry``, ``for name in registry``, ``registry[name]``.
+    __getitem__ = get
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.all()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.all())

@@ -13,11 +13,12 @@ import typer
 
 from fasd.errors import FasdError
 from fasd.io_checks import os_error_line
+from fasd.student_train.recipes import RECIPES
 
 app = typer.Typer(
     help="fasd: distil large face anti-spoofing teachers (FLIP-MCL / CLIP, timm ViT/DeiT) into phone-sized "
-         "students (MobileNetV3-Small, DeiT-Tiny) through a cached teacher store. Recipes: vlmkd (default), "
-         "hatfas. Labels: 0 = spoof, 1 = live.",
+         "students (MobileNetV3-Small, DeiT-Tiny) through a cached teacher store. Recipes: "
+         f"{', '.join(RECIPES)} (default {next(iter(RECIPES))}; `fasd train --help`). Labels: 0 = spoof, 1 = live.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 

@@ -31,6 +31,29 @@ def _by_recipe(flag: str) -> str:
                      else f"{name} {recipe_defaults(name)[flag]}" for name in RECIPES)
 
 
+def _alias_help(term: str) -> str:
+    """--lambda-TERM's help, from the loss-term registry."""
+    from fasd.student_train.loss_terms import TERMS
+
+    chosen = TERMS[term]
+    return f"Same as --loss {term}=W: weight of {chosen.help} (default: {_by_recipe(chosen.alias)})."
+
+
+def _loss_help() -> str:
+    from fasd.student_train.loss_terms import TERMS
+
+    return ("Loss-term weight NAME=W, repeatable (e.g. --loss kl=0.5 --loss feat=0); overrides the recipe's. Terms: "
+            + "; ".join(term.describe() for term in TERMS.all().values()) + ".")
+
+
+def _recipes_help() -> str:
+    from fasd.student_train.recipes import RECIPES
+
+    return ("Named defaults: " + "; ".join(f"{name} ({chosen.summary})" for name, chosen in RECIPES.all().items())
+            + f" (default {next(iter(RECIPES))}). Every flag below overrides. `--recipe NAME --help` lists NAME's "
+              "defaults.")
+
+
 def _recipe_help(ctx: typer.Context, value: str) -> str:
     """`fasd train --recipe NAME --help`: the help text ends with NAME's defaults (--recipe is eager, so it is
     read before --help when given first)."""
@@ -57,12 +80,7 @@ def train(
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
     store: Annotated[str, typer.Option(help="Teacher store written by cache-teacher: folder or fsspec URL "
                                             "(s3://...).")] = "teacher.zarr",
-    recipe: Annotated[str, typer.Option(help="Named defaults: vlmkd (paper A: MobileNetV3-Small, CE + KL + feature "
-                                             "+ SSDG triplet), hatfas (paper C: DeiT-Tiny, (1-α) CE + α KL + β "
-                                             "head-aware, HaTFAS' released augmentation) or mmda (paper B: one "
-                                             "MobileNetV3-Small per modality, CE + KL + feature + RS2). Every flag "
-                                             "below overrides. `--recipe NAME --help` lists NAME's defaults.",
-                                        is_eager=True, callback=_recipe_help)] = "vlmkd",
+    recipe: Annotated[str, typer.Option(help=_recipes_help(), is_eager=True, callback=_recipe_help)] = "vlmkd",
     student: Annotated[Optional[str], typer.Option(help="Registered student: mobilenetv3-small, deit-tiny or "
                                                         "mobilenetv3-small-mm (RGB + depth + IR) (default: the "
                                                         "recipe's).")] = None,
@@ -70,30 +88,25 @@ def train(
                                                              "deit_tiny_patch16_224).")] = None,
     input_size: Annotated[Optional[int], typer.Option(help="deit-tiny: another input side in pixels (default "
                                                            "224).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: vlmkd 15, hatfas 300).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default: vlmkd 64, hatfas 128).")
-                          ] = None,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate (default: vlmkd 1e-3, hatfas "
-                                                     "5e-4·batch/512).")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay (default: vlmkd 1e-4, hatfas "
-                                                               "0.05).")] = None,
-    warmup_epochs: Annotated[Optional[int], typer.Option(help="Linear warm-up epochs before the cosine decay "
-                                                              "(default: vlmkd 1, hatfas 5).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Training epochs (default: {_by_recipe('--epochs')}).")
+                      ] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Frames per step (default: {_by_recipe('--batch-size')})."
+                                                      )] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"AdamW peak learning rate (default: {_by_recipe('--lr')}).")
+                  ] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(
+        help=f"AdamW weight decay (default: {_by_recipe('--weight-decay')}).")] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(
+        help=f"Linear warm-up epochs before the cosine decay (default: {_by_recipe('--warmup-epochs')}).")] = None,
     max_draws: Annotated[Optional[int], typer.Option(help="Domain-balanced draws per epoch, at most the train "
                                                           "size (default 60000).")] = None,
-    lambda_ce: Annotated[Optional[float], typer.Option(help="Weight of cross-entropy (default: vlmkd 1, hatfas "
-                                                            "1-α = 0.3).")] = None,
-    lambda_kl: Annotated[Optional[float], typer.Option(help="Weight of the KL term on teacher logits (default: "
-                                                            "vlmkd 1, hatfas α = 0.7).")] = None,
-    lambda_feat: Annotated[Optional[float], typer.Option(help="Weight of the feature-alignment term (default: "
-                                                              "vlmkd 1, hatfas 0).")] = None,
-    lambda_triplet: Annotated[Optional[float], typer.Option(help="Weight of the SSDG asymmetric triplet term "
-                                                                 "(default: vlmkd 0.5, hatfas 0).")] = None,
-    lambda_head_aware: Annotated[Optional[float], typer.Option(help="Weight of the head-aware layer term "
-                                                                    "(default: vlmkd 0, hatfas β = 1).")] = None,
-    lambda_rs2: Annotated[Optional[float], typer.Option(help="Weight of RS2 alignment of the projection to the "
-                                                             "store's caption embeddings (default: mmda 1, "
-                                                             "others 0).")] = None,
+    loss: Annotated[Optional[list[str]], typer.Option(metavar="NAME=W", help=_loss_help())] = None,
+    lambda_ce: Annotated[Optional[float], typer.Option(help=_alias_help("ce"))] = None,
+    lambda_kl: Annotated[Optional[float], typer.Option(help=_alias_help("kl"))] = None,
+    lambda_feat: Annotated[Optional[float], typer.Option(help=_alias_help("feat"))] = None,
+    lambda_triplet: Annotated[Optional[float], typer.Option(help=_alias_help("triplet"))] = None,
+    lambda_head_aware: Annotated[Optional[float], typer.Option(help=_alias_help("head-aware"))] = None,
+    lambda_rs2: Annotated[Optional[float], typer.Option(help=_alias_help("rs2"))] = None,
     modality_dropout: Annotated[Optional[float], typer.Option(help="mobilenetv3-small-mm: chance that a modality of "
                                                                    "a training sample is replaced by the zero "
                                                                    "image (default 0).")] = None,
@@ -101,7 +114,7 @@ def train(
                                                         "α (default: unset).")] = None,
     beta: Annotated[Optional[float], typer.Option(help="HaTFAS shorthand: sets --lambda-head-aware β (default: "
                                                        "unset).")] = None,
-    tau: Annotated[Optional[float], typer.Option(help="KL temperature (default: vlmkd 4, hatfas 3).")] = None,
+    tau: Annotated[Optional[float], typer.Option(help=f"KL temperature (default: {_by_recipe('--tau')}).")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Triplet margin (default 0.5).")] = None,
     layers: Annotated[Optional[str], typer.Option(help="Student blocks whose CLS tokens meet the teacher's "
                                                        "layer_cls, 0-based (default: hatfas 4,6,8).")] = None,
@@ -163,6 +176,7 @@ def train(
     the global batch)."""
     from fasd.config import load_registry
     from fasd.io_checks import ensure_writable
+    from fasd.student_train.loss_terms import parse_loss_weights, weight_fields
 
     overrides = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                  "warmup_epochs": warmup_epochs, "max_draws": max_draws, "lambda_ce": lambda_ce,
@@ -174,13 +188,17 @@ def train(
                  "operating_point": operating_point, "augment": augment, "mixup": mixup, "cutmix": cutmix,
                  "smoothing": smoothing, "model_ema": model_ema, "repeated_aug": repeated_aug, "clip_grad": clip_grad,
                  "min_lr": min_lr, "kl_direction": kl_direction}
+    for name, weight in weight_fields(parse_loss_weights(loss or [])).items():
+        if overrides.get(name) is not None:
+            raise FasdError(f"--loss and --{name.replace('_', '-')} both set that weight: give one")
+        overrides[name] = weight
     if alpha is not None:
-        if lambda_ce is not None or lambda_kl is not None:
+        if overrides["lambda_ce"] is not None or overrides["lambda_kl"] is not None:
             raise FasdError("--alpha sets --lambda-ce and --lambda-kl: give one or the other")
         _finite_in("--alpha", alpha, 0.0, 1.0)
         overrides |= {"lambda_ce": 1.0 - alpha, "lambda_kl": alpha}
     if beta is not None:
-        if lambda_head_aware is not None:
+        if overrides["lambda_head_aware"] is not None:
             raise FasdError("--beta sets --lambda-head-aware: give one or the other")
         overrides["lambda_head_aware"] = beta
     if resume is None:  # a config or protocol mistake is named before the heavy imports (torch: seconds)

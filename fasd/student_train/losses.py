@@ -2,7 +2,7 @@
 
 Each term is importable as a plain function (``ce_loss``, ``kl_loss``, ``feature_loss``, ``triplet_loss``,
 ``head_aware_loss``, ``rs2_align_loss``) and registered by name with the teacher targets and student outputs it
-reads; a composite with weight 0 for a term neither computes it nor needs its targets.
+reads in fasd.student_train.loss_terms (``TERMS``, re-exported here); a composite with weight 0 for a term neither computes it nor needs its targets.
 Labels: 0 = spoof, 1 = live (fasd.constants); logits are ordered [spoof, live].
 Every term is computed in float32, whatever autocast produced.
 """
@@ -10,7 +10,6 @@ Every term is computed in float32, whatever autocast produced.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -19,23 +18,41 @@ from torch import nn
 
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF
 from fasd.errors import FasdError
+# The term registry (names, aliases, help, what each reads) imports no torch; it is re-exported here.
+from fasd.student_train.loss_terms import TERMS, LossTerm, register_loss  # noqa: F401
 # RS2's alignment term (MMDA, paper B eq. 4–5) lives in a neutral module the MMDA teacher also imports.
 from fasd.rs2_math import RS2_MIN_MODES, rs2_align_loss  # noqa: F401  (re-exported: a loss term of tensors)
 
+# KL(p_T ‖ p_S) (Hinton, timm, torchdistill, HaTFAS; the default) or KL(p_S ‖ p_T) (paper A as printed).
+KL_DIRECTIONS = ("teacher-student", "student-teacher")
 # Distances between unit vectors lie in [0, 2]; these sentinels never win a max / min.
 _NO_POSITIVE = -1.0
 _NO_NEGATIVE = 3.0
 
 
-def ce_loss(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy on the binary label, batch mean."""
+def ce_loss(student_logits: torch.Tensor, labels: torch.Tensor, soft_labels: torch.Tensor | None = None
+            ) -> torch.Tensor:
+    """Cross-entropy on the binary label, batch mean; with ``soft_labels`` (N, 2) (mixed and/or label-smoothed
+    targets) timm's SoftTargetCrossEntropy on them instead, as HaTFAS trains."""
+    if soft_labels is not None:
+        from timm.loss import SoftTargetCrossEntropy
+
+        return SoftTargetCrossEntropy()(student_logits.float(), soft_labels.float())
     return F.cross_entropy(student_logits.float(), labels.long())
 
 
-def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float) -> torch.Tensor:
-    """tau² · KL(softmax(z_T/tau) ‖ softmax(z_S/tau)): summed over classes, mean over the batch."""
+def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: float,
+            direction: str = "teacher-student") -> torch.Tensor:
+    """tau² · KL(softmax(z_T/tau) ‖ softmax(z_S/tau)): summed over classes, mean over the batch.
+
+    ``direction`` "student-teacher": tau² · KL(p_S ‖ p_T), the arguments as paper A prints them (``--kl-direction``).
+    """
+    if direction not in KL_DIRECTIONS:
+        raise FasdError(f"--kl-direction must be one of {', '.join(KL_DIRECTIONS)}, got '{direction}'")
     log_p_student = F.log_softmax(student_logits.float() / tau, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits.float() / tau, dim=1)
+    if direction == KL_DIRECTIONS[1]:
+        log_p_student, log_p_teacher = log_p_teacher, log_p_student
     return tau**2 * F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
 
 
@@ -82,6 +99,7 @@ class StepBatch:
     labels: torch.Tensor
     domains: torch.Tensor
     targets: dict[str, torch.Tensor]
+    soft_labels: torch.Tensor | None = None  # (N, 2) mixed / smoothed targets of the CE term (augment policies)
 
 
 @dataclass(frozen=True)
@@ -90,69 +108,10 @@ class LossSettings:
 
     tau: float = 4.0  # KL temperature
     margin: float = 0.5  # triplet margin
+    kl_direction: str = KL_DIRECTIONS[0]  # --kl-direction
     # Per-store (not per-frame) arrays of the teacher store's text/ group the active terms read (LossTerm.texts),
     # e.g. RS2's captions (K, D) and caption_labels (K,); the trainer fills them in from the store.
     texts: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LossTerm:
-    name: str
-    flag: str  # the CLI option setting its weight
-    help: str
-    targets: tuple[str, ...]  # teacher targets it reads
-    outputs: tuple[str, ...]  # student outputs it reads
-    compute: Callable[[StepBatch, LossSettings], torch.Tensor]
-    texts: tuple[str, ...] = ()  # arrays of the store's text/ group it reads (LossSettings.texts)
-
-
-TERMS: dict[str, LossTerm] = {}
-
-
-def register_loss(name: str, flag: str, help: str, targets: tuple[str, ...] = (),
-                  outputs: tuple[str, ...] = ("logits",), texts: tuple[str, ...] = ()) -> Callable:
-    """Register ``compute(batch, settings) -> scalar`` as loss term ``name``."""
-    def decorate(compute: Callable) -> Callable:
-        if name in TERMS:
-            raise ValueError(f"loss term {name} registered twice")
-        TERMS[name] = LossTerm(name, flag, help, targets, outputs, compute, texts)
-        return compute
-    return decorate
-
-
-@register_loss("ce", "--lambda-ce", "cross-entropy on the label")
-def _ce(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
-    return ce_loss(batch.outputs["logits"], batch.labels)
-
-
-@register_loss("kl", "--lambda-kl", "tau^2 KL(p_T || p_S) on the teacher's logits", targets=("logits",))
-def _kl(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
-    return kl_loss(batch.outputs["logits"], batch.targets["logits"], settings.tau)
-
-
-@register_loss("feat", "--lambda-feat", "||normalize(g(f_S)) - f_T||^2 on the teacher's unit feature",
-               targets=("feature",), outputs=("projection",))
-def _feat(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
-    return feature_loss(batch.outputs["projection"], batch.targets["feature"])
-
-
-@register_loss("triplet", "--lambda-triplet", "SSDG asymmetric triplet on the projection (paper A)",
-               outputs=("projection",))
-def _triplet(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
-    return triplet_loss(batch.outputs["projection"], batch.labels, batch.domains, settings.margin)
-
-
-@register_loss("head-aware", "--lambda-head-aware", "HaTFAS head-aware loss on the CLS tokens at --layers",
-               targets=("layer_cls",), outputs=("layer_cls",))
-def _head_aware(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
-    return head_aware_loss(batch.outputs["layer_cls"], batch.targets["layer_cls"])
-
-
-@register_loss("rs2", "--lambda-rs2", "RS2 alignment of the projection to the store's caption embeddings "
-               "(paper B eq. 4-5, over-all min)", outputs=("projection",), texts=("captions", "caption_labels"))
-def _rs2(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
-    return rs2_align_loss(batch.outputs["projection"], batch.labels, settings.texts["captions"],
-                          settings.texts["caption_labels"])
 
 
 def _check_weight(flag: str, value: float) -> None:
@@ -168,9 +127,8 @@ class CompositeLoss(nn.Module):
 
     def __init__(self, weights: dict[str, float], settings: LossSettings = LossSettings()) -> None:
         super().__init__()
-        unknown = [name for name in weights if name not in TERMS]
-        if unknown:
-            raise FasdError(f"unknown loss term '{unknown[0]}'; registered: {', '.join(TERMS)}")
+        for name in weights:
+            TERMS.get(name)  # an unknown term: one line listing the registered ones
         for name, value in weights.items():
             _check_weight(TERMS[name].flag, value)
         _check_weight("--margin", settings.margin)

@@ -12,6 +12,7 @@ from fasd.errors import FasdError
 from fasd.io_checks import write_atomically
 from fasd.evaluate.metrics import DEFAULT_OPERATING_POINT, parse_operating_point
 from fasd.student_train.losses import KL_DIRECTIONS
+from fasd.student_train.loss_terms import TERMS, weight_fields
 from fasd.student_train.recipes import RECIPES
 from fasd.training.augment import policy as augment_policy
 from fasd.student_train.recipes import recipe as get_recipe
@@ -56,6 +57,8 @@ class TrainOptions:
     views: bool = False  # replay the store's stored augmentation views (cache-teacher --views K)
     lambda_rs2: float = 0.0  # RS2 alignment of the projection to the store's captions (mmda)
     modality_dropout: float = 0.0  # multimodal students: drop whole modalities of training samples
+    # fasd 0.3: weights of the loss terms that have no lambda_* field above (`--loss NAME=W`; weight_fields)
+    loss: dict[str, float] = field(default_factory=dict)
     operating_point: str = DEFAULT_OPERATING_POINT  # where best.pt's val_threshold is chosen (--operating-point)
     # The augmentation policy (fasd.training.augment) and its flags; the defaults are the fasd policy's, so older
     # run configs load unchanged.
@@ -78,14 +81,13 @@ class TrainOptions:
         defaults = {"recipe": name, "student": chosen.student, "epochs": chosen.epochs, "batch_size": batch_size,
                     "lr": chosen.lr_for(batch_size), "weight_decay": chosen.weight_decay,
                     "max_draws": chosen.max_draws, "tau": chosen.tau, "margin": chosen.margin,
-                    "lambda_ce": weights.get("ce", 0.0), "lambda_kl": weights.get("kl", 0.0),
-                    "lambda_feat": weights.get("feat", 0.0), "lambda_triplet": weights.get("triplet", 0.0),
-                    "lambda_head_aware": weights.get("head-aware", 0.0), "lambda_rs2": weights.get("rs2", 0.0),
+                    **weight_fields({name: weights.get(name, 0.0) for name in TERMS}),
                     "layers": list(chosen.layers),
                     "layer_tap": chosen.layer_tap, "warmup_epochs": chosen.warmup_epochs}
         augment = overrides.get("augment") or chosen.augment  # --augment NAME brings that policy's defaults
         defaults |= {"augment": augment, **augment_policy(augment).defaults()}
-        return cls(**(defaults | {k: v for k, v in overrides.items() if v is not None}))
+        loss = defaults.pop("loss", {}) | (overrides.pop("loss", None) or {})
+        return cls(loss=loss, **(defaults | {k: v for k, v in overrides.items() if v is not None}))
 
     def validate(self) -> None:
         for item in fields(self):
@@ -103,6 +105,8 @@ class TrainOptions:
         if self.weight_decay < 0 or self.workers < 0:
             raise FasdError("--weight-decay and --workers must be >= 0")
         parse_operating_point(self.operating_point)
+        for name in self.loss:
+            TERMS.get(name)  # a run config naming a term no longer registered: one line listing the terms
         augment_policy(self.augment)
         for flag, value in (("--mixup", self.mixup), ("--cutmix", self.cutmix), ("--repeated-aug", self.repeated_aug),
                             ("--clip-grad", self.clip_grad), ("--min-lr", self.min_lr)):
@@ -116,10 +120,21 @@ class TrainOptions:
         if self.kl_direction not in KL_DIRECTIONS:
             raise FasdError(f"--kl-direction must be one of {', '.join(KL_DIRECTIONS)}, got '{self.kl_direction}'")
 
+    def weight(self, name: str) -> float:
+        """Loss term ``name``'s weight: its lambda_* field (fasd 0.2's terms), else ``loss`` (0 when unset)."""
+        field_name = TERMS.get(name).field
+        return getattr(self, field_name) if field_name else self.loss.get(name, 0.0)
+
+    def set_weight(self, name: str, value: float) -> None:
+        field_name = TERMS.get(name).field
+        if field_name:
+            setattr(self, field_name, value)
+        else:
+            self.loss[name] = value
+
     def loss_weights(self) -> dict[str, float]:
-        """Weight per loss term (fasd.student_train.losses.TERMS); --no-teacher keeps only CE."""
-        weights = {"ce": self.lambda_ce, "kl": self.lambda_kl, "feat": self.lambda_feat,
-                   "triplet": self.lambda_triplet, "head-aware": self.lambda_head_aware, "rs2": self.lambda_rs2}
+        """Weight per loss term (fasd.student_train.loss_terms.TERMS); --no-teacher keeps only CE."""
+        weights = {name: self.weight(name) for name in TERMS}
         if self.no_teacher:
             weights = {name: value if name == "ce" else 0.0 for name, value in weights.items()}
         # paper A's four terms are always logged (0.0 when off), as fasd 0.1 did; the others only when used

@@ -130,7 +130,7 @@ class Trainer:
         set_cpu_threads(self.device, options.workers)
         if options.store and not options.no_teacher:
             for name in terms_without_targets(options.store, options.loss_weights()):
-                setattr(options, f"lambda_{name.replace('-', '_')}", 0.0)  # recorded off in config.json too
+                options.set_weight(name, 0.0)  # recorded off in config.json too
         self.criterion = CompositeLoss(options.loss_weights(), LossSettings(tau=options.tau, margin=options.margin,
                                                                             kl_direction=options.kl_direction))
         self.policy = augment_policy(options.augment)
