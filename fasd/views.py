@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from fasd.mixing import MIX, MixSettings, draw_mix, draw_partners
+
 # The student's training augmentation ranges (one source of truth for both the online transform and views).
 CROP_SCALE = (0.6, 1.0)  # area of the crop as a fraction of the frame's
 CROP_RATIO = (3 / 4, 4 / 3)  # width / height of the crop
@@ -41,18 +43,23 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 @dataclass(frozen=True)
 class ViewSettings:
-    """``count`` views per frame (0: no views), drawn with ``seed``; ``jitter`` False stores factors of 1.0."""
+    """``count`` views per frame (0: no views), drawn with ``seed``; ``jitter`` False stores factors of 1.0;
+    ``mix``: Mixup / CutMix of each view with a partner frame (fasd.mixing; inactive by default)."""
 
     count: int = 0
     seed: int = 0
     jitter: bool = True
+    mix: MixSettings = MixSettings()
 
     def to_json(self) -> dict:
-        return {"count": self.count, "seed": self.seed, "jitter": self.jitter}
+        # A store without mixing records what fasd 0.2 recorded (its fingerprint is unchanged).
+        mix = {"mix": self.mix.to_json()} if self.mix.active else {}
+        return {"count": self.count, "seed": self.seed, "jitter": self.jitter, **mix}
 
     @classmethod
     def from_json(cls, value: dict) -> "ViewSettings":
-        return cls(int(value["count"]), int(value["seed"]), bool(value["jitter"]))
+        return cls(int(value["count"]), int(value["seed"]), bool(value["jitter"]),
+                   MixSettings.from_json(value.get("mix")))
 
 
 def frame_rng(seed: int, frame_id: str) -> np.random.Generator:
@@ -113,3 +120,19 @@ def apply_view(image: np.ndarray, params: np.ndarray, size: int) -> np.ndarray:
     if (brightness, contrast, saturation) != (1.0, 1.0, 1.0):
         out = np.rint(_jitter(out.astype(np.float32), brightness, contrast, saturation)).astype(np.uint8)
     return np.ascontiguousarray(out)
+
+
+# The mixing draws come from their own stream (frame ID tagged), so the crops, flips and jitters of a store
+# cached with --mix are those of the same store without it.
+_MIX_TAG = "mix:"
+
+
+def draw_mixes(frame_id: str, settings: ViewSettings, candidates: np.ndarray, size: int) -> np.ndarray:
+    """(K, MIX) float64 mixing of one frame's K views (fasd.mixing.MIX_COLUMNS): partners from ``candidates``
+    (store rows, fasd.mixing.partner_candidates), λ and the CutMix box drawn at ``size`` px."""
+    rng = frame_rng(settings.seed, _MIX_TAG + str(frame_id))
+    out = np.empty((settings.count, MIX), dtype=np.float64)
+    out[:, 0] = draw_partners(rng, candidates, settings.count)
+    for k in range(settings.count):
+        out[k, 1:] = draw_mix(rng, settings.mix, size)
+    return out

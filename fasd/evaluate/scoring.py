@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -20,19 +21,37 @@ from fasd.training.modalities import ModalityEvalFrames, check_missing, modality
 from fasd.training.transforms import eval_transform
 
 PLive = Callable[[torch.Tensor], np.ndarray]  # normalised images (N, 3, 112, 112) -> P(live) (N,)
+SCORE_RESOLUTION = 1e-4  # step of the logit margin a score is rounded to (live_score)
+
+
+def live_score(logits: np.ndarray) -> np.ndarray:
+    """The score every scorer gives metrics: P(live) of the logit margin (live - spoof) rounded to
+    SCORE_RESOLUTION, in float64.
+
+    Runtimes (PyTorch, ONNX Runtime's fused kernels, XNNPACK) differ by ~1e-6 in a logit. A student whose frames
+    all lie within that of each other (an undertrained one: P(live) 0.51153886 +- 1e-7 on every frame) was ranked
+    by float rounding, and its checkpoint, .ort and .pte gave AUC 0.653, 0.663 and 0.648 on one split. Rounded
+    margins are the same in every runtime (up to a frame on a rounding edge), so a checkpoint and its exports
+    get the same metrics; and float64 keeps confident frames apart that float32 P(live) ties at exactly 1.0.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    margin = np.round((logits[:, 1] - logits[:, 0]) / SCORE_RESOLUTION) * SCORE_RESOLUTION
+    return expit(margin)
 
 
 def score_rows(p_live: PLive, source: FrameSource, rows: np.ndarray, batch_size: int = 256, workers: int = 0,
                progress: bool = True, desc: str = "score", size: int = STUDENT_INPUT_SIZE,
-               modalities: tuple[str, ...] = ("rgb",), missing: tuple[str, ...] = ()) -> np.ndarray:
+               modalities: tuple[str, ...] = ("rgb",), missing: tuple[str, ...] = (),
+               transform: Callable[[np.ndarray], torch.Tensor] | None = None) -> np.ndarray:
     """P(live) for ``rows`` of ``source`` with the evaluation transform (plain resize to ``size``, the
     student's input side; no augmentation), NaN for frames that cannot be decoded (``readable_scores`` leaves
     them out). A student of several ``modalities`` gets (N, M, 3, S, S) stacks, with the ``missing`` modalities
-    zeroed (Protocol 2)."""
+    zeroed (Protocol 2). ``transform``: an RGB student's own evaluation transform (its augmentation policy's,
+    fasd.training.augment) instead of the plain resize."""
     if tuple(modalities) == ("rgb",):
         if missing:
             raise FasdError("--missing zeroes depth or IR: it needs a multimodal student (mobilenetv3-small-mm)")
-        frames = EvalFrames(source, rows, eval_transform(size))
+        frames = EvalFrames(source, rows, transform or eval_transform(size))
     else:
         frames = ModalityEvalFrames(source, rows, modality_eval_transform(size, check_missing(missing)))
     loader = DataLoader(frames, batch_size=batch_size, shuffle=False, num_workers=workers)

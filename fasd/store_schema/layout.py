@@ -27,6 +27,9 @@ DONE = "done"
 VIEWS_GROUP = "views"
 VIEW_PARAMS = "views/params"
 VIEWS_KEY = "views"
+# With `--mix` too: views/mix (N, K, MIX) float64, each view's partner store row, λ and CutMix box
+# (fasd.mixing.MIX_COLUMNS); the partner is another row of the same chunk and split.
+VIEW_MIX = "views/mix"
 META_ARRAYS = (FRAME_ID, LABEL, SPLIT, VIDEO_ID, ATTACK_TYPE)
 
 # Per-dataset group attrs.

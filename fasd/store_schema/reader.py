@@ -21,6 +21,7 @@ class DatasetTargets:
     arrays: dict[str, np.ndarray]  # (N, *shape) per loaded target; with views (N, K, *shape)
     _row_of: dict[str, int]
     view_params: np.ndarray | None = None  # (N, K, P) when loaded with views
+    view_mix: np.ndarray | None = None  # (N, K, MIX) when loaded with views of a store cached with --mix
 
     def rows_for(self, frame_ids: np.ndarray) -> np.ndarray:
         """Store rows of ``frame_ids`` (-1 for frames not in the store or without valid targets)."""
@@ -77,10 +78,11 @@ def load_targets(store: TeacherStore, name: str, targets: tuple[str, ...], views
         valid = valid_rows(group)
         arrays = {target: group[layout.view_array(target) if views else target][:] for target in targets}
         params = group[layout.VIEW_PARAMS][:] if views else None
+        mix = group[layout.VIEW_MIX][:] if views and layout.VIEW_MIX in store.arrays else None
     except Exception as exc:  # zarr/numcodecs raise many types for corrupt or missing chunk data
         raise damaged_store(store.path, name, f"{type(exc).__name__}: {str(exc)[:80]}") from None
     for target, values in {**arrays, **({layout.VIEW_PARAMS: params} if views else {})}.items():
         if len(frame_id) and not np.isfinite(values[valid]).all():
             raise non_finite_targets(store.path, name, target)
     row_of = {str(f): i for i, f in enumerate(frame_id) if valid[i]}
-    return DatasetTargets(name, frame_id, arrays, row_of, params)
+    return DatasetTargets(name, frame_id, arrays, row_of, params, mix)

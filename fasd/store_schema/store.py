@@ -26,6 +26,7 @@ from fasd import __version__
 from fasd.errors import FasdError
 from fasd.store_schema import layout
 from fasd.store_schema.specs import TargetSpec, v1_specs
+from fasd.mixing import MIX, MIX_DTYPE
 from fasd.views import PARAMS, PARAMS_DTYPE, ViewSettings
 
 
@@ -143,7 +144,8 @@ class TeacherStore:
         if self.views is None:
             return specs
         k = self.views.count
-        return {**specs, layout.VIEW_PARAMS: TargetSpec((k, PARAMS), PARAMS_DTYPE),
+        mix = {layout.VIEW_MIX: TargetSpec((k, MIX), MIX_DTYPE)} if self.views.mix.active else {}
+        return {**specs, layout.VIEW_PARAMS: TargetSpec((k, PARAMS), PARAMS_DTYPE), **mix,
                 **{layout.view_array(name): TargetSpec((k, *spec.shape), spec.dtype) for name, spec in specs.items()}}
 
     def text(self, name: str) -> np.ndarray | None:

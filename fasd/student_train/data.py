@@ -21,6 +21,7 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from fasd.data.source import FrameSource
+from fasd.student_train.mixed_replay import PartnerViews, view_soft_labels
 from fasd.training.frames import BLANK_IMAGE, DomainRows, read_or_blank
 from fasd.training.transforms import StudentTransform, ViewReplay
 
@@ -40,6 +41,7 @@ class StudentFrames(Dataset):
         self.transform = transform
         self.replay = replay
         self.view_params: list[np.ndarray] | None = None  # per domain, (rows, K, P) aligned with its rows
+        self.partners: list[PartnerViews] | None = None  # per domain, with views cached with --mix
         self.domain_of = np.concatenate([np.full(len(d.rows), i, dtype=np.int64) for i, d in enumerate(domains)])
         self.offset = np.concatenate([np.arange(len(d.rows)) for d in domains])
 
@@ -58,9 +60,16 @@ class StudentFrames(Dataset):
         part = self.domains[int(self.domain_of[index])]
         return f"{part.source.name}:{part.source.table.frame_id[part.rows[self.offset[index]]]}"
 
-    def set_views(self, params: list[np.ndarray]) -> None:
-        """The stored view parameters of every domain's rows (what the stream replays)."""
-        self.view_params = params
+    def set_views(self, params: list[np.ndarray], partners: list[PartnerViews] | None = None) -> None:
+        """The stored view parameters of every domain's rows (what the stream replays), and their mixing
+        partners when the store's views are mixed (cache-teacher --mix)."""
+        self.view_params, self.partners = params, partners
+
+    def soft_labels(self, items: np.ndarray, labels: np.ndarray, smoothing: float) -> np.ndarray | None:
+        """(n, 2) soft labels of the mixed stored views ``items`` (n, 2); None when the views are not mixed."""
+        if self.partners is None:
+            return None
+        return view_soft_labels(self.partners, self.domain_of, self.offset, items, labels, smoothing)
 
     @property
     def view_count(self) -> int:
@@ -77,7 +86,12 @@ class StudentFrames(Dataset):
             frame, readable = read_or_blank(partial(self.read, part.source), row, self.blank)
             return self.transform(frame), label, domain, index, readable
         image, readable = read_or_blank(part.source.read_image, row, BLANK_IMAGE)
-        return (self.replay(image, self.view_params[domain][offset, view]), label, domain,
+        partner = self.partners[domain].partner(offset, view) if self.partners is not None else None
+        if partner is not None:  # the partner frame as the cache job read it (zeros when it cannot be decoded)
+            partner_row, partner_params, mix = partner
+            partner_image, _ = read_or_blank(part.source.read_image, partner_row, BLANK_IMAGE)
+            partner = (partner_image, partner_params, mix)
+        return (self.replay(image, self.view_params[domain][offset, view], partner), label, domain,
                 np.array([index, view], dtype=np.int64), readable)
 
 

@@ -27,7 +27,7 @@ class ModalityFrames(StudentFrames):
     def read(self, source: FrameSource, row: int) -> Frame:
         return source.read_modalities(row)
 
-    def set_views(self, params: list[np.ndarray]) -> None:
+    def set_views(self, params: list[np.ndarray], partners=None) -> None:
         raise FasdError("--views: stored views are RGB-only; train the multimodal student without --views")
 
 

@@ -32,7 +32,7 @@ from fasd.store_schema.store import create_or_check_store, read_strings
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.registry import LoadedTeacher
 from fasd.training.precision import autocast
-from fasd.views import ViewSettings, apply_view, draw_views
+from fasd.views import PARAMS, ViewSettings, apply_view, draw_views
 
 
 @dataclass
@@ -189,7 +189,7 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
     rows = len(source_rows)
     batches = chunk_batches(chunks, rows, options.chunk_rows, options.batch_size)
     frames = (ModalityTeacherFrames(source, source_rows, loaded.input_size) if multimodal(loaded) else
-              TeacherFrames(source, source_rows, loaded.input_size, options.views))
+              _rgb_frames(source, source_rows, loaded.input_size, options))
     forward = forward_modalities if multimodal(loaded) else _forward
     loader = DataLoader(frames, batch_sampler=batches,
                         num_workers=options.workers, pin_memory=device.type == "cuda",
@@ -212,7 +212,7 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
             for batch_rows, (pixels, view_pixels, params, readable) in zip(batches, loader):
                 result = forward(teacher, loaded, pixels, view_pixels, device, options.batch_size)
                 if options.views.count:
-                    result[layout.VIEW_PARAMS] = params.numpy()
+                    result |= _view_columns(params.numpy(), options.views)
                 bad = ~readable.numpy()
                 if bad.any():
                     ids = [str(i) for i in frame_ids[np.asarray(batch_rows)[bad]]]
@@ -221,7 +221,7 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
                                         f"(--strict): {', '.join(ids[:5])}")
                     report.unreadable += ids
                     for name, values in result.items():
-                        if name != layout.VIEW_PARAMS:
+                        if name not in (layout.VIEW_PARAMS, layout.VIEW_MIX):
                             values[bad] = np.nan
                 for name in outputs:
                     outputs[name].append(result[name])
@@ -251,7 +251,24 @@ def _output_names(loaded: LoadedTeacher, views: ViewSettings) -> list[str]:
     """The arrays each chunk write fills: the targets, and with views their per-view arrays and the parameters."""
     if not views.count:
         return list(loaded.targets)
-    return [*loaded.targets, *(layout.view_array(name) for name in loaded.targets), layout.VIEW_PARAMS]
+    mix = [layout.VIEW_MIX] if views.mix.active else []
+    return [*loaded.targets, *(layout.view_array(name) for name in loaded.targets), layout.VIEW_PARAMS, *mix]
+
+
+def _rgb_frames(source: FrameSource, source_rows: np.ndarray, size: int, options: CacheOptions) -> Dataset:
+    """An RGB teacher's frames: with ``--mix`` their views are mixed (fasd.teacher_cache.mixed_views)."""
+    if not options.views.mix.active:
+        return TeacherFrames(source, source_rows, size, options.views)
+    from fasd.teacher_cache.mixed_views import MixedTeacherFrames
+
+    return MixedTeacherFrames(source, source_rows, size, options.views, options.chunk_rows)
+
+
+def _view_columns(params: np.ndarray, views: ViewSettings) -> dict[str, np.ndarray]:
+    """A batch's stored view arrays: views/params, and with ``--mix`` views/mix (the columns after them)."""
+    if not views.mix.active:
+        return {layout.VIEW_PARAMS: params}
+    return {layout.VIEW_PARAMS: params[..., :PARAMS], layout.VIEW_MIX: params[..., PARAMS:]}
 
 
 def _forward(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tensor, view_pixels: torch.Tensor,

@@ -3,6 +3,8 @@ of the draws for targets streamed chunk by chunk."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch.utils.data import Sampler, WeightedRandomSampler
@@ -64,3 +66,22 @@ class BlockWindowSampler(Sampler[int]):
         seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
         order = block_window_order(draws, self.block_of, self.domain_of, self.window, np.random.default_rng(seed))
         return iter(order.tolist())
+
+
+class RepeatedDraws(Sampler[int]):
+    """Repeated augmentation over any sampler's draws (DeiT's RASampler / timm's RepeatAugSampler, which shard
+    a plain dataset across processes): each of the first ceil(n / repeats) draws is taken ``repeats`` times in
+    a row, n draws in all, so a batch holds ``repeats`` differently augmented copies of a frame while the
+    domain-balanced draws and the epoch length stay those of the base sampler."""
+
+    def __init__(self, base: Sampler[int], repeats: int):
+        self.base, self.repeats = base, repeats
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __iter__(self) -> Iterator[int]:
+        total = len(self.base)
+        distinct = -(-total // self.repeats)
+        draws = [index for _, index in zip(range(distinct), self.base)]
+        return iter([index for index in draws for _ in range(self.repeats)][:total])

@@ -9,11 +9,14 @@ import torch
 from torchvision.transforms import v2
 
 from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, STUDENT_INPUT_SIZE
+from fasd.mixing import apply_mix
 from fasd.views import CROP_RATIO, CROP_SCALE, FLIP_PROBABILITY, JITTER, apply_view
 
 StudentTransform = Callable[[np.ndarray], torch.Tensor]
-# (frame, one stored view's parameters) -> the student's input: the view replayed at the student's size.
-ViewReplay = Callable[[np.ndarray, np.ndarray], torch.Tensor]
+# (frame, one stored view's parameters, its mixing partner or None) -> the student's input: the view replayed at
+# the student's size. The partner is (partner frame, the partner's view parameters, the mixing row of
+# fasd.mixing.MIX_COLUMNS).
+ViewReplay = Callable[[np.ndarray, np.ndarray, "tuple[np.ndarray, np.ndarray, np.ndarray] | None"], torch.Tensor]
 
 
 def _to_float_normalised() -> list[v2.Transform]:
@@ -53,6 +56,10 @@ def view_transform(size: int = STUDENT_INPUT_SIZE) -> ViewReplay:
     ImageNet normalisation; no other randomness."""
     normalise = v2.Compose([v2.ToImage(), *_to_float_normalised()])
 
-    def replay(image: np.ndarray, params: np.ndarray) -> torch.Tensor:
-        return normalise(apply_view(image, params, size))
+    def replay(image: np.ndarray, params: np.ndarray,
+               partner: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+        view = apply_view(image, params, size)
+        if partner is not None:  # a mixed view: the partner's view mixed in as the cache job did (fasd.mixing)
+            view = apply_mix(view, apply_view(partner[0], partner[1], size), partner[2])
+        return normalise(view)
     return replay
