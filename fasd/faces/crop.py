@@ -66,7 +66,7 @@ def cut(image: np.ndarray, centre: Point, width: float, height: float, size: int
     coefficients = (cos, -sin, cx - half_w * cos + half_h * sin, sin, cos, cy - half_w * sin - half_h * cos)
     patch = picture.transform((width_px, height_px), Image.Transform.AFFINE, coefficients,
                               resample=_AFFINE[interpolation], fillcolor=(0, 0, 0))
-    return np.array(patch.resize((size, size), _RESIZE[interpolation]))  # writable: torch reads it without a copy warning
+    return np.array(patch.resize((size, size), _RESIZE[interpolation]))  # writable: torch takes it without a warning
 
 
 def eye_angle(eye_a: Point, eye_b: Point) -> float:
