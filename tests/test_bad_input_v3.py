@@ -178,3 +178,47 @@ def test_ingest_help_states_the_margin_default():
     from fasd.data.ingest.geometry import DEFAULT_MARGIN
 
     assert f"(default {DEFAULT_MARGIN})" in " ".join(fasd("ingest", "--help").output.split())
+
+
+# --- synth and demo: a user's fasd.toml keeps its names; a damaged timings.json is tolerated ----------------
+
+def test_synth_never_rebinds_a_name_the_users_config_points_elsewhere(tmp_path):
+    config = tmp_path / "fasd.toml"
+    config.write_text('[datasets.alpha]\nformat = "hdf5"\npath = "/data/my_alpha.h5"\n')
+    before = config.read_text()
+    assert_user_error(fasd("synth", tmp_path, "--domains", "2", "--frames", "36", "--size", "32"),
+                      "already registers 'alpha'")
+    assert config.read_text() == before and _tree(tmp_path) == {"fasd.toml": before.encode()}
+
+
+def test_demo_never_merges_into_a_users_data_config(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "fasd.toml").write_text('[datasets.mine]\nformat = "hdf5"\npath = "mine.h5"\n')
+    before = _tree(tmp_path)
+    assert_user_error(fasd("demo", "--out", tmp_path), "registers datasets of its own (mine)")
+    assert _tree(tmp_path) == before
+
+
+def test_a_truncated_timings_json_is_tolerated_and_rewritten_whole(tmp_path, capsys):
+    from fasd.demo.pipeline import StageClock
+
+    (tmp_path / "timings.json").write_text('{"synth": 1.')
+    clock = StageClock(tmp_path / "timings.json", lambda _line: None)
+    assert clock.seconds == {} and "timings.json is damaged" in capsys.readouterr().err
+    with clock.stage("teacher"):
+        pass
+    assert list(json.loads((tmp_path / "timings.json").read_text())) == ["teacher"]
+    assert [p.name for p in tmp_path.iterdir()] == ["timings.json"]
+
+
+@pytest.mark.parametrize("recipe, paper", [("vlmkd", "paper A"), ("mmda", None), ("hatfas", None)])
+def test_the_demo_verdict_compares_with_the_recipes_own_paper_only(recipe, paper):
+    from fasd.demo.report import testable_check
+    from fasd.demo.stats import PAPER_EFFECTS, compare
+
+    comparison = compare([0.10, 0.12, 0.11], [0.30, 0.25, 0.35], paper=PAPER_EFFECTS.get(recipe))
+    block = {"teacher": {"at_eer": {"acer": 0.05}}, "no_teacher": {"mean": {"at_eer": {"acer": 0.30}}},
+             "comparison": comparison}
+    text = comparison["verdict"] + testable_check(block)
+    assert ("paper A" in text) == (paper == "paper A") and "paper B" not in text

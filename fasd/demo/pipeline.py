@@ -26,8 +26,9 @@ from fasd.data.synth import DOMAIN_NAMES, synthesize
 from fasd.demo.heldout import scores_name, student_setting, teacher_setting
 from fasd.demo.recipes import DEMO_RECIPES, DemoBudget, DemoContext, DemoRecipe, demo_recipe, teacher_stage
 from fasd.demo.report import write_report
-from fasd.demo.stats import aggregate, std_ratio, verdict
-from fasd.errors import FasdError
+from fasd.demo.stats import PAPER_EFFECTS, aggregate, compare
+from fasd.errors import FasdError, warn
+from fasd.io_checks import write_atomically
 from fasd.evaluate.metrics import compute_metrics
 from fasd.evaluate.scoring import readable_scores, score_rows
 from fasd.evaluate.store_metrics import p_live
@@ -52,7 +53,7 @@ class StageClock:
         self.path = path
         self.log = log
         self.began = time.perf_counter()
-        self.seconds: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+        self.seconds: dict[str, float] = _read_timings(path)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -60,11 +61,27 @@ class StageClock:
         start = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - start, 1)
-        self.path.write_text(json.dumps(self.seconds, indent=2))
+        text = json.dumps(self.seconds, indent=2)
+        write_atomically(self.path, lambda tmp: tmp.write_text(text))
 
     @property
     def total(self) -> float:
         return round(sum(self.seconds.values()), 1)
+
+
+def _read_timings(path: Path) -> dict[str, float]:
+    """The stage seconds of earlier runs; a damaged file (e.g. a run killed mid-write by an older fasd) only
+    costs the report those times, with a warning."""
+    if not path.is_file():
+        return {}
+    try:
+        seconds = json.loads(path.read_text())
+        if isinstance(seconds, dict) and all(isinstance(v, (int, float)) for v in seconds.values()):
+            return seconds
+    except (OSError, ValueError):
+        pass
+    warn(f"{path} is damaged; the stage times of earlier runs are left out of the report's total")
+    return {}
 
 
 def _check_folder(out: Path, recipe: str) -> None:
@@ -95,10 +112,15 @@ def _demo_config(out: Path, budget: DemoBudget, modalities: tuple[str, ...], clo
         return config
     if budget.domains < 3:
         raise FasdError(f"the demo needs at least 3 domains (2 sources + 1 target), got {budget.domains}")
+    names = DOMAIN_NAMES[:budget.domains]
+    user_config = data / "fasd.toml"  # synth merges its domains into it: only a demo's own may be there
+    foreign = sorted(set(load_registry(user_config).datasets) - set(names)) if user_config.is_file() else []
+    if foreign:
+        raise FasdError(f"{user_config} registers datasets of its own ({', '.join(foreign)}); the demo would add "
+                        f"its synthetic domains to it: give --out another folder")
     with clock.stage(f"synth: {budget.domains} domains x {budget.frames} frames of {', '.join(modalities)}"):
         synthesize(data, domains=budget.domains, frames=budget.frames, size=budget.size, seed=budget.seed,
                    progress=progress, modalities=modalities)
-        names = DOMAIN_NAMES[:budget.domains]
         write_config(config, {n: {"format": "hdf5", "path": f"{n}.h5"} for n in names}, [*SOURCES, TARGET])
     return config
 
@@ -116,23 +138,21 @@ def _train(ctx: DemoContext, recipe: DemoRecipe, seed: int, no_teacher: bool, ru
         return trainer.run(resume=(run_dir / "last.pt").is_file())
 
 
-def _held_out(teacher: dict, students: dict[str, list[dict]]) -> dict:
+def _held_out(teacher: dict, students: dict[str, list[dict]], recipe: str) -> dict:
     """One held-out setting's summary block: the teacher's metrics, each student's seeds with their mean and
-    sample std, and the comparison of the two students (Δ of mean ACER@EER, std ratio, verdict)."""
+    sample std, and the comparison of the two students (fasd.demo.stats.compare: Δ of mean ACER@EER with its
+    interval, std ratio with its interval, verdict)."""
     block: dict = {"teacher": teacher}
     for key, runs in students.items():
         mean, std = aggregate(runs, list(teacher))
         block[key] = {"seeds": runs, "mean": mean, "std": std}
     acer = {key: [run["at_eer"]["acer"] for run in block[key]["seeds"]] for key in STUDENTS}
-    defined = all(v is not None for values in acer.values() for v in values)
-    block["comparison"] = {
-        "delta_acer_pp": (100 * (block["distilled"]["mean"]["at_eer"]["acer"]
-                                 - block["no_teacher"]["mean"]["at_eer"]["acer"])) if defined else None,
-        "std_ratio": std_ratio(block["no_teacher"]["std"]["at_eer"]["acer"],
-                               block["distilled"]["std"]["at_eer"]["acer"]) if defined else None,
-        "verdict": verdict(acer["distilled"], acer["no_teacher"]) if defined else
-        "ACER is undefined for some seed (a test split without both classes), so there is no verdict.",
-    }
+    if all(v is not None for values in acer.values() for v in values):
+        block["comparison"] = compare(acer["distilled"], acer["no_teacher"], paper=PAPER_EFFECTS.get(recipe))
+    else:
+        block["comparison"] = {"delta_acer_pp": None, "delta_ci": None, "std_ratio": None, "std_ratio_ci": None,
+                               "verdict": "ACER is undefined for some seed (a test split without both classes), so "
+                                          "there is no verdict."}
     return block
 
 
@@ -175,7 +195,7 @@ def run_demo(out: Path, budget: DemoBudget | None = None, recipe: str = "vlmkd",
                                                                    out / f"teacher-{scores_name(missing)}", progress)
                 runs = {key: [student_setting(_run_dir(out, key, run["seed"]), run, source, rows, missing, progress)
                               for run in runs] for key, runs in students.items()}
-                missing_blocks[",".join(missing)] = {"missing": list(missing), **_held_out(metrics, runs)}
+                missing_blocks[",".join(missing)] = {"missing": list(missing), **_held_out(metrics, runs, recipe)}
 
     onnx_path = out / "student.onnx"
     if not onnx_path.is_file():
@@ -187,7 +207,7 @@ def run_demo(out: Path, budget: DemoBudget | None = None, recipe: str = "vlmkd",
 
     summary: dict = {"protocol": protocol.name, "recipe": recipe, "modalities": list(chosen.modalities),
                      "sources": list(protocol.sources), "target": TARGET, "teacher_saw": teacher_saw,
-                     **_held_out(teacher_metrics, students), "missing": missing_blocks,
+                     **_held_out(teacher_metrics, students, recipe), "missing": missing_blocks,
                      "distilled_in_domain": in_domain}
     summary["onnx"] = {"bytes": onnx_path.stat().st_size, "median_ms": latency["median_ms"],
                        "p95_ms": latency["p95_ms"], "cpu": latency["cpu"]}

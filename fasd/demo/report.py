@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fasd.demo.heldout import setting_suffix, setting_title
-from fasd.demo.stats import PAPER_A_DELTA_PP, PAPER_A_STD_RATIO
 from fasd.evaluate.plots import plot_grouped_bars, plot_roc_panels
 
 # Report columns: (title, path into a metrics object, drawn in the bar chart). ACER_ISO (worst attack
@@ -61,6 +60,29 @@ def teacher_check(block: dict) -> str:
             f"run cannot show what a teacher that knows more of the world buys.")
 
 
+TESTABLE_TEACHER = 0.10  # the teacher's held-out ACER@EER at most this ...
+TESTABLE_GAP = 0.15  # ... and the no-teacher student's mean at least this much worse: room for paper A's effect
+
+
+def testable_check(block: dict) -> str:
+    """Whether this run can test paper A's claim: a teacher that is good where the students have never been
+    (ACER@EER ≤ 10 %) and a no-teacher student at least 15 pp worse there, in words."""
+    teacher, plain = block["teacher"]["at_eer"]["acer"], block["no_teacher"]["mean"]["at_eer"]["acer"]
+    paper = block["comparison"].get("paper")
+    claim = f"{paper['name']}'s claim" if paper else "whether the teacher helps"
+    if teacher is None or plain is None:
+        return f"Whether this run can test {claim} is unknown: an ACER is undefined."
+    numbers = (f"teacher {_pct(teacher)} % (needs ≤ {100 * TESTABLE_TEACHER:.0f} %), no-teacher mean "
+               f"{_pct(plain)} % = teacher {100 * (plain - teacher):+.2f} pp (needs ≥ +{100 * TESTABLE_GAP:.0f} pp)")
+    if teacher <= TESTABLE_TEACHER and plain - teacher >= TESTABLE_GAP:
+        return f"This run can test {claim} — the teacher knows what the students cannot see: {numbers}."
+    return f"This run can NOT test {claim} (the teacher knows too little more than the students): {numbers}."
+
+
+def _interval(values: list[float] | None, fmt: str) -> str:
+    return "no interval" if values is None else f"[{format(values[0], fmt)}, {format(values[1], fmt)}]"
+
+
 def missing_cost(block: dict, full: dict, title: str) -> str:
     """How much each model's held-out ACER@EER moves from every modality present to ``block``'s setting."""
     parts = []
@@ -99,9 +121,12 @@ def _setting_lines(block: dict, title: str, suffix: str) -> list[str]:
     columns = _columns(block)
     seeds = len(block["distilled"]["seeds"])
     comparison = block["comparison"]
-    delta, ratio = comparison["delta_acer_pp"], comparison["std_ratio"]
+    delta, ratio, paper = comparison["delta_acer_pp"], comparison["std_ratio"], comparison.get("paper")
+    level = f"{round(100 * comparison.get('ci_level', 0.95))} %"
     lines = [
         teacher_check(block),
+        "",
+        testable_check(block),
         "",
         f"**Verdict:** {comparison['verdict']}",
         "",
@@ -114,9 +139,12 @@ def _setting_lines(block: dict, title: str, suffix: str) -> list[str]:
     lines += [
         "",
         f"Distilled minus no-teacher mean held-out ACER@EER: "
-        f"**{'n/a' if delta is None else f'{delta:+.2f} pp'}** (paper A: {PAPER_A_DELTA_PP[0]:.0f} to "
-        f"{PAPER_A_DELTA_PP[1]:.0f} pp); no-teacher std / distilled std: "
-        f"**{'n/a' if ratio is None else f'{ratio:.2f}x'}** (paper A: about {PAPER_A_STD_RATIO:.0f}x).",
+        f"**{'n/a' if delta is None else f'{delta:+.2f} pp'}**, {level} CI "
+        f"{_interval(comparison['delta_ci'], '+.2f')} pp (Welch t-interval over seeds"
+        + (f"; {paper['name']}: {paper['delta_pp'][0]:.0f} to {paper['delta_pp'][1]:.0f} pp" if paper else "")
+        + f"); no-teacher std / distilled std: **{'n/a' if ratio is None else f'{ratio:.2f}x'}**, {level} CI "
+        f"{_interval(comparison['std_ratio_ci'], '.2f')} (F-interval"
+        + (f"; {paper['name']}: about {paper['std_ratio']:.0f}x" if paper else "") + ").",
         "",
         "| seed | distilled ACER@EER % | no teacher ACER@EER % | distilled AUC % | no teacher AUC % |",
         "|---|---|---|---|---|",
