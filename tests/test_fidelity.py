@@ -1,0 +1,138 @@
+"""Fidelity to the papers' released training (docs/fidelity.md): `--recipe hatfas` defaults are HaTFAS' main.py
+values (issue 24's list), shown by `fasd train --recipe hatfas --help`; the policies are timm's own objects; the
+soft-target CE, the KL direction switch, repeated draws and the min-lr floor against hand computations; a run
+with the deit policy trains, mixes and keeps its EMA."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from timm.data import Mixup
+from timm.data.auto_augment import RandAugment
+from timm.data.random_erasing import RandomErasing
+from timm.data.transforms import RandomResizedCropAndInterpolation
+from timm.loss import SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
+from torchvision.transforms import v2
+
+from fasd.student_train.losses import ce_loss, kl_loss
+from fasd.student_train.run_config import TrainOptions
+from fasd.training.augment import POLICIES, deit_eval_transform, deit_train_transform, mixer, model_ema
+from fasd.training.sampler import RepeatedDraws
+from fasd.training.schedule import warmup_cosine
+
+from helpers import fasd
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# Issue 24: HaTFAS' main.py as released.
+HATFAS = {"--mixup": "0.8", "--cutmix": "1", "--smoothing": "0.1", "--model-ema": "0.99996", "--repeated-aug": "3",
+          "--clip-grad": "0", "--min-lr": "1e-05", "--lr": "0.0005*batch/512", "--weight-decay": "0.05",
+          "--warmup-epochs": "5", "--epochs": "300", "--augment": "deit"}
+
+
+def _compact(text: str) -> str:
+    return re.sub(r"\s+", "", text)  # the help wraps lines, also inside flag names
+
+
+def test_train_recipe_hatfas_help_shows_hatfas_released_defaults():
+    result = fasd("train", "--recipe", "hatfas", "--help")
+    assert result.exit_code == 0, result.output
+    text = _compact(result.output)
+    for flag, value in HATFAS.items():
+        assert f"{flag}{value}--" in text or f"{flag}{value}." in text, flag
+    for words in ("RandAugment rand-m9-mstd0.5-inc1", "RandomResizedCrop 0.08-1.0 bicubic", "random erasing 0.25",
+                  "resize 256/224"):
+        assert _compact(words) in text, words
+    # Each flag's own help lists every recipe's default; another recipe's --help shows its own.
+    assert _compact("(default: vlmkd 0, hatfas 0.8, mmda 0)") in _compact(fasd("train", "--help").output)
+    assert "--augmentfasd" in _compact(fasd("train", "--recipe", "vlmkd", "--help").output)
+
+
+def test_hatfas_options_are_the_released_values_and_vlmkd_mmda_keep_theirs():
+    common = {"protocol": "p", "sources": ["a"], "target": "b", "config": "fasd.toml"}
+    hatfas = TrainOptions.for_recipe("hatfas", **common)
+    assert (hatfas.augment, hatfas.mixup, hatfas.cutmix, hatfas.smoothing, hatfas.model_ema, hatfas.repeated_aug,
+            hatfas.clip_grad, hatfas.min_lr) == ("deit", 0.8, 1.0, 0.1, 0.99996, 3, 0.0, 1e-5)
+    assert hatfas.lr == pytest.approx(5e-4 * 128 / 512)
+    assert TrainOptions.for_recipe("hatfas", batch_size=256, **common).lr == pytest.approx(5e-4 * 256 / 512)
+    for name in ("vlmkd", "mmda"):
+        options = TrainOptions.for_recipe(name, **common)
+        assert (options.augment, options.mixup, options.cutmix, options.smoothing, options.model_ema,
+                options.clip_grad, options.min_lr) == ("fasd", 0.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    # --augment brings its policy's defaults; a flag still overrides
+    swapped = TrainOptions.for_recipe("vlmkd", augment="deit", mixup=0.0, **common)
+    assert (swapped.augment, swapped.mixup, swapped.cutmix) == ("deit", 0.0, 1.0)
+
+
+def test_deit_policy_is_timms_objects_with_hatfas_values():
+    transform = deit_train_transform(224).timm_transform
+    kinds = {type(t): t for t in transform.transforms}
+    crop = kinds[RandomResizedCropAndInterpolation]
+    assert crop.scale == (0.08, 1.0) and crop.size == (224, 224) and "bicubic" in str(crop.interpolation).lower()
+    randaug = kinds[RandAugment]
+    assert randaug.num_layers == 2 and {op.magnitude for op in randaug.ops} == {9}
+    assert {op.magnitude_std for op in randaug.ops} == {0.5}
+    erasing = kinds[RandomErasing]
+    assert erasing.probability == 0.25 and erasing.mode == "pixel"
+    for side, resize in ((224, 256), (112, 128)):  # HaTFAS' datasets.py: int(256 / 224 * side), centre crop side
+        steps = {type(t): t for t in deit_eval_transform(side).transforms}
+        assert steps[v2.Resize].size == [resize] and steps[v2.CenterCrop].size == (side, side)
+        assert steps[v2.Resize].interpolation == v2.InterpolationMode.BICUBIC
+    mix = mixer(0.8, 1.0, 0.1)
+    assert isinstance(mix, Mixup) and (mix.mixup_alpha, mix.cutmix_alpha, mix.label_smoothing, mix.mode,
+                                       mix.switch_prob, mix.mix_prob) == (0.8, 1.0, 0.1, "batch", 0.5, 1.0)
+    assert mixer(0.0, 0.0, 0.1) is None
+    ema = model_ema(torch.nn.Linear(2, 2), 0.99996)
+    assert isinstance(ema, ModelEmaV3) and ema.decay == 0.99996 and model_ema(torch.nn.Linear(2, 2), 0) is None
+    assert set(POLICIES.all()) == {"fasd", "deit"} and POLICIES.get("fasd").train is None
+
+
+def test_soft_target_ce_is_timms_and_the_hand_formula():
+    logits, soft = torch.randn(6, 2), torch.softmax(torch.randn(6, 2), 1)
+    hand = -(soft * F.log_softmax(logits, 1)).sum(1).mean()
+    torch.testing.assert_close(ce_loss(logits, soft.argmax(1), soft), hand)
+    torch.testing.assert_close(ce_loss(logits, soft.argmax(1), soft), SoftTargetCrossEntropy()(logits, soft))
+
+
+def test_kl_direction_student_teacher_is_paper_a_as_printed():
+    student, teacher, tau = torch.randn(5, 2), torch.randn(5, 2), 4.0
+    p_s, p_t = F.softmax(student / tau, 1), F.softmax(teacher / tau, 1)
+    forward = tau**2 * (p_t * (p_t.log() - p_s.log())).sum(1).mean()
+    reverse = tau**2 * (p_s * (p_s.log() - p_t.log())).sum(1).mean()
+    torch.testing.assert_close(kl_loss(student, teacher, tau), forward)
+    torch.testing.assert_close(kl_loss(student, teacher, tau, "student-teacher"), reverse)
+    assert not torch.isclose(forward, reverse)
+
+
+def test_repeated_draws_take_each_draw_n_times_in_a_row_and_keep_the_epoch_length():
+    assert list(RepeatedDraws(list(range(10, 20)), 3)) == [10, 10, 10, 11, 11, 11, 12, 12, 12, 13]
+    assert len(RepeatedDraws(list(range(10)), 3)) == 10
+
+
+def test_cosine_floor_ends_at_min_lr():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = warmup_cosine(optimizer, steps_per_epoch=4, epochs=3, warmup_epochs=1, floor=1e-5 / 1e-3)
+    rates = []
+    for _ in range(12):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[3] == pytest.approx(1e-3) and optimizer.param_groups[0]["lr"] == pytest.approx(1e-5)
+    assert min(rates[4:]) > 1e-5
+
+
+@pytest.mark.slow
+def test_no_teacher_run_with_the_deit_policy_mixes_and_keeps_an_ema(tmp_path, synth_config):
+    result = fasd("train", "--sources", "alpha", "--target", "beta", "--config", synth_config, "--no-teacher",
+                  "--augment", "deit", "--epochs", "1", "--max-draws", "16", "--batch-size", "8", "--workers", "0",
+                  "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["augment"], config["mixup"], config["model_ema"], config["clip_grad"]) == ("deit", 0.8, 0.99996, 0)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert set(last["model_ema"]) == set(last["model"])
