@@ -189,6 +189,23 @@ def test_views_feature_output_fsspec_store_and_verify_rerun_the_model(synth_conf
                       "is not the checkpoint this store was cached with")
 
 
+def test_the_session_runs_on_the_cuda_provider_for_a_gpu_and_on_cpu_without_it(monkeypatch, pai_onnx, capsys):
+    import fasd.teacher_cache.onnx_teacher as onnx_teacher
+
+    made = []
+    monkeypatch.setattr(onnx_teacher.ort, "InferenceSession", lambda path, options, providers: made.append(providers))
+    monkeypatch.setattr(onnx_teacher.ort, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    onnx_teacher._session(pai_onnx, torch.device("cuda:1"))
+    monkeypatch.setattr(onnx_teacher.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    onnx_teacher._session(pai_onnx, torch.device("cuda"))
+    onnx_teacher._session(pai_onnx, torch.device("cpu"))
+    assert made == [[("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"],
+                    ["CPUExecutionProvider"], ["CPUExecutionProvider"]]
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1 and "no CUDA execution provider (install onnxruntime-gpu)" in warnings[0]
+
+
 class ChannelsLast(nn.Module):
     """The PAI net reading N x S x S x 3 (as TensorFlow exports)."""
 
@@ -217,20 +234,27 @@ def test_a_channels_last_fixed_batch_model_caches_the_same_targets(tmp_path, syn
 
 
 @pytest.mark.slow
-def test_kill9_then_resume_and_repair_are_bit_identical(tmp_path, synth_config, pai_onnx, onnx_store):
+def test_kill9_resume_shards_and_repair_are_bit_identical(tmp_path, synth_config, pai_onnx, onnx_store):
     reference = open_store(onnx_store).dataset("alpha")
     store = tmp_path / "killed.zarr"
-    args = ["cache-teacher", "--teacher", "onnx", "--checkpoint", pai_onnx, "--dataset", "alpha", "--config",
-            synth_config, "--store", store, "--chunk-rows", CHUNK_ROWS, "--batch-size", BATCH, "--workers", 0,
-            "--device", "cpu", *CONTRACT]
+
+    def command(path: Path) -> list:
+        return ["cache-teacher", "--teacher", "onnx", "--checkpoint", pai_onnx, "--dataset", "alpha", "--config",
+                synth_config, "--store", path, "--chunk-rows", CHUNK_ROWS, "--batch-size", BATCH, "--workers", 0,
+                "--device", "cpu", *CONTRACT]
+
+    args = command(store)
     died = subprocess.run([sys.executable, "-c", dying_cache_command("class_probs"), *map(str, args)],
                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert died.returncode == 137, died.stdout + died.stderr
+    for shard in ("1/2", "0/2"):  # two shards fill one store: the same arrays
+        assert fasd(*command(tmp_path / "shards.zarr"), "--shard", shard).exit_code == 0
     assert open_store(str(store)).dataset("alpha")["done"][:].tolist()[:2] == [True, False]
     assert fasd(*args).exit_code == 0
     group = open_store(str(store)).dataset("alpha")
     for array in ARRAYS:
-        np.testing.assert_array_equal(group[array][:], reference[array][:], err_msg=array)
+        for stored in (group, open_store(str(tmp_path / "shards.zarr")).dataset("alpha")):
+            np.testing.assert_array_equal(stored[array][:], reference[array][:], err_msg=array)
     # a chunk lost on disk: --check names it, --repair recomputes it to the same bytes
     shutil.rmtree(store / "alpha" / "class_probs" / "c" / "1")
     assert fasd("inspect", store, "--check").exit_code == 1
