@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fasd.cli.app import _csv, _positive, _print_json, command
+from fasd.cli.app import _csv, _positive, _print_json, command, lazy_help
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import OPERATING_POINT_HELP
 
@@ -68,11 +68,16 @@ def evaluate(
         typer.echo(format_report(metrics))
 
 
+def _formats_help() -> str:
+    from fasd.export.formats import formats
+
+    return "; ".join(f"{name}: {kind.help}" for name, kind in formats().items()) + "."
+
+
 @command("export")
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (best.pt).")],
-    fmt: Annotated[str, typer.Option("--format", help="onnx, ort (ONNX Runtime Mobile), executorch (.pte, "
-                                                      "XNNPACK), litert or coreml (.mlpackage).")] = "onnx",
+    fmt: Annotated[str, typer.Option("--format", help=lazy_help(_formats_help))] = "onnx",
     out: Annotated[Optional[Path], typer.Option(help="File to write (default student[-int8].<suffix>).")] = None,
     quantize: Annotated[Optional[str], typer.Option(help="int8: static post-training quantisation.")] = None,
     calibrate: Annotated[Optional[str], typer.Option(help="DATASET[:SPLIT] whose frames calibrate int8 "
@@ -88,13 +93,19 @@ def export(
     operating_point: Annotated[Optional[str], typer.Option(
         help=f"Decide at this operating point, chosen on the validation scores best.pt keeps: {OPERATING_POINT_HELP} "
              "(default: the threshold training chose, at its --operating-point).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write an int8 file even when its decisions differ from "
+                                                        "fp32's on the frames fp32 decides clearly (a warning "
+                                                        "says so).")] = False,
+    ort_platform: Annotated[Optional[str], typer.Option(
+        help="--format ort: the CPU the .ort is laid out for: arm (phones; portable, the default) or amd64 (x86 "
+             "only: ONNX Runtime's NCHWc layout, as fast as the .onnx there).")] = None,
 ) -> None:
     """Export encoder + logit head with its metadata, verify parity in the format's runtime, then write it."""
     from fasd.export.export import export_model
 
     _positive("--calibration-frames", calibration_frames)
     typer.echo(export_model(checkpoint, out, fmt, quantize, calibrate, calibration_frames, parity_data, config,
-                            opset, overwrite, operating_point).describe())
+                            opset, overwrite, operating_point, force, ort_platform).describe())
 
 
 @command("bench")

@@ -2,7 +2,8 @@
 
 Verification is parity in the format's own runtime (ONNX Runtime, ExecuTorch) against PyTorch on the same
 frames: real frames of a dataset split when one is named, logits compared. An fp32 file more than
-PARITY_TOLERANCE away is refused; an int8 file's deviation is reported (its accuracy is measured by
+PARITY_TOLERANCE away is refused; an int8 file must make fp32's decisions on the frames fp32 decides clearly
+(see DECIDED_MARGIN), else it is refused or, with --force, written with a warning (its accuracy is measured by
 `fasd evaluate`). A format without a Linux runtime (Core ML) is checked by its spec instead. On any
 failure nothing is written at --out and an earlier file there is kept.
 """
@@ -10,15 +11,17 @@ failure nothing is written at --out and an earlier file there is kept.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.special import logit
 
-from fasd.errors import FasdError
+from fasd.errors import FasdError, warn
+from fasd.evaluate.scoring import live_score
 from fasd.export.deployable import Deployable, load_deployable
-from fasd.export.formats import ExportFormat, ExportOptions, export_format
+from fasd.export.formats import ExportFormat, ExportOptions, export_format, formats
 from fasd.export.frames import dataset_frames, random_frames
 from fasd.export.metadata import modalities_of
 from fasd.export.runtimes import Scorer, load_scorer
@@ -31,7 +34,13 @@ PARITY_SPLIT = "test"  # default split of --parity-data
 CALIBRATION_SPLIT = "train"  # default split of --calibrate
 DEFAULT_THRESHOLD = 0.5  # decision threshold when the checkpoint carries no EER threshold
 QUANTIZATIONS = ("int8",)
-MULTI_INPUT_FORMATS = ("onnx", "ort")  # formats whose writers and runtimes take one input per modality
+# The int8 gate. A frame whose fp32 logit margin (live - spoof) is within DECIDED_MARGIN of the threshold's is
+# undecided: int8's rounding flips it by chance, which says nothing about the file (a weak student has most frames
+# there). On the frames fp32 decides clearly, int8 must agree on INT8_MIN_AGREEMENT of them, and there must be at
+# least INT8_MIN_DECIDED such frames to tell; else export refuses the file (or writes it with --force, warning).
+DECIDED_MARGIN = 1.0
+INT8_MIN_AGREEMENT = 0.99
+INT8_MIN_DECIDED = 16
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,9 @@ class Parity:
     max_logit_diff: float
     max_p_live_diff: float
     agreement: float  # fraction of frames with the same live/spoof decision at the threshold
+    median_logit_diff: float = 0.0
+    decided: int = 0  # frames whose fp32 logit margin is at least DECIDED_MARGIN from the threshold's
+    decided_agreement: float = float("nan")  # fraction of those with the same decision (the int8 gate)
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,11 @@ class ExportReport:
             lines.append(f"parity {p.runtime} vs PyTorch fp32 on {p.frames}: max |Δ logit| = {p.max_logit_diff:.1e} "
                          f"({limit}), max |Δ p_live| = {p.max_p_live_diff:.1e}, same decision on "
                          f"{100 * p.agreement:.1f} % of frames")
+            if self.int8:
+                lines.append(f"int8 gate: same decision on {100 * p.decided_agreement:.1f} % of the {p.decided} "
+                             f"frames fp32 decides clearly (logit margin >= {DECIDED_MARGIN:g} from the threshold's; "
+                             f">= {100 * INT8_MIN_AGREEMENT:g} % required); frames near the threshold flip by "
+                             f"rounding alone; median |Δ logit| = {p.median_logit_diff:.2f}")
         if self.check is not None:
             lines.append(f"{self.check} (no runtime on Linux: not run)")
         lines.append(f"validation threshold in metadata: {threshold}")
@@ -83,23 +100,31 @@ def size_of(path: Path) -> int:
 def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", quantize: str | None = None,
                  calibrate: str | None = None, calibration_frames: int = 256, parity_data: str | None = None,
                  config: Path | None = None, opset: int = 17, overwrite: bool = False,
-                 operating_point: str | None = None) -> ExportReport:
+                 operating_point: str | None = None, force: bool = False,
+                 ort_platform: str | None = None) -> ExportReport:
     """Export ``checkpoint`` as ``fmt`` to ``out`` (default ``student[-int8].<suffix>``), verified.
 
     ``calibrate``/``parity_data``: DATASET[:SPLIT] of the registry (``config``); parity frames default to
     --calibrate's dataset (test split), else random inputs. FasdError, nothing at ``out``, on any failure.
     An existing ``out`` is replaced only with ``overwrite``, and only when fasd export wrote it.
     ``operating_point``: choose the metadata's decision threshold there on the checkpoint's validation scores.
+    ``force``: write an int8 file that fails the decision-agreement gate (with a warning). ``ort_platform``:
+    --format ort's target CPU (fasd.export.formats.onnx.ORT_PLATFORMS; default arm).
     """
     kind = export_format(fmt)
     out = _out_path(kind, out, quantize is not None)
     refuse_replacing(out, "--out", overwrite, _exported_by_fasd, "a model file")  # before any long work
     deployable = load_deployable(checkpoint, operating_point)
     options = _options(kind, quantize, calibrate, calibration_frames, config, opset, deployable.input_size)
+    if ort_platform is not None:
+        if kind.name != "ort":
+            raise FasdError(f"--ort-platform is for --format ort; drop it for --format {kind.name}")
+        options = replace(options, ort_platform=ort_platform)
     modalities = modalities_of(deployable.metadata)
-    if len(deployable.input_names) > 1 and (kind.name not in MULTI_INPUT_FORMATS or options.int8):
+    if len(deployable.input_names) > 1 and (not kind.multi_input or options.int8):
         raise FasdError(f"the {'/'.join(modalities)} student exports to fp32 "
-                        f"{' or '.join(MULTI_INPUT_FORMATS)} only (one graph with an input per modality)")
+                        f"{' or '.join(n for n, k in formats().items() if k.multi_input)} only (one graph with an "
+                        "input per modality)")
     frames, frames_source = _parity_frames(parity_data, calibrate, config, modalities, deployable.input_size)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
@@ -115,6 +140,13 @@ def export_model(checkpoint: Path, out: Path | None = None, fmt: str = "onnx", q
                                 f"{parity.max_logit_diff:.1e} > {PARITY_TOLERANCE:.0e}); nothing written")
             if options.int8 and not np.isfinite(parity.max_logit_diff):
                 raise FasdError(f"the int8 {fmt} export of {checkpoint} gives non-finite logits; nothing written")
+            problem = _int8_problem(parity) if options.int8 else ""
+            if problem and not force:
+                raise FasdError(f"the int8 {fmt} export of {checkpoint} {problem}; nothing written (--force writes "
+                                "it anyway)")
+            if problem:
+                warn(f"WRITING A SUSPECT int8 FILE (--force): the int8 {fmt} export {problem}; measure it with "
+                     "fasd evaluate before shipping it")
         _remove(out)
         tmp.replace(out)
     finally:
@@ -186,19 +218,38 @@ def _parity_frames(parity_data: str | None, calibrate: str | None, config: Path 
 
 
 def _parity(scorer: Scorer, deployable: Deployable, frames: np.ndarray, source: str) -> Parity:
-    """The runtime against the deployable's PyTorch forward: frame 0 alone, then PARITY_BATCH at a time."""
+    """The runtime against the deployable's PyTorch forward: frame 0 alone, then PARITY_BATCH at a time.
+    Decisions are compared on the scores metrics use (live_score) at the model's threshold."""
     batches = [frames[:1]] + [frames[i:i + PARITY_BATCH] for i in range(0, len(frames), PARITY_BATCH)]
-    logit_diff, p_diff, same = [], [], []
-    threshold = deployable.val_threshold if deployable.val_threshold is not None else DEFAULT_THRESHOLD
+    logit_diff, p_diff, runtime_logits, torch_logits = [], [], [], []
     for batch in batches:
         logits, p_live = scorer.forward(batch)
         with torch.inference_mode():
             expected_logits, expected_p = (t.numpy() for t in deployable.run(torch.from_numpy(batch)))
         logit_diff.append(np.abs(logits - expected_logits).max())
         p_diff.append(np.abs(p_live - expected_p).max())
-        same.append((p_live >= threshold) == (expected_p >= threshold))
+        runtime_logits.append(logits)
+        torch_logits.append(expected_logits)
+    logits, expected = np.concatenate(runtime_logits[1:]), np.concatenate(torch_logits[1:])  # frame 0 once
+    threshold = deployable.val_threshold if deployable.val_threshold is not None else DEFAULT_THRESHOLD
+    same = (live_score(logits) >= threshold) == (live_score(expected) >= threshold)
+    decided = np.abs(expected[:, 1] - expected[:, 0] - logit(threshold)) >= DECIDED_MARGIN
     return Parity(runtime=scorer.runtime, frames=source, max_logit_diff=float(np.max(logit_diff)),
-                  max_p_live_diff=float(np.max(p_diff)), agreement=float(np.concatenate(same[1:]).mean()))
+                  max_p_live_diff=float(np.max(p_diff)), agreement=float(same.mean()),
+                  median_logit_diff=float(np.median(np.abs(logits - expected))), decided=int(decided.sum()),
+                  decided_agreement=float(same[decided].mean()) if decided.any() else float("nan"))
+
+
+def _int8_problem(parity: Parity) -> str:
+    """Why an int8 file fails the decision-agreement gate ("" when it passes)."""
+    if parity.decided < INT8_MIN_DECIDED:
+        return (f"cannot be checked: fp32 decides only {parity.decided} of the parity frames clearly (logit margin "
+                f">= {DECIDED_MARGIN:g} from the threshold's; {INT8_MIN_DECIDED} needed); pass --parity-data with "
+                "frames the student separates")
+    if not parity.decided_agreement >= INT8_MIN_AGREEMENT:
+        return (f"agrees with fp32 on only {100 * parity.decided_agreement:.1f} % of the {parity.decided} parity "
+                f"frames fp32 decides clearly (>= {100 * INT8_MIN_AGREEMENT:g} % required)")
+    return ""
 
 
 def _remove(path: Path) -> None:

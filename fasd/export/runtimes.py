@@ -1,7 +1,8 @@
 """Scorers: a model file run in its own runtime (ONNX Runtime for .onnx/.ort, ExecuTorch for .pte) or a
-training checkpoint run by PyTorch. All map float32 N x 3 x 112 x 112 ImageNet-normalised images
-(``eval_transform`` output) to (logits N x 2, p_live N), so evaluate, predict, bench and the export
-parity check take any of them.
+training checkpoint run by PyTorch. All map float32 N x 3 x S x S ImageNet-normalised images
+(``eval_transform`` output) to (logits N x 2, p_live N) with ``forward`` (the runtime's own outputs, for parity
+checks) and to the score metrics use with ``p_live`` (the same function of the logits for every runtime,
+fasd.evaluate.scoring.live_score), so evaluate, predict and bench take any of them and give the same numbers.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import importlib
 import json
 import zipfile
 from importlib.metadata import version
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Protocol
@@ -20,6 +20,7 @@ import torch
 
 from fasd.constants import MODALITIES
 from fasd.errors import FasdError
+from fasd.evaluate.scoring import live_score
 from fasd.export.deployable import load_deployable
 from fasd.export.metadata import INPUT_NAME, OUTPUT_NAMES, as_batch, decode_metadata, first_line
 
@@ -36,7 +37,7 @@ class Scorer(Protocol):
 
     def forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def p_live(self, images: np.ndarray) -> np.ndarray: ...
+    def p_live(self, images: np.ndarray) -> np.ndarray: ...  # live_score of forward's logits
 
 
 def require(module: str, extra: str, why: str) -> ModuleType:
@@ -67,8 +68,8 @@ class _FileScorer:
         raise NotImplementedError
 
     def p_live(self, images: np.ndarray) -> np.ndarray:
-        """P(live) per image, float32 N."""
-        return self.forward(images)[1]
+        """The score per image (N float64): P(live) of the rounded logit margin, fasd.evaluate.scoring.live_score."""
+        return live_score(self.forward(images)[0])
 
 
 class OnnxStudent(_FileScorer):
@@ -183,32 +184,28 @@ class TorchStudentScorer:
         return logits.numpy(), p_live.numpy()
 
     def p_live(self, images: np.ndarray) -> np.ndarray:
-        """P(live) per image, float32 N."""
-        return self.forward(images)[1]
-
-
-def _core_ml(path: Path, threads: int | None) -> Scorer:
-    raise FasdError(f"{path} is a Core ML model: its runtime runs only on macOS/iOS; on Linux evaluate the "
-                    "checkpoint or an .onnx/.ort/.pte export of it")
-
-
-_RUNTIMES: dict[str, Callable[[Path, int | None], Scorer]] = {
-    ".onnx": OnnxStudent, ".ort": OnnxStudent, ".pte": ExecuTorchStudent, ".mlpackage": _core_ml}
-KNOWN = "a checkpoint from `fasd train` or a .onnx, .ort or .pte file from `fasd export`"
+        """The score per image (N float64): P(live) of the rounded logit margin, fasd.evaluate.scoring.live_score."""
+        return live_score(self.forward(images)[0])
 
 
 def load_scorer(path: Path, threads: int | None = None) -> Scorer:
-    """By suffix (.onnx, .ort, .pte, .mlpackage), else a training checkpoint (a torch zip), else ONNX."""
+    """By suffix, the runtime of the export format that writes it (fasd.export.formats), else a training
+    checkpoint (a torch zip), else ONNX."""
+    from fasd.export.formats import formats  # the format modules import the scorers above
+
     path = Path(path)
-    opener = _RUNTIMES.get(path.suffix.lower())
-    if opener is not None and (path.exists() or path.suffix.lower() != ".mlpackage"):
-        return opener(path, threads)
+    kinds = [kind for kind in formats().values() if kind.runtime is not None]
+    kind = next((kind for kind in kinds if kind.suffix == path.suffix.lower()), None)
+    if kind is not None and (path.exists() or kind.check is None):  # a missing spec-checked package: not found
+        return kind.runtime(path, threads)
+    known = (f"a checkpoint from `fasd train` or a {', '.join(k.suffix for k in kinds if k.check is None)} file "
+             "from `fasd export`")
     if not path.is_file():
-        raise FasdError(f"model not found: {path}; pass {KNOWN}")
+        raise FasdError(f"model not found: {path}; pass {known}")
     if zipfile.is_zipfile(path):
         return TorchStudentScorer(path, threads)
     try:
         return OnnxStudent(path, threads)
     except FasdError:
         raise FasdError(f"{path} is neither a fasd student checkpoint nor a fasd student model file; "
-                        f"pass {KNOWN}") from None
+                        f"pass {known}") from None

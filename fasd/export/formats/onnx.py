@@ -24,6 +24,7 @@ from fasd.errors import FasdError
 from fasd.export.deployable import Deployable
 from fasd.export.formats import ExportOptions, register_format
 from fasd.export.metadata import OUTPUT_NAMES, encode_metadata, first_line
+from fasd.export.runtimes import OnnxStudent
 
 MIN_OPSET = 13  # Softmax over one axis
 MAX_OPSET = 20  # the newest opset the TorchScript exporter writes
@@ -96,7 +97,8 @@ def _shorten_names(model: onnx.ModelProto) -> None:
     del graph.value_info[:]  # shape hints only; ONNX Runtime infers them again
 
 
-@register_format("onnx", ".onnx", int8=INT8)
+@register_format("onnx", ".onnx", int8=INT8, help="ONNX (.onnx, ONNX Runtime)", runtime=OnnxStudent,
+                 multi_input=True)
 def write_onnx(deployable: Deployable, out: Path, options: ExportOptions) -> str:
     proto = onnx_proto(deployable, options.opset)
     if not options.int8:
@@ -109,18 +111,33 @@ def write_onnx(deployable: Deployable, out: Path, options: ExportOptions) -> str
     return f"opset {options.opset}, int8 {INT8}, calibrated on {options.calibration_source}"
 
 
-@register_format("ort", ".ort", int8=INT8)
+# --ort-platform: the converter's --target_platform. "arm" (phones, the default) leaves out ORT's NCHWc layout
+# transformer, whose blocked-layout kernels are x86-specific (AVX2/AVX-512 block sizes): the file runs anywhere,
+# but on x86 its convolutions (depthwise ones above all) run NCHW kernels, ~4-35x slower than the .onnx, which
+# ONNX Runtime lays out for the CPU at load time. An ORT-format file is never re-optimised at load, so the layout
+# must be chosen when it is written: "amd64" bakes the NCHWc layout in (x86 only). See docs/benchmarks.md.
+ORT_PLATFORMS = ("arm", "amd64")
+
+
+@register_format("ort", ".ort", int8=INT8, help="ONNX Runtime Mobile (.ort)", runtime=OnnxStudent,
+                 multi_input=True)
 def write_ort(deployable: Deployable, out: Path, options: ExportOptions) -> str:
-    """ONNX first, then ``python -m onnxruntime.tools.convert_onnx_models_to_ort`` (fixed optimisations)."""
+    """ONNX first, then ``python -m onnxruntime.tools.convert_onnx_models_to_ort`` (fixed optimisations, all
+    levels, laid out for ``options.ort_platform``)."""
+    if options.ort_platform not in ORT_PLATFORMS:
+        raise FasdError(f"--ort-platform {options.ort_platform} is not supported; pass one of "
+                        f"{', '.join(ORT_PLATFORMS)}")
     with tempfile.TemporaryDirectory(prefix="fasd-ort-") as tmp:
         source = Path(tmp) / "student.onnx"
         note = write_onnx(deployable, source, options)
         command = [sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(source),
-                   "--output_dir", tmp, "--optimization_style", "Fixed"]
+                   "--output_dir", tmp, "--optimization_style", "Fixed", "--target_platform", options.ort_platform]
         done = subprocess.run(command, capture_output=True, text=True)
         converted = Path(tmp) / "student.ort"
         if done.returncode != 0 or not converted.is_file():
             tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise FasdError(f"ONNX Runtime's ORT-format converter failed ({tail})")
         shutil.move(converted, out)  # /tmp may be another file system
-    return f"{note}, ORT format (fixed optimisations)"
+    layout = ("NCHWc layout for x86 (AVX2/AVX-512), x86 only" if options.ort_platform == "amd64" else
+              "portable layout for arm; on x86 it runs slower than the .onnx: --ort-platform amd64 for x86")
+    return f"{note}, ORT format (fixed optimisations, {layout})"
