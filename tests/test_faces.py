@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 from skimage import data
 from typer.testing import CliRunner
@@ -194,6 +194,90 @@ def test_wrong_detector_weights_are_one_line_and_never_unpickled(tmp_path):
             load_detector(name, weights)
         assert "\n" not in str(error.value)
     assert not MARKER.exists()
+
+
+def _tiny_yunet(path, kps: tuple[float, ...]) -> None:
+    """A graph with YuNet's outputs (cls/obj/bbox/kps at strides 8, 16, 32) that OpenCV's FaceDetectorYN decodes:
+    cls = obj = the cell's mean brightness / 255, bbox offsets 0 (a box of one cell), landmarks ``kps`` cells
+    from the cell's corner."""
+    inits = [numpy_helper.from_array(np.array([1, -1, 1], np.int64), "shape"),
+             numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
+             numpy_helper.from_array(np.array(0, np.float32), "zero"),
+             numpy_helper.from_array(np.zeros((1, 1, 4), np.float32), "box"),
+             numpy_helper.from_array(np.array(kps, np.float32).reshape(1, 1, 10), "kps")]
+    nodes, outputs, width = [], [], {"cls": 1, "obj": 1, "bbox": 4, "kps": 10}
+    for s in (8, 16, 32):
+        nodes += [helper.make_node("AveragePool", ["input"], [f"p{s}"], kernel_shape=[s, s], strides=[s, s]),
+                  helper.make_node("ReduceMean", [f"p{s}"], [f"m{s}"], axes=[1], keepdims=1),
+                  helper.make_node("Reshape", [f"m{s}", "shape"], [f"f{s}"]),
+                  helper.make_node("Mul", [f"f{s}", "scale"], [f"cls_{s}"]),
+                  helper.make_node("Identity", [f"cls_{s}"], [f"obj_{s}"]),
+                  helper.make_node("Mul", [f"f{s}", "zero"], [f"z{s}"]),
+                  helper.make_node("Add", [f"z{s}", "box"], [f"bbox_{s}"]),
+                  helper.make_node("Add", [f"z{s}", "kps"], [f"kps_{s}"])]
+    outputs = [helper.make_tensor_value_info(f"{kind}_{s}", TensorProto.FLOAT, [1, f"n{s}", width[kind]])
+               for kind in width for s in (8, 16, 32)]
+    graph = helper.make_graph(nodes, "tiny-yunet", [helper.make_tensor_value_info(
+        "input", TensorProto.FLOAT, [1, 3, "h", "w"])], outputs, inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+def test_yunet_wiring_boxes_scores_and_landmarks(tmp_path):
+    """A white 32 px cell at row 1, column 2 of the stride-32 grid: YuNet's decoding (centre = cell corner + offset,
+    side = e^0 x stride, landmarks = (cell + kps) x stride) gives a box of (48, 16, 32, 32), score 1, the eyes at
+    (64, 32) and (96, 64): a 45 degree eye line, which the policy levels."""
+    _tiny_yunet(tmp_path / "tiny.onnx", kps=(0, 0, 1, 1, 0.5, 0.5, 0, 1, 1, 1))
+    image = np.zeros((128, 128, 3), np.uint8)
+    image[32:64, 64:96] = 255
+    found = find_face(image, load_detector("yunet", str(tmp_path / "tiny.onnx")), CropPolicy(align_eyes=True))
+    assert found.face.box == (48.0, 16.0, 32.0, 32.0) and found.face.score == pytest.approx(1.0)
+    assert found.face.landmarks[:2] == ((64.0, 32.0), (96.0, 64.0)) and found.count > 1
+    assert eye_angle(*found.face.landmarks[:2]) == pytest.approx(np.pi / 4)
+    assert not np.array_equal(found.crop, find_face(image, load_detector("yunet", str(tmp_path / "tiny.onnx")),
+                                                    CropPolicy()).crop)
+
+
+# An SSD net in Caffe's format that needs no learned weights (an empty .caffemodel): one prior per 32 px cell, zero
+# box offsets, face confidence = the cell's mean blue value after Silent-Face's mean subtraction / 151 (white -> 1).
+TINY_SSD = """name: "tiny-ssd"
+input: "data"
+input_shape { dim: 1 dim: 3 dim: 64 dim: 64 }
+layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" pooling_param { pool: AVE kernel_size: 32 stride: 32 } }
+layer { name: "blue" type: "Slice" bottom: "pool" top: "blue" top: "rest" slice_param { axis: 1 slice_point: 1 } }
+layer { name: "face" type: "Power" bottom: "blue" top: "face" power_param { scale: 0.0066225 } }
+layer { name: "bg" type: "Power" bottom: "face" top: "bg" power_param { scale: -1 shift: 1 } }
+layer { name: "conf" type: "Concat" bottom: "bg" bottom: "face" top: "conf" }
+layer { name: "zero" type: "Power" bottom: "blue" top: "zero" power_param { scale: 0 } }
+layer { name: "loc" type: "Concat" bottom: "zero" bottom: "zero" bottom: "zero" bottom: "zero" top: "loc" }
+layer { name: "loc_perm" type: "Permute" bottom: "loc" top: "loc_perm"
+        permute_param { order: 0 order: 2 order: 3 order: 1 } }
+layer { name: "loc_flat" type: "Flatten" bottom: "loc_perm" top: "loc_flat" }
+layer { name: "conf_perm" type: "Permute" bottom: "conf" top: "conf_perm"
+        permute_param { order: 0 order: 2 order: 3 order: 1 } }
+layer { name: "conf_flat" type: "Flatten" bottom: "conf_perm" top: "conf_flat" }
+layer { name: "priors" type: "PriorBox" bottom: "pool" bottom: "data" top: "priors"
+        prior_box_param { min_size: 32 clip: false variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2
+                          step: 32 offset: 0.5 } }
+layer { name: "detection_out" type: "DetectionOutput" bottom: "loc_flat" bottom: "conf_flat" bottom: "priors"
+        top: "detection_out"
+        detection_output_param { num_classes: 2 share_location: true background_label_id: 0
+          nms_param { nms_threshold: 0.3 top_k: 100 } code_type: CENTER_SIZE keep_top_k: 100
+          confidence_threshold: 0.01 } }
+"""
+
+
+def test_retinaface_wiring_boxes_and_scores(tmp_path):
+    """OpenCV's Caffe importer runs the net as Silent-Face runs RetinaFace; the white top-right cell of a 64 px
+    frame is the one detection: its prior, (32, 0, 32, 32), score 1."""
+    (tmp_path / "deploy.prototxt").write_text(TINY_SSD)
+    (tmp_path / "tiny.caffemodel").write_bytes(b"")
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[0:32, 32:64] = 255
+    for weights in (tmp_path / "tiny.caffemodel", f"{tmp_path / 'deploy.prototxt'},{tmp_path / 'tiny.caffemodel'}"):
+        [face] = load_detector("retinaface", str(weights)).detect(image)
+        assert face.box == (32.0, 0.0, 32.0, 32.0) and face.score == pytest.approx(1.0, abs=1e-4)
+        assert face.landmarks is None
+    assert load_detector("retinaface", str(tmp_path / "tiny.caffemodel")).detect(np.zeros_like(image)) == []
 
 
 def test_a_caffe_net_without_ssd_output_is_refused(tmp_path):
