@@ -266,11 +266,17 @@ def test_kill9_resume_shards_and_repair_are_bit_identical(tmp_path, synth_config
 
 # ---------------------------------------------------------------- models and flags that do not fit: one line
 
-def graph_model(path: Path, shape: list, inputs: int = 1, elem: int = TensorProto.FLOAT) -> Path:
-    """A one-node ONNX graph (Identity of the first input) with ``inputs`` inputs of ``shape``."""
+def graph_model(path: Path, shape: list, inputs: int = 1, elem: int = TensorProto.FLOAT,
+                reshape: list[int] | None = None) -> Path:
+    """A one-node ONNX graph with ``inputs`` inputs of ``shape``: Identity of the first, or its Reshape to
+    ``reshape``."""
     values = [helper.make_tensor_value_info(f"x{i}", elem, shape) for i in range(inputs)]
-    graph = helper.make_graph([helper.make_node("Identity", ["x0"], ["y"])], "g", values,
-                              [helper.make_tensor_value_info("y", elem, None)])
+    node, constants = helper.make_node("Identity", ["x0"], ["y"]), []
+    if reshape is not None:
+        node = helper.make_node("Reshape", ["x0", "shape"], ["y"])
+        constants = [helper.make_tensor("shape", TensorProto.INT64, [len(reshape)], reshape)]
+    graph = helper.make_graph([node], "g", values, [helper.make_tensor_value_info("y", elem, None)],
+                              initializer=constants)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -295,6 +301,8 @@ BAD_MODELS = {
     "fixed size": (lambda p: graph_model(p, ["n", 3, 64, 64]), CONTRACT, "takes 64 px images"),
     "not square": (lambda p: graph_model(p, ["n", 3, 64, 80]), [], "not square"),
     "dynamic size": (lambda p: graph_model(p, ["n", 3, "h", "w"]), [], "pass --input-size N"),
+    "batch 1 only": (lambda p: graph_model(p, ["n", 3, SIZE, SIZE], reshape=[1, 3 * SIZE * SIZE]), CONTRACT,
+                     "cannot run it on a 2 x 3 x 80 x 80 input"),
     "image output": (lambda p: graph_model(p, ["n", 3, SIZE, SIZE]), CONTRACT, "needs class logits"),
     "text file": (lambda p: p.write_text("not a model") and p, CONTRACT, "is not an ONNX model"),
     "pickle": (lambda p: p.write_bytes(pickle.dumps(Unpickled(p.parent / "unpickled"))) and p, CONTRACT,

@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from fasd.constants import NO_NORMALIZATION
 from fasd.errors import FasdError, warn
+from fasd.export.metadata import first_line
 from fasd.store_schema import layout
 from fasd.store_schema.specs import TargetSpec
 from fasd.teacher_cache.checkpoint import file_sha256
@@ -39,10 +40,6 @@ PIXEL_RANGES = (1, 255)
 DEFAULT_CHANNEL_ORDER, DEFAULT_PIXEL_RANGE, DEFAULT_LIVE_CLASS = "rgb", 1, 1
 _INPUT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 _CUDA = "CUDAExecutionProvider"
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _session(path: Path, device: torch.device) -> ort.InferenceSession:
@@ -60,7 +57,7 @@ def _session(path: Path, device: torch.device) -> ort.InferenceSession:
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:  # onnxruntime's errors share no base class narrower than Exception
-        raise FasdError(f"{path} is not an ONNX model onnxruntime can load ({_first_line(exc)}); --teacher onnx "
+        raise FasdError(f"{path} is not an ONNX model onnxruntime can load ({first_line(exc)[:200]}); --teacher onnx "
                         f"reads a .onnx file (torch.onnx.export, tf2onnx, paddle2onnx, ...)") from None
 
 
@@ -126,7 +123,8 @@ class OnnxTeacher(nn.Module):
         for start in range(0, len(batch), step):
             part = batch[start:start + step]
             padded = np.concatenate([part, np.zeros((step - len(part), *part.shape[1:]), part.dtype)])
-            parts.append([value[:len(part)] for value in self._sessions[key].run(names, {self.input_name: padded})])
+            parts.append([value[:len(part)] for value in _run(self._sessions[key], self.path, names,
+                                                              {self.input_name: padded})])
         return [np.concatenate(values) for values in zip(*parts)]
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -181,14 +179,16 @@ def _live_classes(given: tuple[int, ...], classes: int, path: Path) -> tuple[int
     return tuple(sorted(given))
 
 
-def _probe(session: ort.InferenceSession, path: Path, input_name: str, shape: tuple[int, ...], dtype: type,
-           names: list[str]) -> list[np.ndarray]:
-    """One all-zero batch through the model: its output shapes, and a model that cannot run is one line now."""
+def _run(session: ort.InferenceSession, path: Path, names: list[str], feeds: dict[str, np.ndarray]
+         ) -> list[np.ndarray]:
+    """``session.run``; a model that fails on the batch (e.g. one exported for batch 1 whose batch axis says
+    dynamic) is one line."""
     try:
-        return session.run(names, {input_name: np.zeros(shape, dtype)})
+        return session.run(names, feeds)
     except Exception as exc:  # onnxruntime's errors share no base class narrower than Exception
-        raise FasdError(f"{path}: onnxruntime cannot run it on a {' x '.join(map(str, shape))} input "
-                        f"({_first_line(exc)})") from None
+        shape = " x ".join(map(str, next(iter(feeds.values())).shape))
+        raise FasdError(f"{path}: onnxruntime cannot run it on a {shape} input ({first_line(exc)[:200]}); a model "
+                        f"exported for one batch size should say so in its input shape") from None
 
 
 @register_teacher("onnx", help="any model exported to ONNX, run by ONNX Runtime (--input-size, --channel-order, "
@@ -219,10 +219,10 @@ def load_onnx(options: TeacherOptions, normalize: str) -> LoadedTeacher:
         raise FasdError(f"{path} has no output besides --feature-output {options.feature_output} for its class "
                         f"logits")
     names = [logits_output] + ([options.feature_output] if options.feature_output else [])
-    batch = fixed_batch or 1
+    batch = fixed_batch or 2  # two frames: a dynamic batch axis that is not one fails here, not mid-job
     shape = (batch, 3, size, size) if order == "NCHW" else (batch, size, size, 3)
     dtype = _INPUT_TYPES[session.get_inputs()[0].type]
-    probed = _probe(session, path, input_name, shape, dtype, names)
+    probed = _run(session, path, names, {input_name: np.zeros(shape, dtype)})
     logits = probed[0]
     if logits.ndim not in (1, 2) or len(logits) != batch or logits.size == 0:
         raise FasdError(f"{path}: output {logits_output} is {logits.shape} for {batch} image(s); --teacher onnx needs "
