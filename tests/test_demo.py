@@ -1,5 +1,7 @@
-"""`fasd demo`: the multi-seed statistics and verdict on hand cases, and a shrunken demo end to end
-(every stage for real at tiny sizes; a re-run reuses them and keeps the original stage times)."""
+"""`fasd demo`: the multi-seed statistics (t and F quantiles against printed tables, the Welch interval against a
+textbook example), the verdict on hand cases and, as a property, never claiming more than its intervals show; and a
+shrunken demo end to end (every stage for real at tiny sizes; a re-run reuses them and keeps the original stage
+times)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,14 @@ import statistics
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fasd.demo import DemoBudget, run_demo
 from fasd.demo import pipeline
-from fasd.demo.stats import aggregate, std_ratio, verdict
+from fasd.demo.recipes import matched_tau
+from fasd.demo.stats import (aggregate, compare, f_cdf, f_quantile, std_ratio, std_ratio_interval, t_cdf, t_quantile,
+                             welch_interval)
 from fasd.errors import FasdError
 from fasd.store_schema.reader import DatasetTargets
 
@@ -31,30 +37,96 @@ def test_aggregate_is_mean_and_sample_std_of_numeric_leaves():
     assert one_mean == {"a": 1} and one_std == {"a": None}
 
 
-def test_verdict_clear_win_names_the_difference_and_the_spread():
-    text = verdict([0.20, 0.22, 0.24], [0.30, 0.35, 0.40])
-    assert "lowers the mean held-out ACER by 13.00 pp, more than the seed-to-seed spread (±5.00 pp)" in text
-    assert "2.5x tighter" in text
+@pytest.mark.parametrize(("p", "df", "table"), [
+    (0.975, 1, 12.7062), (0.975, 2, 4.3027), (0.975, 4, 2.7764), (0.975, 10, 2.2281), (0.975, 30, 2.0423),
+    (0.995, 3, 5.8409), (0.95, 5, 2.0150), (0.975, 1e7, 1.9600), (0.025, 4, -2.7764)])
+def test_t_quantile_matches_the_printed_table(p: float, df: float, table: float) -> None:
+    assert t_quantile(p, df) == pytest.approx(table, abs=1e-4)
 
 
-def test_verdict_difference_inside_the_spread_is_called_that():
-    text = verdict([0.28, 0.30, 0.32], [0.29, 0.31, 0.33])
-    assert "-1.00 pp, inside the seed-to-seed spread (±2.00 pp)" in text
-    assert "cannot tell the two students apart" in text and "lowers" not in text
-    assert "about equal (1.0x)" in text
+@pytest.mark.parametrize(("p", "d1", "d2", "table"), [
+    (0.95, 4, 10, 3.4780), (0.975, 2, 2, 39.000), (0.95, 1, 1, 161.45), (0.99, 5, 20, 4.1027)])
+def test_f_quantile_matches_the_printed_table(p: float, d1: int, d2: int, table: float) -> None:
+    assert f_quantile(p, d1, d2) == pytest.approx(table, rel=1e-4)
 
 
-def test_verdict_distillation_that_hurts_says_so():
-    text = verdict([0.40, 0.41, 0.42], [0.30, 0.31, 0.32])
-    assert "raises the mean held-out ACER by 10.00 pp" in text
+@given(st.floats(0.001, 0.999), st.floats(1.0, 200))
+def test_quantiles_invert_their_cdfs_for_fractional_degrees_of_freedom(p: float, df: float) -> None:
+    assert t_cdf(t_quantile(p, df), df) == pytest.approx(p, abs=1e-8)
+    assert f_cdf(f_quantile(p, df, df + 1.5), df, df + 1.5) == pytest.approx(p, abs=1e-8)
 
 
-def test_verdict_wider_spread_and_degenerate_cases():
-    assert "3.0x wider" in verdict([0.20, 0.26, 0.32], [0.30, 0.32, 0.34])
-    assert "undefined" in verdict([0.3, 0.3, 0.3], [0.1, 0.3, 0.5])
-    assert "no verdict" in verdict([0.2], [0.3])
+def test_welch_interval_matches_the_textbook_sleep_example() -> None:
+    """R's ``t.test(extra ~ group, data = sleep)`` (Student's sleep data): t = -1.8608, df = 17.776,
+    95 percent confidence interval -3.3654832 0.2054832."""
+    first = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
+    second = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
+    delta, low, high, df = welch_interval(first, second)
+    assert delta == pytest.approx(-1.58) and df == pytest.approx(17.776, abs=1e-3)
+    assert (low, high) == pytest.approx((-3.3654832, 0.2054832), abs=1e-6)
+
+
+def test_std_ratio_interval_by_hand() -> None:
+    """Sample variances 4 and 1 over 3 seeds each: F(2, 2) quantiles are 1/39 and 39."""
+    low, high = std_ratio_interval([1.0, 3.0, 5.0], [1.0, 2.0, 3.0])
+    assert (low, high) == pytest.approx((math.sqrt(4 / 39), math.sqrt(4 * 39)))
+    assert std_ratio_interval([1.0, 1.0], [1.0, 2.0]) is None
+
+
+def test_verdict_clear_win_states_the_interval_and_paper_a() -> None:
+    block = compare([0.20, 0.22, 0.24], [0.40, 0.42, 0.44])
+    assert block["delta_acer_pp"] == pytest.approx(-20.0) and block["delta_ci"][1] < 0
+    half = t_quantile(0.975, 4) * math.sqrt(2 * 0.0004 / 3) * 100  # equal variances: Welch df = 4
+    assert block["delta_ci"] == pytest.approx([-20.0 - half, -20.0 + half])
+    text = block["verdict"]
+    assert text.startswith("Over 3 + 3 seeds, distillation lowers the held-out ACER (Δ mean held-out ACER -20.00 pp, "
+                           f"95 % CI [{-20 - half:+.2f}, {-20 + half:+.2f}] pp)")
+    assert "paper A's -13 to -9 pp lies outside the interval" in text
+    assert "the spreads cannot be told apart (no-teacher std / distilled std 1.00x" in text
+
+
+def test_verdict_interval_across_zero_cannot_tell() -> None:
+    text = compare([0.28, 0.30, 0.32], [0.29, 0.31, 0.33])["verdict"]
+    assert "cannot tell whether distillation lowers or raises" in text and "the interval includes 0" in text
+    assert "distillation lowers the held-out ACER (" not in text and "distillation raises the" not in text
+
+
+def test_verdict_distillation_that_hurts_says_so() -> None:
+    assert "distillation raises the held-out ACER (Δ mean held-out ACER +10.00 pp" in compare(
+        [0.40, 0.41, 0.42], [0.30, 0.31, 0.32])["verdict"]
+
+
+def test_verdict_degenerate_cases() -> None:
+    assert "no verdict" in compare([0.2], [0.3, 0.4])["verdict"]
+    same = compare([0.3, 0.3, 0.3], [0.2, 0.2, 0.2])
+    assert same["delta_ci"] is None and "no interval" in same["verdict"] and "no std ratio" in same["verdict"]
+    one_flat = compare([0.3, 0.3, 0.3], [0.1, 0.3, 0.5])  # Welch works with one spread; the ratio does not
+    assert one_flat["delta_ci"] is not None and one_flat["std_ratio"] is None
     assert std_ratio(0.08, 0.01) == pytest.approx(8.0) and std_ratio(0.1, 0.0) is None
-    assert std_ratio(0.0, 0.1) is None and "undefined" in verdict([0.1, 0.3, 0.5], [0.3, 0.3, 0.3])
+
+
+seed_acers = st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6)
+
+
+@given(seed_acers, seed_acers)
+def test_verdict_never_claims_more_than_its_intervals(distilled: list[float], no_teacher: list[float]) -> None:
+    block = compare(distilled, no_teacher)
+    text, ci, ratio_ci = block["verdict"], block["delta_ci"], block["std_ratio_ci"]
+    lowers, raises = "distillation lowers the held-out" in text, "distillation raises the held-out" in text
+    assert lowers == (ci is not None and ci[1] < 0)
+    assert raises == (ci is not None and ci[0] > 0)
+    assert ("cannot tell" in text) == (ci is not None and ci[0] <= 0 <= ci[1])
+    assert ("spread is tighter" in text) == (ratio_ci is not None and ratio_ci[0] > 1)
+    assert ("spread is wider" in text) == (ratio_ci is not None and ratio_ci[1] < 1)
+    if ci is not None:
+        assert ci[0] <= block["delta_acer_pp"] <= ci[1]
+
+
+def test_matched_tau_puts_the_median_soft_target_at_0_9() -> None:
+    gaps = [2.0, 6.0, 9.0]  # median gap 6: softmax(gap / tau) of the median frame is 0.9
+    tau = matched_tau([(0.0, g) for g in gaps[:2]] + [(g, 0.0) for g in gaps[2:]])
+    assert 1 / (1 + math.exp(-6.0 / tau)) == pytest.approx(0.9)
+    assert matched_tau([(0.0, 0.5), (0.2, 0.0)]) == 1.0  # a teacher less sure than 0.9 is not sharpened
 
 
 def test_teacher_lookup_refuses_frames_missing_from_the_store(monkeypatch, synth_config):
@@ -97,8 +169,10 @@ def test_shrunken_demo_end_to_end(tmp_path):
         assert set(block["mean"]) <= set(on_disk["teacher"]) | {"threshold"}  # the shape of a metrics object
     distilled = [r["at_eer"]["acer"] for r in on_disk["distilled"]["seeds"]]
     plain = [r["at_eer"]["acer"] for r in on_disk["no_teacher"]["seeds"]]
-    assert on_disk["comparison"]["verdict"] == verdict(distilled, plain)
+    assert on_disk["comparison"] == json.loads(json.dumps(compare(distilled, plain)))
     assert on_disk["comparison"]["delta_acer_pp"] == pytest.approx(100 * (np.mean(distilled) - np.mean(plain)))
+    _, low, high, _ = welch_interval(distilled, plain)
+    assert on_disk["comparison"]["delta_ci"] == pytest.approx([100 * low, 100 * high])
     report = (out / "report.md").read_text()
     assert on_disk["comparison"]["verdict"] in report and "never on gamma" in report
     assert on_disk["onnx"]["bytes"] == (out / "student.onnx").stat().st_size and on_disk["onnx"]["median_ms"] > 0
@@ -206,7 +280,7 @@ def test_shrunken_mmda_demo_reports_both_settings_as_recomputed(tmp_path):
             assert [r["hter"] for r in summary_block[key]["seeds"]] == pytest.approx(hters)
             assert _row(section, name)[2] == f"{100 * np.mean(hters):.2f} ± {100 * np.std(hters, ddof=1):.2f}"
         acers = {key: [r["at_eer"]["acer"] for r in summary_block[key]["seeds"]] for key in ("distilled", "no_teacher")}
-        assert summary_block["comparison"]["verdict"] == verdict(acers["distilled"], acers["no_teacher"])
+        assert summary_block["comparison"]["verdict"] == compare(acers["distilled"], acers["no_teacher"])["verdict"]
         assert summary_block["comparison"]["verdict"] in section
     for name in ("acer.png", "roc.png", "acer-missing-depth.png", "roc-missing-depth.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -231,7 +305,7 @@ def test_demo_folder_holds_one_recipe(tmp_path):
 
 
 def test_demo_help_lists_every_recipe_and_the_default():
-    from test_train import fasd
+    from helpers import fasd
 
     from fasd.demo import DEMO_RECIPES
 

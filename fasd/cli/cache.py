@@ -25,12 +25,16 @@ def synth(
     modalities: Annotated[str, typer.Option(help="Comma-separated modalities to render: rgb, depth, ir (depth "
                                                  "and IR carry their own spoof cues and sensor differences; "
                                                  "the RGB images are the same either way).")] = "rgb",
+    world: Annotated[str, typer.Option(help="How the domains look: shared (one recapture cue shared by every "
+                                            "domain under domain-specific camera, scene and attack-medium "
+                                            "nuisance) or cues (fasd 0.2's: each domain's own cues, and masks).")
+                     ] = "shared",
 ) -> None:
     """Write a synthetic FAS benchmark (one HDF5 pack per domain + fasd.toml); needs no download."""
     from fasd.data.synth import synthesize
 
     config = synthesize(out_dir, domains=domains, frames=frames, size=size, seed=seed,
-                        modalities=tuple(_csv(modalities)))
+                        modalities=tuple(_csv(modalities)), world=world)
     typer.echo(f"wrote {domains} synthetic domain(s) and {config}")
 
 
@@ -118,7 +122,7 @@ def teacher_finetune(
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint (clip: OpenAI-format or FLIP; "
                                                       "vit: a timm/DeiT state dict or {'model': ...}).")] = None,
     prompts: Annotated[Optional[Path], typer.Option(help='JSON {"spoof": [...], "live": [...]}.')] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 6; mmda 5).")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default 6; mmda 80, paper B's).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default 64; mmda 24).")] = None,
     lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate (default: clip 5e-4 for random weights, "
                                                     "1e-6 (FLIP's) with --init; vit 5e-4·batch/512 (DeiT's)).")
@@ -136,6 +140,13 @@ def teacher_finetune(
     rs2: Annotated[bool, typer.Option("--rs2/--no-rs2", help="mmda: RS2 caption alignment (off: CE only).")] = True,
     udsa_depth: Annotated[int, typer.Option(help="mmda: U-DSA adapter depth (0: none).")] = 7,
     rs2_min: Annotated[str, typer.Option(help="mmda: over-all or own-class reading of RS2's min.")] = "over-all",
+    udsa_exit: Annotated[str, typer.Option(help="mmda: U-DSA exit: v0 (paper B Fig. 6: v'0 = v0 + Remap(v'1), one "
+                                                "Remap per layer) or v1 (fasd 0.2: the exit at v'1); the parameter "
+                                                "counts are printed beside paper B's Table 9.")] = "v0",
+    caption_udsa: Annotated[bool, typer.Option("--caption-udsa/--no-caption-udsa",
+                                               help="mmda: pass the caption embeddings through U-DSA and align each "
+                                                    "depth to its own (paper B Appendix B); off: every depth to the "
+                                                    "raw captions (fasd 0.2).")] = True,
     captions: Annotated[Optional[Path], typer.Option(help='mmda: JSON {"spoof": [...], "live": [...]} (default: '
                                                           "paper B's 24 + 24 captions).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out when it is a checkpoint "
@@ -150,7 +161,8 @@ def teacher_finetune(
     from fasd.teacher_cache.mmda.model import MMDASettings
 
     # The MMDA switches; methods with their own loop read theirs (mmda), the others ignore them.
-    method_options = {"settings": MMDASettings(md2a=md2a, rs2=rs2, udsa_depth=udsa_depth, rs2_min=rs2_min),
+    method_options = {"settings": MMDASettings(md2a=md2a, rs2=rs2, udsa_depth=udsa_depth, rs2_min=rs2_min,
+                                               udsa_exit=udsa_exit, caption_udsa=caption_udsa),
                       "captions": load_captions(captions)}
     summary = finetune_teacher(config, _csv(sources), out, init=init, arch=arch, prompts=load_prompts(prompts),
                                centroid_mode=centroid_mode, lr=lr, weight_decay=weight_decay, epochs=epochs,
@@ -202,9 +214,11 @@ def cache_teacher(
     layer_tap: Annotated[str, typer.Option(help="block (output of block k, before the final norm) or official "
                                                 "(HaTFAS code: blk.attn(blk.norm1(x0))[:, 0]).")] = "block",
     prompts: Annotated[Optional[Path], typer.Option(
-        help='JSON {"spoof": [...], "live": [...]} overriding FLIP\'s prompt ensemble.')] = None,
-    centroid_mode: Annotated[str, typer.Option(help="flip (mean raw embeddings) or clip (mean of unit ones).")
-                             ] = "flip",
+        help='JSON {"spoof": [...], "live": [...]} overriding FLIP\'s 6 + 6 prompt ensemble (paper A describes '
+             '3 + 3 prompts: give them here, with --centroid-mode clip).')] = None,
+    centroid_mode: Annotated[str, typer.Option(help="flip (mean of the raw text embeddings, then normalised: FLIP's "
+                                                    "evaluation) or clip (each embedding normalised, then averaged: "
+                                                    "paper A's description).")] = "flip",
     splits: Annotated[str, typer.Option(help="Comma-separated splits to cache.")] = "train,val,test",
     batch_size: Annotated[int, typer.Option(help="Frames per teacher forward.")] = 256,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -348,12 +362,13 @@ def inspect(
         registry = load_registry(config)
         sources = [open_source(registry.dataset(name)) for name in summary["datasets"]]
         summary["verify"] = verify_frames(opened, sources, checkpoint, verify, trust_checkpoint=trust_checkpoint)
-    damaged = {}
+    damaged, text = {}, {}
     if check:
-        from fasd.store_schema.check import damaged_chunks
+        from fasd.store_schema.check import damaged_chunks, damaged_text
 
         damaged = {name: damaged_chunks(opened, name) for name in summary["datasets"]}
         summary["check"] = {name: {str(c): why for c, why in chunks.items()} for name, chunks in damaged.items()}
+        text = summary["check_text"] = damaged_text(opened)
     if as_json:
         _print_json(summary)
     else:
@@ -365,17 +380,24 @@ def inspect(
             typer.echo(f"verify [{name}] {result['frames']} frames: worst cosine {result['worst_cosine']:.6f}, "
                        f"max |Δlogit| {result['max_logit_diff']:.4g}{views}")
     if check:
-        _report_damage(store, damaged, as_json)
+        _report_damage(store, damaged, text, as_json)
 
 
-def _report_damage(path: str, damaged: dict[str, dict[int, str]], quiet: bool) -> None:
-    """One line per dataset (unless JSON was printed), then exit 1 naming the repair command when damaged."""
+def _report_damage(path: str, damaged: dict[str, dict[int, str]], text: dict[str, str], quiet: bool) -> None:
+    """One line per dataset and one for the text arrays (unless JSON was printed), then exit 1 naming the repair
+    command when damaged (any cache run of the same teacher rewrites damaged text arrays)."""
     from fasd.store_schema.check import describe
 
     if not quiet:
         for name, chunks in damaged.items():
             typer.echo(describe(name, chunks))
+        typer.echo("[text] " + ("; ".join(f"{name}: {why}" for name, why in text.items()) if text else
+                                "every text array reads back intact"))
     broken = [name for name, chunks in damaged.items() if chunks]
+    if text and not broken:
+        typer.echo(f"fasd inspect: error: {', '.join(text)} damaged; restore with `fasd cache-teacher --dataset "
+                   f"NAME --store {path} --checkpoint ...` (the same teacher rewrites it)", err=True)
+        raise typer.Exit(1)
     if broken:
         typer.echo(f"fasd inspect: error: {len(broken)} dataset(s) damaged; recompute with `fasd cache-teacher "
                    f"--dataset {broken[0]} --store {path} --repair --checkpoint ...`", err=True)

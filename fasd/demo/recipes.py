@@ -4,24 +4,36 @@ A recipe provides its budget (the sizes of every stage), the modalities its synt
 held-out settings besides "every modality present" (``missing``: modalities zeroed at test time, Protocol 2),
 its teacher (how to fine-tune, save and cache it) and the student's training options for one seed with or
 without the teacher.
+
+Every recipe's distilled students use the temperature τ matched to the cached teacher's logit scale
+(``matched_tau``): the teacher's median |live − spoof| logit gap on the students' own training frames, divided by
+ln 9, so that at τ the median frame's soft target puts 0.9 on the teacher's top class (never below τ = 1: a
+teacher less sure than that is not sharpened). FLIP-MCL's logit scale of 100 gives gaps around 10–20 and τ ≈ 4–9,
+whence paper A's τ = 4; a tiny random-init teacher's fixed scale of 1/0.07 gives gaps of a few units.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from fasd.constants import MODALITIES
 from fasd.data.open_source import open_source
 from fasd.device import default_workers
 from fasd.errors import FasdError
+from fasd.store_schema.reader import load_targets
+from fasd.store_schema.store import open_store
 from fasd.student_train.run_config import TrainOptions
 from fasd.teacher_cache.arch import TINY_ARCH
 from fasd.teacher_cache.finetune import finetune_teacher
 from fasd.teacher_cache.job import CacheOptions, run_cache
 from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, load_teacher
+from fasd.views import ViewSettings
 
 
 @dataclass
@@ -37,6 +49,7 @@ class DemoBudget:
     max_draws: int = 384  # frames per student epoch
     batch_size: int = 64
     seeds: int = 3  # per student
+    views: int = 0  # augmented views per frame cached and replayed by the distilled student (0: no --views)
     bench_runs: int = 300
     seed: int = 0  # data and teacher
 
@@ -54,6 +67,7 @@ class DemoContext:
     store: Path
     progress: bool
     stage: Callable  # stage(name) -> context manager that logs and times a stage
+    tau: float | None = None  # the distilled students' KL temperature, matched to the cached teacher (teacher_stage)
 
 
 @dataclass(frozen=True)
@@ -89,9 +103,33 @@ class DemoRecipe:
     missing: tuple[tuple[str, ...], ...] = ()  # further held-out settings: these modalities zeroed at test time
 
 
+TAU_CONFIDENCE = 0.9  # the soft target of the median training frame puts this on the teacher's top class
+
+
+def matched_tau(logits: np.ndarray) -> float:
+    """τ for KL distillation from (N, 2) teacher logits [spoof, live] of the students' training frames: the median
+    |live - spoof| over logit(0.9) = ln 9, at least 1 (see the module docstring)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    gap = float(np.median(np.abs(logits[:, 1] - logits[:, 0])))
+    return max(1.0, gap / math.log(TAU_CONFIDENCE / (1 - TAU_CONFIDENCE)))
+
+
+def source_logits(ctx: DemoContext) -> np.ndarray:
+    """The cached teacher logits of the students' training frames (every source's train split)."""
+    store = open_store(str(ctx.store))
+    parts = []
+    for name in ctx.protocol.sources:
+        table = open_source(ctx.registry.dataset(name)).table
+        targets = load_targets(store, name, ("logits",))
+        rows = targets.rows_for(table.frame_id[table.rows_in_splits(["train"])])
+        parts.append(targets.arrays["logits"][rows[rows >= 0]])
+    return np.concatenate(parts)
+
+
 def teacher_stage(ctx: DemoContext, teacher: DemoTeacher) -> dict:
     """Fine-tune the random-init teacher on every domain but the target (skipped when its checkpoint exists),
-    cache it for the protocol's domains, and say what it saw."""
+    cache it for the protocol's domains (with the budget's views), set ``ctx.tau`` from its cached logits, and say
+    what it saw."""
     checkpoint = ctx.out / teacher.checkpoint
     if not checkpoint.is_file():
         with ctx.stage(f"teacher-finetune --method {teacher.method}: {teacher.model} on "
@@ -105,14 +143,16 @@ def teacher_stage(ctx: DemoContext, teacher: DemoTeacher) -> dict:
         loaded = teacher.load(ctx)
         for name in domains:
             run_cache(open_source(ctx.registry.dataset(name)), loaded, str(ctx.store),
-                      CacheOptions(batch_size=64, chunk_rows=1024, progress=ctx.progress))
+                      CacheOptions(batch_size=64, chunk_rows=1024, progress=ctx.progress,
+                                   views=ViewSettings(count=ctx.budget.views, seed=ctx.budget.seed)))
+    ctx.tau = matched_tau(source_logits(ctx))
     trained = json.loads(Path(f"{checkpoint}.json").read_text())
     # counted here, not read from the summary: every method trains on its sources' whole train splits
     train_frames = {name: len(open_source(ctx.registry.dataset(name)).table.rows_in_splits(["train"]))
                     for name in trained["sources"]}
     return {"model": f"{teacher.model} (random init), fine-tuned with --method {teacher.method}",
             "domains": trained["sources"], "train_frames": train_frames, "epochs": trained["epochs"],
-            "draws_per_epoch": trained["draws_per_epoch"]}
+            "draws_per_epoch": trained["draws_per_epoch"], "tau": ctx.tau, "views": ctx.budget.views}
 
 
 def _student_options(recipe: str, ctx: DemoContext, seed: int, no_teacher: bool, **extra) -> TrainOptions:
@@ -122,7 +162,8 @@ def _student_options(recipe: str, ctx: DemoContext, seed: int, no_teacher: bool,
                                    target=ctx.protocol.target, config=str(ctx.config),
                                    store=None if no_teacher else str(ctx.store), epochs=b.student_epochs,
                                    batch_size=b.batch_size, max_draws=b.max_draws, no_teacher=no_teacher,
-                                   seed=seed, **extra)
+                                   seed=seed, tau=None if no_teacher else ctx.tau,
+                                   views=bool(b.views) and not no_teacher, **extra)
 
 
 def _vlmkd_options(ctx: DemoContext, seed: int, no_teacher: bool) -> TrainOptions:
