@@ -10,6 +10,7 @@ from importlib.metadata import version as package_version
 from typing import Annotated, Callable, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from fasd.errors import FasdError
 from fasd.io_checks import os_error_line
@@ -34,6 +35,25 @@ def _main(version: Annotated[Optional[bool], typer.Option(
     """fasd: distil a vision-language face anti-spoofing teacher into a phone-sized student."""
 
 
+_LAZY_HELP: dict[str, Callable[[], str]] = {}
+
+
+def lazy_help(text: Callable[[], str]) -> str:
+    """An option's help built from a registry when help is shown, not when the CLI starts: registries whose
+    members import torch (export formats, students) stay unimported by every other command and `--help`."""
+    key = f"\0{len(_LAZY_HELP)}"
+    _LAZY_HELP[key] = text
+    return key
+
+
+class _RegistryHelpCommand(TyperCommand):
+    def format_help(self, ctx, formatter) -> None:
+        for param in self.params:
+            if getattr(param, "help", None) in _LAZY_HELP:
+                param.help = _LAZY_HELP[param.help]()
+        super().format_help(ctx, formatter)
+
+
 def command(name: str) -> Callable:
     """Register a command whose user errors print one line (no traceback) and exit 2."""
     def decorate(func: Callable) -> Callable:
@@ -51,7 +71,7 @@ def command(name: str) -> Callable:
             except OSError as exc:  # disk full, read-only folder, permission denied, ...
                 typer.echo(f"fasd {name}: error: {os_error_line(exc)}", err=True)
                 raise typer.Exit(2) from None
-        return app.command(name)(wrapper)
+        return app.command(name, cls=_RegistryHelpCommand)(wrapper)
     return decorate
 
 

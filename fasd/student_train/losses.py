@@ -2,7 +2,8 @@
 
 Each term is importable as a plain function (``ce_loss``, ``kl_loss``, ``feature_loss``, ``triplet_loss``,
 ``head_aware_loss``, ``rs2_align_loss``) and registered by name with the teacher targets and student outputs it
-reads in fasd.student_train.loss_terms (``TERMS``, re-exported here); a composite with weight 0 for a term neither computes it nor needs its targets.
+reads in fasd.student_train.loss_terms (``TERMS``, re-exported here); a composite with weight 0 for a term
+neither computes it nor needs its targets.
 Labels: 0 = spoof, 1 = live (fasd.constants); logits are ordered [spoof, live].
 Every term is computed in float32, whatever autocast produced.
 """

@@ -16,7 +16,7 @@ from fasd.errors import FasdError
 from fasd.export.deployable import Deployable
 from fasd.export.formats import ExportOptions, register_format
 from fasd.export.metadata import OUTPUT_NAMES, encode_metadata
-from fasd.export.runtimes import require
+from fasd.export.runtimes import Scorer, require
 
 MAX_BATCH = 64
 INT8 = "weight-only per-channel int8 (coremltools linear_quantize_weights); activations fp32"
@@ -39,7 +39,13 @@ def check_coreml(path: Path, deployable: Deployable) -> str:
     return f"spec checked: input {inputs[0][0]} {inputs[0][1]}, outputs {', '.join(outputs)}, metadata"
 
 
-@register_format("coreml", ".mlpackage", int8=INT8, check=check_coreml)
+def _no_runtime(path: Path, threads: int | None) -> Scorer:
+    raise FasdError(f"{path} is a Core ML model: its runtime runs only on macOS/iOS; on Linux evaluate the "
+                    "checkpoint or an .onnx/.ort/.pte export of it")
+
+
+@register_format("coreml", ".mlpackage", int8=INT8, check=check_coreml, help="Core ML (.mlpackage; runs on "
+                 "macOS/iOS, checked by its spec on Linux)", runtime=_no_runtime)
 def write_coreml(deployable: Deployable, out: Path, options: ExportOptions) -> str:
     ct = require("coremltools", "coreml", _NEEDS)
     (name,) = deployable.input_names

@@ -16,7 +16,7 @@ import torch
 from fasd.export.deployable import Deployable
 from fasd.export.formats import ExportOptions, register_format
 from fasd.export.metadata import encode_metadata
-from fasd.export.runtimes import EXECUTORCH_MAX_BATCH, METADATA_METHOD, require
+from fasd.export.runtimes import EXECUTORCH_MAX_BATCH, METADATA_METHOD, ExecuTorchStudent, require
 
 INT8 = "static, per-channel int8 weights, int8 activations (XNNPACK quantizer, PT2E)"
 _NEEDS = "--format executorch"
@@ -40,7 +40,7 @@ def _exported(deployable: Deployable, options: ExportOptions) -> torch.export.Ex
     return torch.export.export(pt2e.convert_pt2e(prepared), example, dynamic_shapes=dynamic)
 
 
-@register_format("executorch", ".pte", int8=INT8)
+@register_format("executorch", ".pte", int8=INT8, help="ExecuTorch (.pte, XNNPACK)", runtime=ExecuTorchStudent)
 def write_executorch(deployable: Deployable, out: Path, options: ExportOptions) -> str:
     exir = require("executorch.exir", "executorch", _NEEDS)
     partitioner = require("executorch.backends.xnnpack.partition.xnnpack_partitioner", "executorch", _NEEDS)

@@ -16,7 +16,7 @@ from fasd.export.deployable import Deployable
 from fasd.export.formats import ExportOptions, register_format
 
 
-@register_format("litert", ".tflite", int8=None)
+@register_format("litert", ".tflite", int8=None, help="LiteRT (.tflite)")
 def write_litert(deployable: Deployable, out: Path, options: ExportOptions) -> str:
     raise FasdError(f"--format litert: no LiteRT converter installs beside this torch {torch.__version__} "
                     "(litert-torch needs torch < 2.15; onnx2tf's TensorFlow downgrades numpy, onnx and onnxruntime); "
