@@ -65,10 +65,6 @@ def register_detector(name: str, weights: str, landmarks: bool, help: str):
     return DETECTORS.register(name, lambda build: DetectorKind(name, build, weights, landmarks, help))
 
 
-def detector_help() -> str:
-    return "; ".join(f"{kind.name}: {kind.help}" for kind in DETECTORS.all().values())
-
-
 @lru_cache(maxsize=4)  # one per process and weights: ingest workers load it once, not per item
 def load_detector(name: str, weights: str | None = None) -> Detector:
     """The registered detector ``name`` built from ``weights`` (comma-separated files, as --detector-weights)."""
