@@ -136,3 +136,106 @@ def test_no_teacher_run_with_the_deit_policy_mixes_and_keeps_an_ema(tmp_path, sy
     assert (config["augment"], config["mixup"], config["model_ema"], config["clip_grad"]) == ("deit", 0.8, 0.99996, 0)
     last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
     assert set(last["model_ema"]) == set(last["model"])
+
+
+# ---------------------------------------------------------------- mmda: paper B's epochs, U-DSA exit, captions
+
+SMALL_CLIP = {"embed_dim": 32, "quick_gelu": True,
+              "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32},
+              "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+
+
+def _mmda_teacher(**settings):
+    import open_clip
+
+    from fasd.teacher_cache.mmda.captions import default_captions
+    from fasd.teacher_cache.mmda.model import MMDASettings, build_mmda_teacher
+
+    torch.manual_seed(0)
+    teacher = build_mmda_teacher(open_clip.model.CLIP(**SMALL_CLIP).eval(), default_captions(),
+                                 MMDASettings(udsa_depth=2, **settings)).eval()
+    with torch.no_grad():  # away from the identity start, so the captions through U-DSA are other vectors
+        for parameter in teacher.udsa.parameters():
+            parameter.normal_(0, 0.2)
+    return teacher
+
+
+def _images(n: int = 3):
+    from fasd.constants import MODALITIES
+
+    generator = torch.Generator().manual_seed(1)
+    return {m: torch.randn(n, 3, 64, 64, generator=generator) for m in MODALITIES}
+
+
+def test_mmda_teacher_trains_80_epochs_by_default_as_paper_b():
+    from fasd.teacher_cache.mmda.finetune import DEFAULT_EPOCHS
+
+    assert DEFAULT_EPOCHS == 80
+    assert "mmda80" in _compact(fasd("teacher-finetune", "--help").output)
+
+
+def test_captions_go_through_udsa_and_each_depth_aligns_to_its_own():
+    import torch.nn.functional as F
+
+    from fasd.rs2_math import rs2_align_loss
+    from fasd.teacher_cache.mmda.model import CAPTION_COS, DEPTH_EMBEDDINGS
+
+    teacher = _mmda_teacher()
+    through = [F.normalize(c, dim=-1) for c in teacher.udsa(teacher.captions)]
+    assert len(through) == 3  # exit v'0, depths 1 and 2
+    with torch.no_grad():
+        out = teacher(_images())
+        for got, want in zip(teacher.caption_depths(), through):
+            torch.testing.assert_close(got, want)
+        torch.testing.assert_close(out[CAPTION_COS], out["feature"] @ through[0].t())
+        labels = torch.tensor([0, 1, 1])
+        loss = teacher.loss(out, labels)
+        hand = torch.stack([rs2_align_loss(v, labels, c, teacher.caption_labels, "over-all")
+                            for v, c in zip(out[DEPTH_EMBEDDINGS], through)]).mean()
+        torch.testing.assert_close(loss["align"], hand)
+    raw = _mmda_teacher(caption_udsa=False)
+    with torch.no_grad():
+        out = raw(_images())
+        torch.testing.assert_close(out[CAPTION_COS], out["feature"] @ raw.captions.t())
+    assert not torch.allclose(through[0], raw.captions, atol=1e-3)  # the two readings differ
+
+
+def test_udsa_exit_parameters_are_printed_beside_table_9_and_old_checkpoints_load(tmp_path):
+    from fasd.teacher_cache.mmda.finetune import parameter_line
+    from fasd.teacher_cache.mmda.kind import load_mmda
+    from fasd.teacher_cache.registry import TeacherOptions
+
+    v0, v1 = _mmda_teacher(), _mmda_teacher(udsa_exit="v1")
+    mlp = 2 * (32 * 32 + 32)  # Linear(E, E) -> GELU -> Linear(E, E), E = 32
+    assert sum(p.numel() for p in v0.udsa.parameters()) == (2 + 2) * mlp  # Adapt_1,2 + Remap_0,1
+    assert sum(p.numel() for p in v1.udsa.parameters()) == (2 + 1) * mlp
+    line = parameter_line(v0)
+    assert "exit v0" in line and "Table 9: 169.95 M at depth 0 -> 302.46 M at depth 7 (18.93 M per layer" in line
+    # A fasd 0.2 checkpoint (no exit / caption switches) loads as what it was trained with.
+    old = v1.checkpoint()
+    old["settings"] = {k: v for k, v in old["settings"].items() if k not in ("udsa_exit", "caption_udsa")}
+    torch.save(old, tmp_path / "old.pt")
+    loaded = load_mmda(TeacherOptions(tmp_path / "old.pt"), "clip")
+    assert loaded.details["settings"]["udsa_exit"] == "v1" and loaded.details["settings"]["caption_udsa"] is False
+    torch.save(v0.checkpoint(), tmp_path / "new.pt")  # the store fingerprint records both switches
+    settings = load_mmda(TeacherOptions(tmp_path / "new.pt"), "clip").details["settings"]
+    assert (settings["udsa_exit"], settings["caption_udsa"]) == ("v0", True)
+
+
+# ---------------------------------------------------------------- vlmkd: paper A's prompt reading
+
+def test_centroid_mode_clip_normalises_each_prompt_then_averages_as_paper_a():
+    from fasd.teacher_cache.prompts import centroids_from_embeddings, load_prompts
+
+    generator = torch.Generator().manual_seed(0)
+    spoof, live = torch.randn(3, 8, generator=generator) * 5, torch.randn(3, 8, generator=generator)
+    spoof[0] *= 20  # one long embedding dominates the raw mean (FLIP) but not the mean of unit ones (paper A)
+    paper_a = centroids_from_embeddings([spoof, live], "clip")
+    flip = centroids_from_embeddings([spoof, live], "flip")
+    for row, embeddings in enumerate((spoof, live)):
+        torch.testing.assert_close(paper_a[row], F.normalize(F.normalize(embeddings, dim=1).mean(0), dim=0))
+        torch.testing.assert_close(flip[row], F.normalize(embeddings.mean(0), dim=0))
+    assert (paper_a[0] - flip[0]).abs().max() > 1e-2
+    help_text = _compact(fasd("cache-teacher", "--help").output)
+    assert _compact("paper A describes 3 + 3 prompts") in help_text and _compact("paper A's description") in help_text
+    assert load_prompts(None)["spoof"][0] == "This is an example of a spoof face"  # FLIP's 6 + 6 stay the default

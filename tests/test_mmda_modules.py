@@ -199,21 +199,27 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
 
 
 @pytest.mark.parametrize("skip", [False, True])
-def test_udsa_follows_the_u_shaped_recurrence(skip):
-    udsa = UDSA(width=6, depth=3, hidden=5, skip=skip)
+@pytest.mark.parametrize("exit", ["v0", "v1"])
+def test_udsa_follows_the_u_shaped_recurrence(skip, exit):
+    udsa = UDSA(width=6, depth=3, hidden=5, skip=skip, exit=exit)
     _randomise(udsa, 3)
     v0 = torch.randn(4, 6)
     adapt = [(lambda m: (lambda x, m=m: x + m(x)) if skip else m)(m) for m in udsa.adapt]
+    remap = list(udsa.remap) if exit == "v0" else [None, *udsa.remap]  # remap[i] is Remap_i
     a1 = adapt[0](v0)
     a2 = adapt[1](a1)
     a3 = adapt[2](a2)
     u3 = a3  # the deepest layer has no Remap
-    u2 = a2 + udsa.remap[1](u3)
-    u1 = a1 + udsa.remap[0](u2)
+    u2 = a2 + remap[2](u3)
+    u1 = a1 + remap[1](u2)
+    expected = (u1, u2, u3)
+    if exit == "v0":  # paper B Fig. 6: v'0 = v0 + Remap_0(v'1), one Remap per layer
+        expected = (v0 + remap[0](u1), *expected)
+    assert len(udsa.remap) == (3 if exit == "v0" else 2)
     outputs = udsa(v0)
-    assert len(outputs) == 3
-    for got, expected in zip(outputs, (u1, u2, u3)):
-        torch.testing.assert_close(got, expected)
+    assert len(outputs) == len(expected)
+    for got, want in zip(outputs, expected):
+        torch.testing.assert_close(got, want)
 
 
 def test_udsa_with_skips_starts_as_the_identity_and_depth_zero_is_the_identity():
@@ -259,7 +265,7 @@ def test_teacher_outputs_and_zero_shot_start_against_clips_own_towers():
         sentences, labels = flatten_captions(default_captions())
         text = F.normalize(reference.encode_text(open_clip.tokenize(sentences)), dim=-1)
     assert out["logits"].shape == (4, 2) and out["feature"].shape == (4, 32) and out[CAPTION_COS].shape == (4, 48)
-    assert len(out["depth_embeddings"]) == 3
+    assert len(out["depth_embeddings"]) == 4  # exit v'0 and depths 1-3
     torch.testing.assert_close(out["feature"].norm(dim=1), torch.ones(4))
     torch.testing.assert_close(out[CAPTION_COS], out["feature"] @ text.t(), atol=1e-5, rtol=1e-5)
     assert teacher.caption_labels.tolist() == labels == [0] * 24 + [1] * 24
@@ -293,7 +299,7 @@ def test_teacher_on_the_shipped_tiny_clip():
     with torch.no_grad():
         out = teacher(_images(2, 224, 2), domains=torch.tensor([0, 0]))
     assert out["logits"].shape == (2, 2) and out["feature"].shape == (2, 128)
-    assert len(out["depth_embeddings"]) == 7
+    assert len(out["depth_embeddings"]) == 8  # exit v'0 and depths 1-7
 
 
 @pytest.mark.parametrize("settings", [MMDASettings(md2a=False, rs2=False, udsa_depth=0),

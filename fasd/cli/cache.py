@@ -243,6 +243,8 @@ def cache_teacher(
         help="With --views: mix each view with a partner frame of the same chunk and split and cache the teacher "
              "on the mixed pixels (HaTFAS: mixup=0.8,cutmix=1.0; also prob=P, switch_prob=P); `fasd train "
              "--views` replays the mixed image and its mixed label (default: no mixing).")] = None,
+    precision: Annotated[str, typer.Option(help="The teacher's autocast: auto (bf16 on CUDA where supported, else "
+                                                "fp16; fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
 ) -> None:
     """Run the frozen teacher once over a dataset and write its targets (logits, CLS feature, layer tokens, ...)
     into the Zarr store.
@@ -254,7 +256,7 @@ def cache_teacher(
     from fasd.constants import SPLITS
     from fasd.data.open_source import open_source
     from fasd.device import default_workers
-    from fasd.teacher_cache.job import CacheOptions, run_cache
+    from fasd.teacher_cache.job import CacheOptions, check_precision, run_cache
     from fasd.teacher_cache.prompts import load_prompts
     from fasd.teacher_cache.registry import TEACHERS, TeacherOptions, load_teacher
     from fasd.mixing import MixSettings
@@ -270,6 +272,7 @@ def cache_teacher(
         raise FasdError(f"--splits {splits}: valid splits are {', '.join(SPLITS)}")
     _positive("--batch-size", batch_size)
     _positive("--chunk-rows", chunk_rows)
+    check_precision(precision)
     mixing = MixSettings.parse(mix)
     if mixing.active and not views:
         raise FasdError("--mix mixes stored views: give --views K too")
@@ -286,7 +289,7 @@ def cache_teacher(
     options = CacheOptions(splits=tuple(split_list), batch_size=batch_size, device=device,
                            workers=default_workers() if workers is None else workers, shard=shard_index,
                            num_shards=shard_count, chunk_rows=chunk_rows, overwrite=overwrite, strict=strict,
-                           views=ViewSettings(views, view_seed, bool(view_jitter), mixing))
+                           views=ViewSettings(views, view_seed, bool(view_jitter), mixing), precision=precision)
     if "://" not in store:
         ensure_writable(Path(store))
     if repair:

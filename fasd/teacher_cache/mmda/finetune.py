@@ -33,6 +33,7 @@ from fasd.teacher_cache.arch import TINY_ARCH, random_clip
 from fasd.teacher_cache.finetune import train_augmentation
 from fasd.teacher_cache.mmda.captions import default_captions
 from fasd.teacher_cache.mmda.model import MMDASettings, MMDATeacher, build_mmda_teacher, teacher_from_checkpoint
+from fasd.teacher_cache.mmda.udsa import TABLE9_PARAMETERS, per_layer_parameters
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.training.precision import autocast, grad_scaler
 from fasd.training.sampler import domain_balanced_sampler
@@ -41,7 +42,7 @@ from fasd.training.schedule import warmup_cosine
 DEFAULT_LR = 5e-6
 DEFAULT_WEIGHT_DECAY = 1e-3
 DEFAULT_BATCH_SIZE = 24
-DEFAULT_EPOCHS = 5
+DEFAULT_EPOCHS = 80  # paper B trains 80 epochs (fasd demo passes its own few)
 NORMALIZE = "clip"  # CLIP preprocessing (paper B); the teacher kind's input contract
 CHECKPOINT_FORMAT = "fasd-mmda"
 
@@ -137,6 +138,19 @@ def load_mmda_teacher(path: str | Path) -> MMDATeacher:
     return teacher_from_checkpoint(checkpoint)
 
 
+def parameter_line(teacher: MMDATeacher) -> str:
+    """The teacher's parameter counts beside paper B's Table 9 (whole model 169.95 M at U-DSA depth 0, 302.46 M
+    at depth 7: 18.93 M per layer)."""
+    settings = teacher.settings
+    total = sum(p.numel() for p in teacher.parameters()) / 1e6
+    udsa = sum(p.numel() for p in teacher.udsa.parameters()) / 1e6
+    table = TABLE9_PARAMETERS
+    paper = (table[7] - table[0]) / 7
+    return (f"mmda teacher: {total:.2f} M parameters, U-DSA depth {settings.udsa_depth} exit {settings.udsa_exit}: "
+            f"{udsa:.2f} M ({per_layer_parameters(teacher.udsa):.2f} M per layer); paper B Table 9: "
+            f"{table[0]:.2f} M at depth 0 -> {table[7]:.2f} M at depth 7 ({paper:.2f} M per layer, CLIP ViT-B/16)")
+
+
 def finetune_mmda(sources: list[FrameSource], out: str | Path, clip: open_clip.model.CLIP | None = None,
                   captions: dict[str, list[str]] | None = None, settings: MMDASettings = MMDASettings(),
                   epochs: int = DEFAULT_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE, lr: float = DEFAULT_LR,
@@ -151,6 +165,7 @@ def finetune_mmda(sources: list[FrameSource], out: str | Path, clip: open_clip.m
     torch.manual_seed(seed)
     clip = clip if clip is not None else random_clip(TINY_ARCH, seed)
     teacher = build_mmda_teacher(clip.to(torch_device), captions or default_captions(), settings)
+    log(parameter_line(teacher))
     sets = [ModalityFrames(s, s.table.rows_in_splits(["train"]), teacher.input_size, d, augment=True)
             for d, s in enumerate(sources)]
     domains = np.concatenate([np.full(len(s), s.domain) for s in sets])

@@ -67,9 +67,16 @@ def load_mmda(options: TeacherOptions, normalize: str) -> LoadedTeacher:
                  layout.FEATURE: TargetSpec((embed_dim,), layout.FEATURE_DTYPE),
                  CAPTION_COS: TargetSpec((captions,), CAPTION_COS_DTYPE)},
         details={"settings": asdict(teacher.settings), "captions": teacher.caption_texts, "feature_dim": embed_dim},
-        texts={CAPTIONS: teacher.captions.numpy().astype("float32"),
+        texts={CAPTIONS: _exit_captions(teacher),
                CAPTION_LABELS: teacher.caption_labels.numpy().astype("int64")},
         modalities=MODALITIES)
+
+
+def _exit_captions(teacher: MMDATeacher) -> np.ndarray:
+    """The caption embeddings the cached caption_cos is taken against (through the U-DSA when the teacher was
+    trained so), what the student's RS2 term aligns to."""
+    with torch.inference_mode():
+        return teacher.caption_depths()[0].numpy().astype("float32")
 
 
 def run_mmda(sources: list[FrameSource], out: Path, run: FinetuneRun) -> dict:

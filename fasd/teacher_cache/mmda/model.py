@@ -4,8 +4,8 @@
     X        = [tokens_rgb; tokens_depth; tokens_ir]                (N, 3T, W)
     X        = MD2A(X, partner)                  partner: a same-domain sample (md2a.partner_index)
     v_0      = mean of the present modalities' fused CLS tokens · proj   (N, E), CLIP's own projection
-    [v′_1 … v′_D] = U-DSA(v_0)
-    logits   = RS2Head(v′_1),  feature = unit(v′_1),  caption_cos = feature · unit(captions)ᵀ
+    [v′_0 … v′_D] = U-DSA(v_0)                   (--udsa-exit v0; v1: [v′_1 … v′_D])
+    logits   = RS2Head(v′_0),  feature = unit(v′_0),  caption_cos = feature · unit(U-DSA(captions)_0)ᵀ
 
 Decisions where the paper is silent:
 
@@ -17,6 +17,12 @@ Decisions where the paper is silent:
 * Inference (``domains=None``): every sample is its own partner.
 * The text tower is frozen: the captions are encoded once when the teacher is built and kept as the
   ``captions`` buffer (unit norm, spoof captions first), so caching reads exactly the trained embeddings.
+* Captions through U-DSA (``caption_udsa``, the default; paper B Appendix B passes the caption inputs through
+  U-DSA): depth i's RS2 compares v′_i with the i-th U-DSA output of the caption embeddings (unit), and the
+  cached ``caption_cos`` and the store's text/captions are the exit's. ``--no-caption-udsa`` (fasd 0.2)
+  compares every depth with the raw caption buffer.
+* Checkpoints written before these two switches existed load as what they were trained with (exit v′_1, raw
+  captions).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from fasd.store_schema import layout
 from fasd.teacher_cache.mmda.captions import flatten_captions
 from fasd.teacher_cache.mmda.md2a import FUSIONS, partner_index
 from fasd.teacher_cache.mmda.rs2 import RS2Head, rs2_losses
-from fasd.teacher_cache.mmda.udsa import UDSA
+from fasd.teacher_cache.mmda.udsa import UDSA, UDSA_EXITS
 
 CAPTION_COS = "caption_cos"
 DEPTH_EMBEDDINGS = "depth_embeddings"
@@ -43,17 +49,22 @@ DEPTH_EMBEDDINGS = "depth_embeddings"
 
 @dataclass(frozen=True)
 class MMDASettings:
-    """The module switches (``--no-md2a``, ``--no-rs2``, ``--udsa-depth``, ``--rs2-min``)."""
+    """The module switches (``--no-md2a``, ``--no-rs2``, ``--udsa-depth``, ``--rs2-min``, ``--udsa-exit``,
+    ``--caption-udsa``)."""
 
     md2a: bool = True
     rs2: bool = True
     udsa_depth: int = 7
     udsa_skip: bool = True
     rs2_min: str = "over-all"
+    udsa_exit: str = "v0"
+    caption_udsa: bool = True
 
     def __post_init__(self) -> None:
         if self.udsa_depth < 0:
             raise FasdError(f"--udsa-depth must be >= 0, got {self.udsa_depth}")
+        if self.udsa_exit not in UDSA_EXITS:
+            raise FasdError(f"--udsa-exit must be one of {', '.join(UDSA_EXITS)}, got '{self.udsa_exit}'")
         if self.rs2_min not in RS2_MIN_MODES:
             raise FasdError(f"unknown --rs2-min '{self.rs2_min}'; valid: {', '.join(RS2_MIN_MODES)}")
 
@@ -97,7 +108,7 @@ class MMDATeacher(nn.Module):
         self.register_buffer("caption_labels", torch.tensor(labels, dtype=torch.long))
         self.fusion = FUSIONS[settings.md2a](width, heads=width // config["vision_cfg"]["head_width"],
                                              lambda_layer=config["vision_cfg"]["layers"] + 1)
-        self.udsa = UDSA(embed_dim, settings.udsa_depth, skip=settings.udsa_skip)
+        self.udsa = UDSA(embed_dim, settings.udsa_depth, skip=settings.udsa_skip, exit=settings.udsa_exit)
         self.head = RS2Head(embed_dim)
 
     def tokens(self, images: torch.Tensor) -> torch.Tensor:
@@ -123,14 +134,22 @@ class MMDATeacher(nn.Module):
         depths = self.udsa(pooled @ self.visual.proj)
         feature = F.normalize(depths[0].float(), dim=-1)
         with torch.autocast(device.type, enabled=False):  # cosines in float32 whatever autocast is active
-            caption_cos = feature @ self.captions.t()
+            caption_cos = feature @ self.caption_depths()[0].t()
         return {layout.LOGITS: self.head(depths[0]).float(), layout.FEATURE: feature,
                 CAPTION_COS: caption_cos, DEPTH_EMBEDDINGS: depths}
 
     def loss(self, outputs: dict, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """L_RS2 = L_cls + L_align at every U-DSA depth (rs2.rs2_losses); {"cls", "align", "total"}."""
-        return rs2_losses(self.head, outputs[DEPTH_EMBEDDINGS], labels, self.captions, self.caption_labels,
+        return rs2_losses(self.head, outputs[DEPTH_EMBEDDINGS], labels, self.caption_depths(), self.caption_labels,
                           self.settings.rs2_min, self.settings.rs2)
+
+    def caption_depths(self) -> list[torch.Tensor]:
+        """The unit caption embeddings each U-DSA depth's RS2 compares with, exit first: the captions through the
+        U-DSA (``caption_udsa``), or the raw buffer shared by every depth ([captions])."""
+        if not self.settings.caption_udsa:
+            return [self.captions]
+        with torch.autocast(self.captions.device.type, enabled=False):
+            return [F.normalize(c.float(), dim=-1) for c in self.udsa(self.captions)]
 
     def checkpoint(self) -> dict:
         """Everything ``load_mmda_teacher`` needs to rebuild this module exactly."""
@@ -156,7 +175,8 @@ def build_mmda_teacher(clip: open_clip.model.CLIP, captions: dict[str, list[str]
 def teacher_from_checkpoint(checkpoint: dict) -> MMDATeacher:
     """Rebuild the module a ``MMDATeacher.checkpoint()`` dict describes (architecture, switches, captions, weights)."""
     clip = open_clip.model.CLIP(**checkpoint["clip"])
+    legacy = {"udsa_exit": "v1", "caption_udsa": False}  # fasd 0.2's checkpoints: what they were trained with
     teacher = MMDATeacher(clip.visual, checkpoint["clip"], checkpoint["captions"],
-                          MMDASettings(**checkpoint["settings"]))
+                          MMDASettings(**(legacy | checkpoint["settings"])))
     teacher.load_state_dict(checkpoint["state_dict"])
     return teacher.eval()

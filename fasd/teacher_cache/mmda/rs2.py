@@ -45,18 +45,23 @@ class RS2Head(nn.Module):
 
 
 def rs2_losses(head: RS2Head, depth_embeddings: list[torch.Tensor], labels: torch.Tensor,
-               captions: torch.Tensor, caption_labels: torch.Tensor, min_over: str,
+               captions: torch.Tensor | list[torch.Tensor], caption_labels: torch.Tensor, min_over: str,
                rs2: bool) -> dict[str, torch.Tensor]:
-    """{"cls", "align", "total"} for the visual embeddings of every U-DSA depth (each (N, E))."""
+    """{"cls", "align", "total"} for the visual embeddings of every U-DSA depth (each (N, E)).
+
+    ``captions``: one (2K, E) caption set shared by every depth, or one per depth (the captions through the
+    U-DSA): depth i aligns to its own set and L_cls runs over every depth's captions."""
     labels = labels.long()
+    per_depth = list(captions) if isinstance(captions, (list, tuple)) else [captions]
     visual = torch.cat(depth_embeddings)
     visual_labels = labels.repeat(len(depth_embeddings))
     if not rs2:
         cls = F.cross_entropy(head(visual).float(), visual_labels)
         return {"cls": cls, "align": torch.zeros_like(cls), "total": cls}
-    every = torch.cat([visual.float(), captions.float()])
-    every_labels = torch.cat([visual_labels, caption_labels.long()])
+    every = torch.cat([visual.float(), *(c.float() for c in per_depth)])
+    every_labels = torch.cat([visual_labels, caption_labels.long().repeat(len(per_depth))])
     cls = F.cross_entropy(head(every).float(), every_labels)
-    align = torch.stack([rs2_align_loss(v, labels, captions, caption_labels, min_over)
-                         for v in depth_embeddings]).mean()
+    shared = len(per_depth) == 1
+    align = torch.stack([rs2_align_loss(v, labels, per_depth[0 if shared else i], caption_labels, min_over)
+                         for i, v in enumerate(depth_embeddings)]).mean()
     return {"cls": cls, "align": align, "total": cls + align}
