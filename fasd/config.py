@@ -54,7 +54,7 @@ def pooled_members(target: str) -> list[str]:
 
 
 @dataclass
-class Registry:
+class DatasetRegistry:
     path: Path
     datasets: dict[str, DatasetEntry]
     domains: list[str] = field(default_factory=list)
@@ -211,10 +211,10 @@ def _parse(raw: dict, path: Path) -> tuple[dict[str, DatasetEntry], list[str]]:
     return datasets, list(domains)
 
 
-def load_registry(explicit: str | Path | None = None) -> Registry:
+def load_registry(explicit: str | Path | None = None) -> DatasetRegistry:
     path = find_config(explicit).resolve()
     datasets, domains = _parse(_read_toml(path)[1], path)
-    return Registry(path=path, datasets=datasets, domains=domains)
+    return DatasetRegistry(path=path, datasets=datasets, domains=domains)
 
 
 def _has_comment(text: str) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fasd.config import DatasetEntry, Registry, load_registry
+from fasd.config import DatasetEntry, DatasetRegistry, load_registry
 from fasd.constants import MODALITIES
 from fasd.data.open_source import open_source, open_target
 from fasd.data.pooled import PooledFrameSource
@@ -25,9 +25,10 @@ from fasd.experiment.plan import parse_protocols
 DOMAINS = ["cefa", "wmca", "padisi", "surf"]
 
 
-def _registry(domains: list[str] = DOMAINS, extra: tuple[str, ...] = ()) -> Registry:
+def _registry(domains: list[str] = DOMAINS, extra: tuple[str, ...] = ()) -> DatasetRegistry:
     names = [*domains, *extra]
-    return Registry(Path("fasd.toml"), {n: DatasetEntry(n, "hdf5", Path(f"{n}.h5")) for n in names}, list(domains))
+    return DatasetRegistry(Path("fasd.toml"), {n: DatasetEntry(n, "hdf5", Path(f"{n}.h5")) for n in names},
+                           list(domains))
 
 
 # ---------------------------------------------------------------- protocol parser

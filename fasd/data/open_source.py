@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fasd.config import DatasetEntry, Registry
+from fasd.config import DatasetEntry, DatasetRegistry
 from fasd.data.folder import FolderFrameSource
 from fasd.data.hdf5_pack import HDF5FrameSource
 from fasd.data.mcio import MCIOFrameSource
@@ -22,7 +22,7 @@ def open_source(entry: DatasetEntry) -> FrameSource:
     raise FasdError(f"dataset '{entry.name}': unknown format '{entry.format}' (use hdf5, folder or mcio)")
 
 
-def open_target(registry: Registry, target: str) -> FrameSource:
+def open_target(registry: DatasetRegistry, target: str) -> FrameSource:
     """A protocol's test set by its target name: the dataset itself, or for a pooled ``C+D`` (several targets,
     ``A,B-to-C,D``) their frames concatenated (fasd.data.pooled)."""
     entries = registry.entries(target)

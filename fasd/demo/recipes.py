@@ -61,7 +61,7 @@ class DemoContext:
     out: Path
     budget: DemoBudget
     config: Path
-    registry: object  # fasd.config.Registry
+    registry: object  # fasd.config.DatasetRegistry
     protocol: object  # fasd.config.Protocol
     teacher_domains: list[str]  # every synthetic domain but the target
     store: Path

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fasd.config import Registry
+from fasd.config import DatasetRegistry
 from fasd.data.open_source import open_target
 from fasd.export.evaluation import evaluate_scorer
 from fasd.export.metadata import modalities_of
@@ -28,7 +28,7 @@ def missing_file(setting: str) -> str:
     return f"metrics_missing-{setting}.json"
 
 
-def evaluate_missing(run_dir: Path, registry: Registry, target: str, progress: bool = True) -> dict[str, dict]:
+def evaluate_missing(run_dir: Path, registry: DatasetRegistry, target: str, progress: bool = True) -> dict[str, dict]:
     """Evaluate a finished cell with each missing setting not yet written; {setting: metrics} of those written
     now (empty when every file is there or the student takes no depth / IR)."""
     run_dir = Path(run_dir)

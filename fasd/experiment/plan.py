@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from fasd.config import HOLDOUT, INTRA, TO, Registry
+from fasd.config import HOLDOUT, INTRA, TO, DatasetRegistry
 from fasd.errors import FasdError
 from fasd.student_train.run_config import TrainOptions
 from fasd.student_train.trainer import LAST
@@ -110,7 +110,7 @@ def _check_ablations(ablations: list[str], recipe: str, base: dict) -> None:
                         f"those settings); valid for {recipe}: {', '.join(valid)}")
 
 
-def build_plan(registry: Registry, protocols: list[str], seeds: list[int], ablations: list[str],
+def build_plan(registry: DatasetRegistry, protocols: list[str], seeds: list[int], ablations: list[str],
                stores: dict[str, str], train_overrides: dict, recipe: str = DEFAULT_RECIPE) -> list[Cell]:
     """Every cell, seed-major (all of seed 0 first, so early tables already have every row).
 

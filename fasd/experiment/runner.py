@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fasd.config import Registry, load_registry
+from fasd.config import DatasetRegistry, load_registry
 from fasd.errors import FasdError
 from fasd.experiment.missing import evaluate_missing
 from fasd.experiment.plan import (DEFAULT_RECIPE, FINISHED, RESUME, Cell, build_plan, cell_state,
@@ -57,7 +57,7 @@ def _record_failure(outcome: ExperimentOutcome, key: str, run_dir: Path, exc: Ex
     echo(f"{tag} failed {key}: {error}")
 
 
-def _missing_matrix(cell: Cell, registry: Registry, run_dir: Path, tag: str, outcome: ExperimentOutcome,
+def _missing_matrix(cell: Cell, registry: DatasetRegistry, run_dir: Path, tag: str, outcome: ExperimentOutcome,
                     progress: bool, echo: Callable[[str], None]) -> None:
     """Protocol 2 for a finished cell (nothing for RGB students or settings already evaluated)."""
     try:
@@ -70,7 +70,7 @@ def _missing_matrix(cell: Cell, registry: Registry, run_dir: Path, tag: str, out
              f"threshold, AUC {_pct(metrics['auc'])}")
 
 
-def _run_cell(cell: Cell, registry: Registry, out: Path, tag: str, outcome: ExperimentOutcome, progress: bool,
+def _run_cell(cell: Cell, registry: DatasetRegistry, out: Path, tag: str, outcome: ExperimentOutcome, progress: bool,
               echo: Callable[[str], None]) -> None:
     run_dir = cell.run_dir(out)
     state = cell_state(run_dir)

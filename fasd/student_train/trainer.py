@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fasd import distributed
-from fasd.config import Registry
+from fasd.config import DatasetRegistry
 from fasd.constants import CLASS_NAMES, SPLITS
 from fasd.data.open_source import open_target
 from fasd.device import resolve_device, set_cpu_threads
@@ -60,7 +60,7 @@ from fasd.training.augment import smoothed_targets as augment_smoothed
 from fasd.training.transforms import view_transform
 
 
-def _domain_rows(registry: Registry, names: list[str], split: str) -> list[DomainRows]:
+def _domain_rows(registry: DatasetRegistry, names: list[str], split: str) -> list[DomainRows]:
     parts = []
     for name in names:
         source = open_target(registry, name)  # a pooled C+D: several targets' test splits as one
@@ -117,7 +117,7 @@ class Trainer:
     """``options.stream_targets`` reads teacher features from the store chunk by chunk (stores larger than
     memory) instead of loading them; it changes the order of the draws within an epoch, not the draws."""
 
-    def __init__(self, registry: Registry, options: TrainOptions, run_dir: Path, progress: bool = True):
+    def __init__(self, registry: DatasetRegistry, options: TrainOptions, run_dir: Path, progress: bool = True):
         options.validate()
         self.ranks = distributed.current()
         world = self.ranks.world_size
