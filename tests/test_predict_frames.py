@@ -159,3 +159,25 @@ def test_no_detect_and_models_without_a_policy_score_inputs_as_crops(models, fac
     assert detected["face"] is not None and detected["p_live"] != pytest.approx(float(expected), abs=1e-4)
     with pytest.raises(FasdError, match="writes the face crops detection makes"):
         predict_paths(models / "crops.pt", [photo], save_crops=faces_root / "never")
+
+
+@pytest.mark.slow
+def test_train_on_ingested_faces_records_the_policy_through_export(faces_root, tmp_path):
+    """ingest faces -> train (the checkpoint takes the packs' policy) -> export (metadata) -> predict detects."""
+    from fasd.data.synth import synthesize
+
+    config = synthesize(tmp_path / "data", domains=1, frames=36, size=64, seed=0, progress=False)
+    policy = CropPolicy(scale=1.6, size=96)
+    assert fasd("ingest", "faces", "--root", faces_root, "--out", tmp_path / "mine.h5", "--crop-scale", 1.6,
+                "--size", 96, "--register", "mine", "--config", config).exit_code == 0
+    result = fasd("train", "--split", "mine-to-alpha", "--config", config, "--no-teacher", "--epochs", "1",
+                  "--max-draws", "8", "--batch-size", "4", "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert policy_from_json(torch.load(tmp_path / "run" / "best.pt", weights_only=True)["crop_policy"]) == policy
+    assert fasd("export", tmp_path / "run" / "best.pt", "--out", tmp_path / "m.onnx").exit_code == 0
+    assert policy_from_json(OnnxStudent(tmp_path / "m.onnx").metadata["crop_policy"]) == policy
+    [row] = predict_paths(tmp_path / "m.onnx", [faces_root / "train" / "spoof" / "print" / "upright.png"],
+                          save_crops=tmp_path / "crops")
+    assert row["face"] is not None
+    saved = np.asarray(Image.open(tmp_path / "crops" / "upright.png").convert("RGB"))
+    np.testing.assert_array_equal(saved, find_face(ff.astronaut(), load_detector("haar"), policy).crop)
