@@ -46,6 +46,13 @@ def lazy_help(text: Callable[[], str]) -> str:
     return key
 
 
+def _detectors_help(lead: str) -> str:
+    """``lead`` and every registered face detector (imports OpenCV: only when help is shown)."""
+    from fasd.faces.detectors import detectors_help
+
+    return f"{lead}. {detectors_help()}."
+
+
 class _RegistryHelpCommand(TyperCommand):
     def format_help(self, ctx, formatter) -> None:
         for param in self.params:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fasd.cli.app import command, _csv, _finite, _layers, _positive, _print_json, _shard
+from fasd.cli.app import command, _csv, _detectors_help, _finite, _layers, _positive, _print_json, _shard, lazy_help
 from fasd.errors import FasdError
 from fasd.io_checks import ensure_writable
 
@@ -79,9 +79,8 @@ def ingest(
     config: Annotated[Path, typer.Option(help="fasd.toml to register the pack in.")] = Path("fasd.toml"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out when it is a pack fasd ingest "
                                                                 "wrote (never another file).")] = False,
-    detector: Annotated[Optional[str], typer.Option(help="faces: the face detector (default haar, embedded in "
-                                                         "OpenCV; yunet and retinaface read --detector-weights).")
-                        ] = None,
+    detector: Annotated[Optional[str], typer.Option(help=lazy_help(lambda: _detectors_help(
+        "faces: the face detector (default haar)")))] = None,
     detector_weights: Annotated[Optional[str], typer.Option(
         help="faces: the detector's weights: yunet a .onnx; retinaface MODEL.caffemodel[,deploy.prototxt].")] = None,
     crop_scale: Annotated[Optional[float], typer.Option(help="faces: crop side / face box side (default 1.4).")

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fasd.cli.app import _csv, _positive, _print_json, command, lazy_help
+from fasd.cli.app import _csv, _detectors_help, _positive, _print_json, command, lazy_help
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import OPERATING_POINT_HELP
 
@@ -142,9 +142,9 @@ def predict(
     no_detect: Annotated[bool, typer.Option("--no-detect", help="The inputs are face crops already: resize and "
                                                                 "score them (the default for models without a crop "
                                                                 "policy).")] = False,
-    detector: Annotated[Optional[str], typer.Option(help="Face detector: haar, yunet or retinaface (default: the "
-                                                         "one the model's crop policy names; a model without a "
-                                                         "policy detects only when this is given).")] = None,
+    detector: Annotated[Optional[str], typer.Option(help=lazy_help(lambda: _detectors_help(
+        "Face detector (default: the one the model's crop policy names; a model without a policy detects only "
+        "when this is given)")))] = None,
     detector_weights: Annotated[Optional[str], typer.Option(
         help="The detector's weights: yunet a .onnx; retinaface MODEL.caffemodel[,deploy.prototxt].")] = None,
     save_crops: Annotated[Optional[Path], typer.Option(help="Write each model input (the face crop) as PNG into "

@@ -65,6 +65,12 @@ def register_detector(name: str, weights: str, landmarks: bool, help: str):
     return DETECTORS.register(name, lambda build: DetectorKind(name, build, weights, landmarks, help))
 
 
+def detectors_help() -> str:
+    """Every registered detector, what it is and what it reads (for --detector's help)."""
+    return "; ".join(f"{name}: {kind.help}" + (f" (--detector-weights: {kind.weights})" if kind.weights else "")
+                     for name, kind in DETECTORS.all().items())
+
+
 @lru_cache(maxsize=4)  # one per process and weights: ingest workers load it once, not per item
 def load_detector(name: str, weights: str | None = None) -> Detector:
     """The registered detector ``name`` built from ``weights`` (comma-separated files, as --detector-weights)."""
