@@ -136,3 +136,14 @@ def draw_mixes(frame_id: str, settings: ViewSettings, candidates: np.ndarray, si
     for k in range(settings.count):
         out[k, 1:] = draw_mix(rng, settings.mix, size)
     return out
+
+
+def impossible_views(params: np.ndarray) -> np.ndarray:
+    """(..., P) view parameters -> (...) bool: True where no draw could give them (a crop box outside the frame
+    or of no area, a flip other than 0 or 1, a non-positive or non-finite jitter factor) — a damaged store."""
+    y0, x0, h, w, flip = (params[..., i] for i in range(5))
+    slack = 1e-5  # float32 rounding of y0 + h
+    with np.errstate(invalid="ignore"):
+        box = (y0 >= 0) & (x0 >= 0) & (h > 0) & (w > 0) & (y0 + h <= 1 + slack) & (x0 + w <= 1 + slack)
+        factors = (params[..., 5:PARAMS] > 0).all(axis=-1)
+    return ~(box & ((flip == 0) | (flip == 1)) & factors & np.isfinite(params[..., :PARAMS]).all(axis=-1))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import torch
 
@@ -222,3 +223,78 @@ def test_the_demo_verdict_compares_with_the_recipes_own_paper_only(recipe, paper
              "comparison": comparison}
     text = comparison["verdict"] + testable_check(block)
     assert ("paper A" in text) == (paper == "paper A") and "paper B" not in text
+
+
+# --- inspect --check sees every deleted or impossible chunk; --repair restores it ------------------------------
+
+@pytest.fixture
+def store_copy(tmp_path, synth_store) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(synth_store, tmp_path / "teacher.zarr"))
+
+
+def _labels(store: Path) -> dict:
+    from fasd.store_schema.inspect import summarize_store
+    from fasd.store_schema.store import open_store
+
+    return summarize_store(open_store(str(store)), "alpha")["datasets"]["alpha"]["labels"]
+
+
+@pytest.mark.parametrize("array", ["label", "split", "video_id", "attack_type"])
+def test_a_deleted_metadata_chunk_is_flagged_and_repaired(store_copy, synth_config, tiny_flip_checkpoint, array):
+    before = _labels(store_copy)
+    (store_copy / "alpha" / array / "c" / "0").unlink()
+    plain = fasd("inspect", store_copy, "--dataset", "alpha")
+    assert plain.exit_code == 0 and f"its '{array}' chunk is missing (deleted)" in plain.output
+    checked = fasd("inspect", store_copy, "--check")
+    assert checked.exit_code == 1 and f"[alpha] 1 damaged chunk(s): chunk 0: its '{array}' chunk" in checked.output
+    assert "[beta] every chunk reads back intact" in checked.output
+    repaired = fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--store", store_copy,
+                    "--checkpoint", tiny_flip_checkpoint, "--repair", "--workers", "0")
+    assert repaired.exit_code == 0, repaired.output
+    assert fasd("inspect", store_copy, "--check").exit_code == 0 and _labels(store_copy) == before
+
+
+def test_a_deleted_text_array_is_flagged_and_restored(store_copy, synth_config, tiny_flip_checkpoint):
+    (store_copy / "text" / "centroids" / "c" / "0" / "0").unlink()
+    checked = fasd("inspect", store_copy, "--check")
+    assert checked.exit_code == 1 and "text/centroids: a chunk is missing (deleted)" in checked.output
+    restored = fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--store", store_copy,
+                    "--checkpoint", tiny_flip_checkpoint, "--workers", "0")
+    assert restored.exit_code == 0, restored.output
+    assert "[text] every text array reads back intact" in fasd("inspect", store_copy, "--check").output
+
+
+def test_impossible_view_parameters_are_told_from_every_drawn_one():
+    from fasd.views import ViewSettings, draw_views, impossible_views
+
+    drawn = np.concatenate([draw_views(f"frame{i}", ViewSettings(4, 0, True)) for i in range(200)])
+    assert not impossible_views(drawn).any()
+    for column, value in [(2, 5.0), (4, 0.5), (0, -0.1), (3, 0.0), (5, -1.0), (7, np.nan)]:
+        broken = drawn[:3].copy()
+        broken[1, column] = value
+        assert impossible_views(broken).tolist() == [False, True, False], (column, value)
+
+
+def test_impossible_view_parameters_are_flagged_and_refused(tmp_path, synth_config, tiny_flip_checkpoint):
+    import zarr
+
+    column, value = 2, 5.0  # crop h = 5
+
+    store = tmp_path / "views.zarr"
+    for name in ("alpha", "beta"):
+        cached = fasd("cache-teacher", "--dataset", name, "--config", synth_config, "--store", store, "--checkpoint",
+                      tiny_flip_checkpoint, "--views", "2", "--workers", "0")
+        assert cached.exit_code == 0, cached.output
+    params = zarr.open_array(str(store / "alpha" / "views" / "params"), mode="r+")
+    row = params[3]
+    row[:, column] = value  # every view of the row, whichever --verify draws
+    params[3] = row
+    checked = fasd("inspect", store, "--check")
+    assert checked.exit_code == 1 and "view parameters no draw could give" in checked.output
+    assert_user_error(fasd("inspect", store, "--dataset", "alpha", "--verify", "60", "--checkpoint",
+                           tiny_flip_checkpoint, "--config", synth_config), "view parameters no draw could give")
+    assert_user_error(fasd("train", "--config", synth_config, "--split", "alpha-to-beta", "--store", store,
+                           "--views", "--epochs", "1", "--max-draws", "16", "--batch-size", "8", "--workers", "0",
+                           "--out", tmp_path / "run"), "view parameters no draw could give", "--repair")

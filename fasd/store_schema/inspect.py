@@ -14,6 +14,7 @@ from fasd.store_schema import layout
 from fasd.store_schema.specs import TargetSpec
 from fasd.store_schema.store import TeacherStore, read_strings
 from fasd.store_schema.writer import done_rows, valid_rows
+from fasd.store_schema.check import missing_metadata
 
 
 def _stored_bytes(array: zarr.Array) -> int:
@@ -45,6 +46,10 @@ def summarize_dataset(group: zarr.Group, specs: dict[str, TargetSpec]) -> dict:
             feature_norm = {"min": float(norms.min()), "max": float(norms.max())}
     except Exception as exc:  # corrupt chunk bytes: report, let --check name the chunks
         valid, damaged = np.zeros(rows, dtype=bool), f"{type(exc).__name__}: {str(exc)[:80]}"
+    gone = missing_metadata(group)
+    if gone and damaged is None:  # a deleted label chunk reads as spoofs: the counts below would be wrong
+        chunk, why = min(gone.items())
+        damaged = f"{len(gone)} metadata chunk(s) missing, e.g. chunk {chunk}: {why}; label and split counts are wrong"
     target_bytes = sum(_stored_bytes(group[name]) for name in specs)
     total_bytes = sum(_stored_bytes(group[name]) for name in group.array_keys())
     return {

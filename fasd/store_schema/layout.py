@@ -39,6 +39,10 @@ CHUNK_ROWS_ATTR = "chunk_rows"
 ROWS_ATTR = "rows"
 COMPLETED_ATTR = "completed"
 UNREADABLE_ATTR = "unreadable"  # frame IDs that could not be decoded (NaN targets)
+# True when every chunk of every metadata array was written, even one equal to the fill value (a label chunk of
+# spoofs only): then a missing chunk object is a deleted one (fasd inspect --check). Stores without it: frame_id
+# and split only (their values are never the fill value).
+METADATA_STORED_ATTR = "metadata_chunks_stored"
 
 FEATURE_DTYPE = "f2"
 LOGITS_DTYPE = "f4"

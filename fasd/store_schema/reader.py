@@ -10,6 +10,7 @@ from fasd.errors import FasdError
 from fasd.store_schema import layout
 from fasd.store_schema.store import TeacherStore, read_strings
 from fasd.store_schema.writer import same_source, valid_rows
+from fasd.views import impossible_views
 
 
 @dataclass
@@ -84,5 +85,7 @@ def load_targets(store: TeacherStore, name: str, targets: tuple[str, ...], views
     for target, values in {**arrays, **({layout.VIEW_PARAMS: params} if views else {})}.items():
         if len(frame_id) and not np.isfinite(values[valid]).all():
             raise non_finite_targets(store.path, name, target)
+    if views and len(frame_id) and impossible_views(params[valid]).any():
+        raise damaged_store(store.path, name, f"'{layout.VIEW_PARAMS}' holds view parameters no draw could give")
     row_of = {str(f): i for i, f in enumerate(frame_id) if valid[i]}
     return DatasetTargets(name, frame_id, arrays, row_of, params, mix)

@@ -12,8 +12,9 @@ verified, not recreated. Only ``overwrite`` deletes.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 import zarr.errors
+from zarr.core.sync import sync
 
 from fasd import __version__
 from fasd.errors import FasdError
@@ -87,6 +89,19 @@ def require_array(group: zarr.Group, name: str, shape: tuple[int, ...], dtype, c
         raise FasdError(f"{group.store_path}/{name} exists with another shape, dtype or chunking; the store "
                         f"is damaged or was written by another fasd version: re-cache with --overwrite")
     return array
+
+
+def missing_row_chunks(array: zarr.Array, row_chunks: Iterable[int]) -> list[int]:
+    """The chunks along the first axis (of ``row_chunks``) of which some chunk object is not stored: deleted, or
+    never written because it equalled the fill value (fasd writes metadata and text arrays whole, see
+    layout.METADATA_STORED_ATTR). Reading such a chunk silently gives the fill value."""
+    store, prefix = array.store_path.store, array.store_path.path
+    rest = list(itertools.product(*(range(n) for n in array.cdata_shape[1:])))
+
+    def stored(coords: tuple[int, ...]) -> bool:
+        return bool(sync(store.exists(f"{prefix}/{array.metadata.encode_chunk_key(coords)}")))
+
+    return [c for c in row_chunks if not all(stored((c, *other)) for other in rest)]
 
 
 def read_strings(array: zarr.Array) -> np.ndarray:
@@ -222,7 +237,12 @@ def create_or_check_store(path: str, teacher: dict, texts: dict[str, np.ndarray]
         stored = dict(existing.attrs.get(layout.TEACHER_ATTR, {}))
         same_version = existing.attrs.get(layout.SCHEMA_ATTR) == layout.SCHEMA_VERSION
         if same_version and stored == teacher:
-            return open_store(path, writable=True)
+            store = open_store(path, writable=True)
+            for name, values in texts.items():  # restore a deleted text chunk (same teacher: same values)
+                array = store.root.get(f"{layout.TEXT_GROUP}/{name}")
+                if isinstance(array, zarr.Array) and missing_row_chunks(array, range(array.cdata_shape[0])):
+                    array.with_config({"write_empty_chunks": True})[:] = values
+            return store
         if not overwrite:
             version = check_version(existing, path)
             if version != layout.SCHEMA_VERSION:
@@ -237,7 +257,7 @@ def create_or_check_store(path: str, teacher: dict, texts: dict[str, np.ndarray]
     with _store_errors(path):
         for name, values in texts.items():
             array = require_array(root, f"{layout.TEXT_GROUP}/{name}", values.shape, values.dtype, values.shape)
-            array[:] = values
+            array.with_config({"write_empty_chunks": True})[:] = values  # stored even if all fill: a deletion shows
         # Written last, in one metadata write: marks the layout finished for every other process.
         root.update_attributes({layout.SCHEMA_ATTR: layout.SCHEMA_VERSION, layout.TEACHER_ATTR: teacher,
                                 "fasd_version": __version__,

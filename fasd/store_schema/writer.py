@@ -16,7 +16,7 @@ import zarr
 from fasd.errors import FasdError
 from fasd.store_schema import layout
 from fasd.store_schema.specs import TargetSpec
-from fasd.store_schema.store import TeacherStore, require_array
+from fasd.store_schema.store import TeacherStore, missing_row_chunks, require_array
 
 
 def chunk_count(rows: int, chunk_rows: int) -> int:
@@ -41,6 +41,8 @@ def prepare_dataset(store: TeacherStore, name: str, source_fingerprint: dict, so
         stored = dict(group.attrs.get(layout.SOURCE_ATTR, {}))
         same_rows = group.attrs.get(layout.CHUNK_ROWS_ATTR) == chunk_rows
         if same_source(stored, source_fingerprint) and same_rows:
+            if not group.attrs.get(layout.COMPLETED_ATTR):  # e.g. after --repair: a deleted metadata chunk
+                _restore_metadata(group, columns)
             return group
         if not overwrite:
             what = "its frames or splits changed" if not same_source(stored, source_fingerprint) else (
@@ -79,15 +81,24 @@ def _create_dataset(root: zarr.Group, name: str, attrs: dict, columns: dict[str,
         group = root[name]
     for array_name, dtype in _COLUMN_DTYPES.items():
         array = require_array(group, array_name, (rows,), dtype, (chunk_rows,))
-        if rows:
-            array[:] = np.asarray(columns[array_name]).astype(dtype)
+        if rows:  # every chunk stored, even all-fill ones, so that a deleted chunk shows (METADATA_STORED_ATTR)
+            array.with_config({"write_empty_chunks": True})[:] = np.asarray(columns[array_name]).astype(dtype)
     for target, spec in targets.items():
         require_array(group, target, (rows, *spec.shape), spec.dtype, (chunk_rows, *spec.shape), fill_value=np.nan)
     require_array(group, layout.DONE, (chunk_count(rows, chunk_rows),), bool, (1,), fill_value=False)
     # One metadata write (attrs.update would write once per key, showing other shards half the attributes).
     group.update_attributes({**attrs, layout.ROWS_ATTR: rows, layout.CHUNK_ROWS_ATTR: chunk_rows,
-                             layout.COMPLETED_ATTR: rows == 0, layout.UNREADABLE_ATTR: []})
+                             layout.COMPLETED_ATTR: rows == 0, layout.UNREADABLE_ATTR: [],
+                             layout.METADATA_STORED_ATTR: True})
     return group
+
+
+def _restore_metadata(group: zarr.Group, columns: dict[str, np.ndarray]) -> None:
+    """Rewrite each metadata array of which a chunk is missing (the same frames give the same values)."""
+    chunks = range(group[layout.DONE].shape[0])
+    for name, dtype in _COLUMN_DTYPES.items():
+        if name in group and missing_row_chunks(group[name], chunks):
+            group[name].with_config({"write_empty_chunks": True})[:] = np.asarray(columns[name]).astype(dtype)
 
 
 def pending_chunks(group: zarr.Group, shard: int = 0, num_shards: int = 1) -> list[int]:

@@ -16,12 +16,13 @@ from fasd.constants import MODALITIES
 from fasd.data.source import FrameSource
 from fasd.errors import FasdError
 from fasd.store_schema import layout
+from fasd.store_schema.reader import damaged_store
 from fasd.store_schema.store import TeacherStore, read_strings
 from fasd.store_schema.writer import done_rows
 from fasd.teacher_cache.job import forward_modalities, multimodal
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.teacher_cache.registry import LoadedTeacher, TeacherOptions, contract_options, load_teacher
-from fasd.views import apply_view, draw_views
+from fasd.views import apply_view, draw_views, impossible_views
 
 
 def teacher_options(fingerprint: dict, checkpoint: Path, trust_checkpoint: bool) -> TeacherOptions:
@@ -76,8 +77,16 @@ def verify_frames(store: TeacherStore, sources: list[FrameSource], checkpoint: P
         if store.views is not None:
             views = rng.integers(store.views.count, size=len(picked))
             stored = group[layout.VIEW_PARAMS].get_orthogonal_selection((picked,))[np.arange(len(picked)), views]
+            if impossible_views(stored).any():
+                raise damaged_store(store.path, source.name, f"'{layout.VIEW_PARAMS}' holds view parameters no "
+                                                             f"draw could give")
             drawn = np.stack([draw_views(i, store.views)[v] for i, v in zip(ids, views)])
             view_pixels = np.stack([apply_view(image, p, loaded.input_size) for image, p in zip(images, stored)])
+            if store.views.mix.active:  # mixed with their stored partners (cache-teacher --mix)
+                from fasd.teacher_cache.mixed_views import verify_mixed
+
+                view_pixels, result["view_mix_match"] = verify_mixed(group, store.views, source, picked, views,
+                                                                     view_pixels, loaded.input_size)
             cached = {layout.view_array(name): group[layout.view_array(name)].get_orthogonal_selection(
                 (picked,))[np.arange(len(picked)), views] for name in loaded.targets}
             view_worst, view_diff = _compare(loaded, view_pixels, cached)
