@@ -4,6 +4,7 @@ identical stores in one process, in shards and after kill -9 + resume, and the t
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -197,3 +198,11 @@ def test_train_replays_mixed_views_and_warns_without_views(tmp_path, mixed_store
     assert result.exit_code == 0, result.output
     result = fasd(*common, "--out", tmp_path / "plain")
     assert result.exit_code == 0 and "holds mixed views" in result.output and "pass --views" in result.output
+
+
+def test_inspect_verify_recomputes_mixed_views(mixed_store, synth_config, tiny_flip_checkpoint):
+    result = fasd("inspect", mixed_store, "--verify", "6", "--checkpoint", tiny_flip_checkpoint, "--config",
+                  synth_config, "--json")
+    assert result.exit_code == 0, result.output
+    verify = json.loads(result.stdout[result.stdout.index("{"):])["verify"]["alpha"]
+    assert verify["view_mix_match"] and verify["view_params_match"] and verify["worst_cosine"] > 0.999

@@ -45,3 +45,30 @@ class MixedTeacherFrames(TeacherFrames):
                 for k, mix in enumerate(mixes)]))
         return pixels, views, torch.from_numpy(np.concatenate([params.numpy().astype(np.float64), mixes], 1)), \
             readable
+
+
+def verify_mixed(group, views: ViewSettings, source: FrameSource, picked: np.ndarray, chosen: np.ndarray,
+                 view_pixels: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
+    """For ``inspect --verify`` of a mixed-view store: the picked store rows' chosen views (``view_pixels``,
+    unmixed, at ``size``) mixed with their stored partners as the job did, and whether the stored mixing equals a
+    fresh draw."""
+    from fasd.store_schema import layout
+    from fasd.store_schema.store import read_strings
+
+    frame_ids = read_strings(group[layout.FRAME_ID])
+    splits = read_strings(group[layout.SPLIT])
+    chunk_rows = int(group.attrs[layout.CHUNK_ROWS_ATTR])
+    row_of = {str(f): i for i, f in enumerate(source.table.frame_id)}
+    stored = group[layout.VIEW_MIX].get_orthogonal_selection((picked,))[np.arange(len(picked)), chosen]
+    drawn = np.stack([draw_mixes(frame_ids[row], views, partner_candidates(int(row), chunk_rows, splits), size)[k]
+                      for row, k in zip(picked, chosen)])
+    mixed = []
+    for pixels, mix, k in zip(view_pixels, stored, chosen):
+        if mix[1] >= 1.0:
+            mixed.append(pixels)
+            continue
+        partner = int(mix[0])
+        params = group[layout.VIEW_PARAMS][partner, k]
+        image = source.read_image(row_of[str(frame_ids[partner])])
+        mixed.append(apply_mix(pixels, apply_view(image, params, size), mix))
+    return np.stack(mixed), bool(np.array_equal(stored, drawn))
