@@ -155,6 +155,23 @@ def test_detector_registry_and_its_one_line_errors(tmp_path):
         load_detector("yunet", str(tmp_path / "missing.onnx"))
 
 
+@pytest.mark.parametrize("name", sorted(DETECTORS.all()))
+def test_every_registered_detector_keeps_the_contract(name, tmp_path):
+    """Each detector (a new one gets this for free): built from nothing (embedded) or refuses a file of the wrong
+    kind in one line; finds nothing on a blank frame; says in --help what it reads."""
+    kind = DETECTORS.get(name)
+    assert f"{name}: " in fasd("predict", "--help").output and f"{name}: " in fasd("ingest", "--help").output
+    if kind.weights:
+        garbage = tmp_path / "weights.bin"
+        garbage.write_bytes(b"\x00garbage" * 10)
+        (tmp_path / "deploy.prototxt").write_text("garbage {")
+        with pytest.raises(FasdError) as error:
+            load_detector(name, str(garbage))
+        assert str(garbage) in str(error.value) and "\n" not in str(error.value)
+    else:
+        assert load_detector(name).detect(np.full((120, 160, 3), 90, np.uint8)) == []
+
+
 class _Boom:
     """Unpickling this would write a marker file: no detector may unpickle what it is given."""
 
