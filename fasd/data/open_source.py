@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fasd.config import DatasetEntry, DatasetRegistry
 from fasd.data.folder import FolderFrameSource
 from fasd.data.hdf5_pack import HDF5FrameSource
@@ -9,17 +11,21 @@ from fasd.data.mcio import MCIOFrameSource
 from fasd.data.pooled import PooledFrameSource
 from fasd.data.source import FrameSource
 from fasd.errors import FasdError
+from fasd.registry import Registry
+
+
+# A fasd.toml dataset's ``format`` -> how its frames are opened (path, name).
+SOURCE_FORMATS: Registry[Callable[[DatasetEntry], FrameSource]] = Registry("format")
+SOURCE_FORMATS.add("hdf5", lambda entry: HDF5FrameSource(entry.path, entry.name))
+SOURCE_FORMATS.add("folder", lambda entry: FolderFrameSource(entry.manifest or entry.path / "manifest.csv", entry.name))
+SOURCE_FORMATS.add("mcio", lambda entry: MCIOFrameSource(entry.path, entry.name))
 
 
 def open_source(entry: DatasetEntry) -> FrameSource:
     """The entry's frames; the source is named after the entry whatever the file itself says."""
-    if entry.format == "hdf5":
-        return HDF5FrameSource(entry.path, entry.name)
-    if entry.format == "folder":
-        return FolderFrameSource(entry.manifest or entry.path / "manifest.csv", entry.name)
-    if entry.format == "mcio":
-        return MCIOFrameSource(entry.path, entry.name)
-    raise FasdError(f"dataset '{entry.name}': unknown format '{entry.format}' (use hdf5, folder or mcio)")
+    if entry.format not in SOURCE_FORMATS:
+        raise FasdError(f"dataset '{entry.name}': unknown format '{entry.format}' (use {', '.join(SOURCE_FORMATS)})")
+    return SOURCE_FORMATS[entry.format](entry)
 
 
 def open_target(registry: DatasetRegistry, target: str) -> FrameSource:

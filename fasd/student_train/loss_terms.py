@@ -33,6 +33,7 @@ class LossTerm:
     targets: tuple[str, ...] = ()  # teacher targets it reads
     outputs: tuple[str, ...] = ("logits",)  # student outputs it reads
     texts: tuple[str, ...] = ()  # arrays of the store's text/ group it reads (LossSettings.texts)
+    supervised: bool = False  # learns from the labels alone: the one kind of term --no-teacher keeps
 
     @property
     def flag(self) -> str:
@@ -61,9 +62,11 @@ TERMS: Registry[LossTerm] = Registry("--loss", (__name__,), unknown="unknown {fl
 
 
 def register_loss(name: str, help: str, alias: str | None = None, targets: tuple[str, ...] = (),
-                  outputs: tuple[str, ...] = ("logits",), texts: tuple[str, ...] = ()) -> Callable:
+                  outputs: tuple[str, ...] = ("logits",), texts: tuple[str, ...] = (),
+                  supervised: bool = False) -> Callable:
     """Register ``compute(batch, settings) -> scalar`` as loss term ``name``."""
-    return TERMS.register(name, lambda compute: LossTerm(name, help, compute, alias, targets, outputs, texts))
+    return TERMS.register(name, lambda compute: LossTerm(name, help, compute, alias, targets, outputs, texts,
+                                                         supervised))
 
 
 def parse_loss_weights(items: Iterable[str], flag: str = "--loss") -> dict[str, float]:
@@ -101,7 +104,7 @@ def _losses():
     return losses
 
 
-@register_loss("ce", "cross-entropy on the label", alias="--lambda-ce")
+@register_loss("ce", "cross-entropy on the label", alias="--lambda-ce", supervised=True)
 def _ce(batch: StepBatch, settings: LossSettings) -> torch.Tensor:
     return _losses().ce_loss(batch.outputs["logits"], batch.labels, batch.soft_labels)
 

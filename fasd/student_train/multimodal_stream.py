@@ -3,8 +3,6 @@ every modality through fasd.training.modalities' transforms) and how the trainer
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,9 +12,9 @@ from fasd.data.source import FrameSource
 from fasd.errors import FasdError
 from fasd.student_train.data import StudentFrames
 from fasd.student_train.multimodal import MultiModalStudent, load_imagenet_weights_per_modality
+from fasd.student_train.streams import Stream
 from fasd.student_train.students import StudentConfig, register_student
 from fasd.training.modalities import BLANK_FRAME, Frame, modality_eval_transform, modality_train_transform
-from fasd.training.transforms import eval_transform, train_transform
 
 
 class ModalityFrames(StudentFrames):
@@ -42,30 +40,16 @@ class StackedMultiModalStudent(MultiModalStudent):
         return self(*images.unbind(1))
 
 
+MODALITY_STREAM = Stream(ModalityFrames, modality_train_transform, modality_eval_transform)
+
+
 def _pretrained(student: StackedMultiModalStudent, weights) -> str | None:
     return load_imagenet_weights_per_modality(student, weights)
 
 
 @register_student("mobilenetv3-small-mm", help="one MobileNetV3-Small per modality (RGB, depth, IR), fused; "
                   "a missing modality is the zero image (paper B's phone student)", input_size=STUDENT_INPUT_SIZE,
-                  pretrained=_pretrained, modalities=MODALITIES)
+                  pretrained=_pretrained, modalities=MODALITIES, stream=MODALITY_STREAM)
 def build_multimodal(config: StudentConfig) -> StackedMultiModalStudent:
     return StackedMultiModalStudent(config)
 
-
-@dataclass(frozen=True)
-class Stream:
-    """How a student's frames are read and transformed: the dataset type and its train / eval transforms."""
-
-    frames: type[StudentFrames]
-    train: Callable[[int], Callable]
-    eval: Callable[[int], Callable]
-
-
-RGB_STREAM = Stream(StudentFrames, train_transform, eval_transform)
-MODALITY_STREAM = Stream(ModalityFrames, modality_train_transform, modality_eval_transform)
-
-
-def student_stream(modalities: tuple[str, ...]) -> Stream:
-    """The stream of a student reading ``modalities`` (StudentKind.modalities)."""
-    return RGB_STREAM if tuple(modalities) == ("rgb",) else MODALITY_STREAM

@@ -136,7 +136,7 @@ class TrainOptions:
         """Weight per loss term (fasd.student_train.loss_terms.TERMS); --no-teacher keeps only CE."""
         weights = {name: self.weight(name) for name in TERMS}
         if self.no_teacher:
-            weights = {name: value if name == "ce" else 0.0 for name, value in weights.items()}
+            weights = {name: value if TERMS[name].supervised else 0.0 for name, value in weights.items()}
         # paper A's four terms are always logged (0.0 when off), as fasd 0.1 did; the others only when used
         return {name: value for name, value in weights.items() if name in VLMKD_TERMS or value > 0}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch.nn as nn
 
 from fasd.registry import Registry
+from fasd.student_train.streams import RGB_STREAM, Stream
 
 MEMBERS = ("fasd.student_train.model", "fasd.student_train.deit", "fasd.student_train.multimodal_stream")
 
@@ -46,14 +47,16 @@ class StudentKind:
     # warning when it falls back to random initialisation.
     pretrained: Callable[[nn.Module, Path | None], str | None] | None = None
     modalities: tuple[str, ...] = ("rgb",)  # more: its stream and scorers carry every modality (M, 3, S, S)
+    stream: Stream = RGB_STREAM  # how its frames are read and transformed
 
 
 STUDENTS: Registry[StudentKind] = Registry("--student", MEMBERS)
 
 
 def register_student(name: str, help: str, input_size: int, pretrained: Callable | None = None,
-                     modalities: tuple[str, ...] = ("rgb",)) -> Callable:
-    return STUDENTS.register(name, lambda build: StudentKind(name, help, build, input_size, pretrained, modalities))
+                     modalities: tuple[str, ...] = ("rgb",), stream: Stream = RGB_STREAM) -> Callable:
+    return STUDENTS.register(name, lambda build: StudentKind(name, help, build, input_size, pretrained, modalities,
+                                                             stream))
 
 
 def student_kinds() -> dict[str, StudentKind]:

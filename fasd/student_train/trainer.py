@@ -40,7 +40,6 @@ from fasd.evaluate.scoring import live_score, metrics_for, readable_scores, scor
 from fasd.faces.policy import shared_policy
 from fasd.student_train.checkpoint import read_checkpoint, save_checkpoint, validation_record
 from fasd.student_train.data import StudentFrames, ViewSampler
-from fasd.student_train.multimodal_stream import student_stream
 from fasd.student_train.losses import CompositeLoss, LossSettings, StepBatch
 from fasd.student_train.report import write_report
 from fasd.student_train.run_config import TrainOptions
@@ -159,7 +158,7 @@ class Trainer:
                 warn_absent_modalities([part.source for part in [*self.train_parts, self.test_part]],
                                        self.kind.modalities)
         self.unreadable: set[str] = set()  # frames that failed to decode during this run, warned about once
-        stream = student_stream(self.kind.modalities)
+        stream = self.kind.stream
         if self.policy.train is not None and len(self.kind.modalities) > 1:
             raise FasdError(f"--augment {options.augment} augments RGB frames; the {options.student} student reads "
                             f"{', '.join(self.kind.modalities)}: use --augment fasd")

@@ -292,17 +292,19 @@ class FinetuneMethod:
     # or its own loop (multimodal methods): run(sources, out, FinetuneRun) -> summary (with method, teacher, arch,
     # sources, epochs, seconds, train_loss, out)
     run: Callable[[list[FrameSource], Path, FinetuneRun], dict] | None = None
+    init_fixes_arch: bool = False  # --init is a whole CLIP checkpoint, so --arch (random weights) is its alternative
 
 
 METHODS: Registry[FinetuneMethod] = Registry("--method", ("fasd.teacher_cache.finetune_vit",
                                                           "fasd.teacher_cache.mmda.kind"))
 
 
-def register_finetune(name: str, help: str, run: Callable | None = None) -> Callable | FinetuneMethod:
+def register_finetune(name: str, help: str, run: Callable | None = None,
+                      init_fixes_arch: bool = False) -> Callable | FinetuneMethod:
     """A decorator registering ``build(options) -> FinetuneModel``; with ``run``, registers that loop directly."""
     if run is not None:
-        return METHODS.add(name, FinetuneMethod(name, help, None, run))
-    return METHODS.register(name, lambda build: FinetuneMethod(name, help, build))
+        return METHODS.add(name, FinetuneMethod(name, help, None, run, init_fixes_arch))
+    return METHODS.register(name, lambda build: FinetuneMethod(name, help, build, init_fixes_arch=init_fixes_arch))
 
 
 def _frozen_text_classifier(clip: open_clip.model.CLIP, prompts: dict, centroid_mode: str) -> Teacher:
@@ -316,7 +318,7 @@ def _frozen_text_classifier(clip: open_clip.model.CLIP, prompts: dict, centroid_
 
 
 @register_finetune("clip", help="FLIP-style: a CLIP image tower against frozen prompt centroids; writes a FLIP "
-                   "checkpoint for --teacher flip-mcl")
+                   "checkpoint for --teacher flip-mcl", init_fixes_arch=True)
 def clip_method(options: FinetuneOptions) -> FinetuneModel:
     clip, origin = initial_clip(options.init, options.arch, options.seed, options.trust_checkpoint)
     prompts = options.prompts or default_prompts()
@@ -343,7 +345,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     """
     out = Path(out)
     chosen = METHODS.get(method)
-    if init is not None and arch is not None and method in ("clip", "mmda"):
+    if init is not None and arch is not None and chosen.init_fixes_arch:
         raise FasdError("pass either --init FILE (a CLIP checkpoint) or --arch NAME (random weights), not both")
     _check_options(sources, out, centroid_mode, DEFAULT_EPOCHS if epochs is None else epochs,
                    DEFAULT_BATCH_SIZE if batch_size is None else batch_size, lr,

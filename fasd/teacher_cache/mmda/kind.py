@@ -96,4 +96,4 @@ def run_mmda(sources: list[FrameSource], out: Path, run: FinetuneRun) -> dict:
 
 
 register_finetune(KIND, help="MMDA (paper B): a CLIP ViT on RGB, depth and IR with MD2A fusion, U-DSA and RS2; "
-                  "writes a checkpoint for --teacher mmda", run=run_mmda)
+                  "writes a checkpoint for --teacher mmda", run=run_mmda, init_fixes_arch=True)
