@@ -147,6 +147,11 @@ def test_video_without_a_face_and_cli_one_line_errors(models, tmp_path):
         assert result.exit_code != 0 and message in result.output, result.output
         assert "Traceback" not in result.output
     assert (tmp_path / "used" / "mine.png").read_bytes() == b"keep"
+    save_checkpoint(tmp_path / "yunet.pt", _varied_student(), epoch=0, config={},
+                    crop_policy=CropPolicy(detector="yunet", align_eyes=True))
+    result = fasd("predict", tmp_path / "yunet.pt", broken)
+    assert result.exit_code != 0 and "trained on crops from the yunet detector: pass --detector-weights" in \
+        result.output
 
 
 def test_no_detect_and_models_without_a_policy_score_inputs_as_crops(models, faces_root):

@@ -108,6 +108,9 @@ def face_reader(metadata: dict, no_detect: bool = False, detector: str | None = 
         warn(f"the model was trained on crops from the {policy.detector} detector; {detector} draws other boxes, "
              "so its crops differ from the training crops")
         policy = policy.with_detector(detector)
+    elif DETECTORS.get(policy.detector).weights and detector_weights is None:
+        raise FasdError(f"the model was trained on crops from the {policy.detector} detector: pass "
+                        f"--detector-weights ({DETECTORS.get(policy.detector).weights})")
     return FaceReader(load_detector(policy.detector, detector_weights), policy, frames_per_video)
 
 
