@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from fasd.faces.policy import CropPolicy
+from fasd.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ class Layout:
     options: frozenset[str]  # the OPTIONAL_OPTIONS it accepts
 
 
-LAYOUTS: dict[str, Layout] = {}
+LAYOUTS: Registry[Layout] = Registry(
+    "KIND", tuple(f"fasd.data.ingest.{m}" for m in ("celeba", "faces", "mcio", "mmdg", "oulu", "replay")),
+    unknown="unknown dataset kind '{name}': choose one of {names}")
 
 
 def register_layout(name: str, *, video: bool = False, options: tuple[str, ...] = ()) -> Callable[[Planner], Planner]:
@@ -132,7 +135,7 @@ def register_layout(name: str, *, video: bool = False, options: tuple[str, ...] 
         raise ValueError(f"layout {name}: unknown options {sorted(unknown)}")
 
     def register(plan: Planner) -> Planner:
-        LAYOUTS[name] = Layout(name, plan, video, frozenset(options))
+        LAYOUTS.add(name, Layout(name, plan, video, frozenset(options)))
         return plan
 
     return register

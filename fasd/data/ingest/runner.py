@@ -89,9 +89,7 @@ def _ingested_pack(path: Path) -> bool:
 
 
 def _check(kind: str, root: Path, out: Path, options: IngestOptions, workers: int) -> None:
-    if kind not in LAYOUTS:
-        raise FasdError(f"unknown dataset kind '{kind}': choose one of {', '.join(INGEST_KINDS)}")
-    layout = LAYOUTS[kind]
+    layout = LAYOUTS.get(kind)
     if not root.is_dir():
         raise FasdError(f"dataset root not found: {root}")
     if out.is_dir():
@@ -104,13 +102,13 @@ def _check(kind: str, root: Path, out: Path, options: IngestOptions, workers: in
         raise FasdError(f"--workers must be >= 1, got {workers}")
     if options.frames_per_video is not None:
         if not layout.video:
-            videos = ", ".join(name for name, other in LAYOUTS.items() if other.video)
+            videos = ", ".join(name for name, other in LAYOUTS.all().items() if other.video)
             raise FasdError(f"--frames-per-video applies to video datasets ({videos}), not {kind}")
         if options.frames_per_video < 1:
             raise FasdError(f"--frames-per-video must be >= 1, got {options.frames_per_video}")
     for option, flag in OPTIONAL_OPTIONS.items():
         if getattr(options, option) is not None and option not in layout.options:
-            users = ", ".join(name for name, other in LAYOUTS.items() if option in other.options)
+            users = ", ".join(name for name, other in LAYOUTS.all().items() if option in other.options)
             raise FasdError(f"{flag} applies to {users} only, not {kind}")
 
 
