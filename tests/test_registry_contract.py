@@ -131,3 +131,20 @@ def test_a_loss_term_and_an_export_format_in_one_file_each(synth_config, synth_s
     assert "parity" in runs["export"]["output"] and (tmp_path / "student.dummy").is_file()
     rows = json.loads(runs["predict"]["output"][runs["predict"]["output"].index("["):])
     assert len(rows) == 1 and 0.0 <= rows[0]["p_live"] <= 1.0
+
+
+def test_run_configs_of_fasd_0_2_load_and_unknown_terms_are_named(tmp_path):
+    from fasd.errors import FasdError
+    from fasd.student_train.run_config import TrainOptions
+
+    old = {"protocol": "holdout-gamma", "sources": ["alpha", "beta"], "target": "gamma", "config": "fasd.toml",
+           "recipe": "hatfas", "lambda_ce": 0.3, "lambda_kl": 0.7, "lambda_feat": 0.0, "lambda_triplet": 0.0,
+           "lambda_head_aware": 1.0, "lambda_rs2": 0.0, "workers": 0}  # fasd 0.2: no loss, no operating_point
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    options = TrainOptions.load(tmp_path / "config.json")
+    options.validate()
+    assert options.loss == {} and options.operating_point == "eer"
+    assert options.loss_weights() == {"ce": 0.3, "kl": 0.7, "feat": 0.0, "triplet": 0.0, "head-aware": 1.0}
+    (tmp_path / "config.json").write_text(json.dumps(old | {"loss": {"gone": 1.0}}))
+    with pytest.raises(FasdError, match=f"unknown --loss term 'gone'; registered: {', '.join(TERMS)}"):
+        TrainOptions.load(tmp_path / "config.json").validate()
