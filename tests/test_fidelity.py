@@ -239,3 +239,19 @@ def test_centroid_mode_clip_normalises_each_prompt_then_averages_as_paper_a():
     help_text = _compact(fasd("cache-teacher", "--help").output)
     assert _compact("paper A describes 3 + 3 prompts") in help_text and _compact("paper A's description") in help_text
     assert load_prompts(None)["spoof"][0] == "This is an example of a spoof face"  # FLIP's 6 + 6 stay the default
+
+
+def test_every_row_of_docs_fidelity_names_a_flag_or_says_no_flag():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "fidelity.md").read_text()
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in page.splitlines()
+            if line.startswith("| ") and not line.startswith(("| what", "| policy", "|---"))]
+    departures = [cells for cells in rows if len(cells) == 6]
+    assert len(departures) >= 30
+    for cells in departures:
+        assert "--" in cells[4] or "no flag" in cells[4], cells[0]
+    helps = "".join(_compact(fasd(command, "--help").output) for command in ("train", "cache-teacher",
+                                                                            "teacher-finetune"))
+    for flag in set(re.findall(r"`(?:fasd \w+ |cache-teacher |train )?(--[a-z][a-z0-9-]+)", page)):
+        assert flag in helps, flag  # every flag the page names exists
