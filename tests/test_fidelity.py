@@ -255,3 +255,19 @@ def test_every_row_of_docs_fidelity_names_a_flag_or_says_no_flag():
                                                                             "teacher-finetune"))
     for flag in set(re.findall(r"`(?:fasd \w+ |cache-teacher |train )?(--[a-z][a-z0-9-]+)", page)):
         assert flag in helps, flag  # every flag the page names exists
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES.all()))
+def test_every_policy_builds_student_inputs_and_sets_only_train_options(name):
+    import dataclasses
+
+    import numpy as np
+
+    member = POLICIES.get(name)
+    assert set(member.defaults()) <= {f.name for f in dataclasses.fields(TrainOptions)} and member.help
+    frame = np.random.default_rng(0).integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    for build in (member.train, member.eval):
+        for side in (32, 112):
+            if build is not None:
+                image = build(side)(frame)
+                assert image.shape == (3, side, side) and image.dtype == torch.float32
