@@ -263,12 +263,13 @@ def experiment(
                       ] = None,
     config: Annotated[Optional[Path], typer.Option(help="fasd.toml (default: $FASD_CONFIG, ./fasd.toml).")] = None,
     store: Annotated[str, typer.Option(help="Teacher store when --stores is not given.")] = "teacher.zarr",
-    epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: vlmkd 15, hatfas 300).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Frames per step (default: vlmkd 64, hatfas 128).")
-                          ] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=f"Training epochs (default: {_by_recipe('--epochs')}).")
+                      ] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Frames per step (default: {_by_recipe('--batch-size')})."
+                                                      )] = None,
     max_draws: Annotated[Optional[int], typer.Option(help="Draws per epoch (default 60000).")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="AdamW peak learning rate (default: vlmkd 1e-3, hatfas "
-                                                     "5e-4·batch/512).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"AdamW peak learning rate (default: {_by_recipe('--lr')}).")
+                  ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[Optional[int], typer.Option(help="DataLoader workers (default: half the cores).")] = None,
     student_weights: Annotated[Optional[Path], typer.Option(
