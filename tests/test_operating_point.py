@@ -251,3 +251,20 @@ def test_export_of_a_checkpoint_without_validation_scores(apcer_run, tmp_path):
     result = fasd("export", old, "--out", tmp_path / "old.onnx", "--operating-point", "apcer=0.25")
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert "keeps no validation scores" in result.output and not (tmp_path / "old.onnx").exists()
+
+
+def test_scores_that_cannot_reach_the_point_keep_the_eer_threshold_with_a_warning(synth_config, tmp_path):
+    import torch
+
+    # Two steps barely move a random student: every validation frame gets the same rounded score (tied), so no
+    # threshold reaches APCER <= 25 %; the finished run is kept, at the validation EER, with one warning.
+    run_dir = tmp_path / "run"
+    result = fasd("train", "--config", synth_config, "--split", "holdout-gamma", "--no-teacher", "--epochs", "1",
+                  "--max-draws", "8", "--batch-size", "4", "--operating-point", "apcer=0.25", "--out", run_dir)
+    assert result.exit_code == 0, result.output
+    checkpoint = torch.load(run_dir / "best.pt", weights_only=True)
+    if len(set(checkpoint["val_scores"].tolist())) > 1:
+        pytest.skip("this student scored the validation frames apart")
+    warning = [line for line in result.output.splitlines() if "cannot be reached" in line]
+    assert len(warning) == 1 and "decides at the validation EER instead" in warning[0]
+    assert checkpoint["operating_point"] == "eer" and checkpoint["val_threshold"] == checkpoint["val_scores"][0]
