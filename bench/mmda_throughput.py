@@ -38,11 +38,21 @@ from synthetic_targets import write_random_targets
 from train_throughput import print_report, seconds_per_step
 
 
-def mmda_teacher(tmp: Path) -> LoadedTeacher:
-    """A random MMDA teacher around CLIP ViT-B/16 (the paper's backbone), as cache-teacher loads it."""
+def mmda_teacher(tmp: Path, arch: str = "ViT-B-16") -> LoadedTeacher:
+    """A random MMDA teacher around CLIP ``arch`` (ViT-B/16: the paper's backbone), as cache-teacher loads it."""
     checkpoint = tmp / "mmda.pt"
-    save_mmda_checkpoint(build_mmda_teacher(random_clip("ViT-B-16"), default_captions()), checkpoint, 0)
+    save_mmda_checkpoint(build_mmda_teacher(random_clip(arch), default_captions()), checkpoint, 0)
     return load_teacher("mmda", TeacherOptions(checkpoint))
+
+
+def mmda_store(store: str, registry, loaded: LoadedTeacher) -> str:
+    """A store of random targets of ``loaded``'s shapes for alpha, with its caption embeddings (what rs2 reads)."""
+    write_random_targets(store, [open_source(registry.dataset("alpha"))], loaded.fingerprint)
+    root = zarr.open_group(store, mode="a")
+    for name in (CAPTIONS, CAPTION_LABELS):
+        values = np.asarray(loaded.texts[name])
+        root.create_array(f"{layout.TEXT_GROUP}/{name}", shape=values.shape, dtype=values.dtype)[:] = values
+    return store
 
 
 def online_loss(trainer: Trainer, loaded: LoadedTeacher):
@@ -79,12 +89,7 @@ def main() -> None:
                             modalities=MODALITIES)
         registry = load_registry(config)
         loaded = mmda_teacher(tmp)
-        store = str(tmp / "t.zarr")
-        write_random_targets(store, [open_source(registry.dataset("alpha"))], loaded.fingerprint)
-        root = zarr.open_group(store, mode="a")
-        for name in (CAPTIONS, CAPTION_LABELS):
-            values = np.asarray(loaded.texts[name])
-            root.create_array(f"{layout.TEXT_GROUP}/{name}", shape=values.shape, dtype=values.dtype)[:] = values
+        store = mmda_store(str(tmp / "t.zarr"), registry, loaded)
         common = dict(protocol="alpha-to-beta", sources=["alpha"], target="beta", config=str(config), store=store,
                       batch_size=args.batch_size, epochs=1, warmup_epochs=0, workers=0)
         ce = Trainer(registry, TrainOptions.for_recipe("mmda", **common, no_teacher=True), tmp / "ce", progress=False)

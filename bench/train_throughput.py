@@ -40,9 +40,9 @@ def seconds_per_step(trainer: Trainer, steps: int) -> float:
     original = trainer._loss
     starts: list[float] = []
 
-    def timed_loss(batch):
+    def timed_loss(*args, **kwargs):
         starts.append(time.perf_counter())
-        return original(batch)
+        return original(*args, **kwargs)
 
     trainer._loss = timed_loss
     result = trainer._train_epoch(0)
@@ -71,18 +71,18 @@ def online_teacher_loss(trainer: Trainer, loaded: LoadedTeacher) -> callable:
     return loss
 
 
-def clip_teacher(tmp: Path) -> LoadedTeacher:
-    """A random CLIP ViT-B/16 (512-d features, as the store's), the vlmkd teacher."""
+def clip_teacher(tmp: Path, arch: str = "ViT-B-16") -> LoadedTeacher:
+    """A random CLIP (ViT-B/16: 512-d features, as the store's), the vlmkd teacher."""
     checkpoint = tmp / "clip.pt"
-    torch.save(openai_state_dict(random_clip("ViT-B-16")), checkpoint)
+    torch.save(openai_state_dict(random_clip(arch)), checkpoint)
     return load_teacher("clip", TeacherOptions(checkpoint))
 
 
-def deit_teacher(tmp: Path) -> LoadedTeacher:
-    """A random DeiT-Base with a 2-way head and CLS taps at blocks 4, 6, 8, the hatfas teacher."""
+def deit_teacher(tmp: Path, arch: str = "deit_base_patch16_224") -> LoadedTeacher:
+    """A random DeiT (Base: the hatfas teacher) with a 2-way head and CLS taps at blocks 4, 6, 8."""
     checkpoint = tmp / "deit.pth"
-    torch.save({"model": build_timm_vit("deit_base_patch16_224").state_dict()}, checkpoint)
-    return load_teacher("vit", TeacherOptions(checkpoint, arch="deit_base_patch16_224", layers=(4, 6, 8)))
+    torch.save({"model": build_timm_vit(arch).state_dict()}, checkpoint)
+    return load_teacher("vit", TeacherOptions(checkpoint, arch=arch, layers=(4, 6, 8)))
 
 
 # recipe -> (online teacher, default steps, online steps, batch size): hatfas' 224 px ViTs are ~40x the work.

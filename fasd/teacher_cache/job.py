@@ -2,7 +2,9 @@
 
 Batches never straddle a chunk, so a resumed run computes exactly the batches an uninterrupted run
 would and the stored arrays are identical. Decoding runs in DataLoader workers and chunk writes in a
-background thread, both behind the teacher's compute.
+background thread (at most MAX_PENDING_WRITES chunks queued), both behind the teacher's compute. On CUDA only
+uint8 frames cross to the device (pinned, non-blocking), where they are resized (PIL's bytes, fasd.teacher_cache
+.preprocess.resize_batch) and normalised; the teacher runs under --precision's autocast.
 
 Several processes fill one store (each its own chunks, ``--shard I/N`` or torchrun's ranks). In a
 torch.distributed process group (torchrun), rank 0 prepares the layout before the other ranks open it and
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import zarr
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from tqdm import tqdm
 
 from fasd import distributed
@@ -29,7 +32,7 @@ from fasd.device import resolve_device
 from fasd.errors import FasdError
 from fasd.store_schema import layout, writer
 from fasd.store_schema.store import create_or_check_store, read_strings
-from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
+from fasd.teacher_cache.preprocess import normalize_batch, resize_batch, resize_uint8
 from fasd.teacher_cache.registry import LoadedTeacher
 from fasd.training.precision import autocast
 from fasd.views import PARAMS, ViewSettings, apply_view, draw_views
@@ -48,6 +51,21 @@ class CacheOptions:
     strict: bool = False
     progress: bool = True
     views: ViewSettings = field(default_factory=ViewSettings)  # --views K: K augmented views per frame too
+    precision: str = "auto"  # --precision: the teacher's autocast, see PRECISIONS
+    resize_on: str = "auto"  # "workers" (PIL) or "device" (resize_batch, PIL's bytes); auto: device on CUDA
+
+
+# --precision: auto is fasd.training.precision's policy (bf16 autocast on CUDA where supported, else fp16; fp32
+# on CPU); the others force fp32 or bf16/fp16 autocast on any device (bf16 on CPU: tests/test_cache_precision.py).
+PRECISIONS: dict[str, torch.dtype | None] = {"auto": None, "fp32": torch.float32, "bf16": torch.bfloat16,
+                                             "fp16": torch.float16}
+RESIZE_ON = ("auto", "workers", "device")
+MAX_PENDING_WRITES = 2  # chunks computed but not yet in Zarr: writes overlap compute, memory stays bounded
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise FasdError(f"--precision {precision} is not supported; pass one of {', '.join(PRECISIONS)}")
 
 
 def store_fingerprint(loaded: LoadedTeacher, views: ViewSettings) -> dict:
@@ -82,10 +100,14 @@ class CacheReport:
 
 class TeacherFrames(Dataset):
     """Store row -> (uint8 pixels at the teacher's size, its K views' pixels (K, size, size, 3), their
-    parameters (K, P), readable flag). Unreadable frames are zeros (their view parameters are still drawn)."""
+    parameters (K, P), readable flag). Unreadable frames are zeros (their view parameters are still drawn).
+    ``resize=False``: the pixels at the frame's own size, resized on the device (``resize_batch``, PIL's bytes);
+    ``collate`` resizes a batch of frames of several sizes here instead."""
 
-    def __init__(self, source: FrameSource, source_rows: np.ndarray, size: int, views: ViewSettings):
+    def __init__(self, source: FrameSource, source_rows: np.ndarray, size: int, views: ViewSettings,
+                 resize: bool = True):
         self.source, self.source_rows, self.size, self.views = source, source_rows, size, views
+        self.resize = resize
 
     def __len__(self) -> int:
         return len(self.source_rows)
@@ -98,10 +120,17 @@ class TeacherFrames(Dataset):
         except UnreadableFrame:
             zeros = torch.zeros(1 + self.views.count, self.size, self.size, 3, dtype=torch.uint8)
             return zeros[0], zeros[1:], torch.from_numpy(params), False
-        pixels = np.array(resize_uint8(image, self.size))
+        pixels = np.array(resize_uint8(image, self.size) if self.resize else image)
         views = np.stack([apply_view(image, p, self.size) for p in params]) if self.views.count else (
             np.zeros((0, self.size, self.size, 3), dtype=np.uint8))
         return torch.from_numpy(pixels), torch.from_numpy(views), torch.from_numpy(params), True
+
+    def collate(self, items: list[tuple]) -> tuple:
+        """default_collate, after resizing the pixels (PIL, in the worker) when the frames differ in size."""
+        if len({tuple(item[0].shape) for item in items}) > 1:
+            items = [(torch.from_numpy(np.array(resize_uint8(item[0].numpy(), self.size))), *item[1:])
+                     for item in items]
+        return default_collate(items)
 
 
 class ModalityTeacherFrames(Dataset):
@@ -140,6 +169,9 @@ def chunk_batches(chunks: list[int], rows: int, chunk_rows: int, batch_size: int
 
 
 def run_cache(source: FrameSource, loaded: LoadedTeacher, store_path: str, options: CacheOptions) -> CacheReport:
+    check_precision(options.precision)
+    if options.resize_on not in RESIZE_ON:
+        raise FasdError(f"resize_on {options.resize_on} is not one of {', '.join(RESIZE_ON)}")
     table = source.table
     source_rows = table.rows_in_splits(options.splits)
     if len(source_rows) == 0:
@@ -188,10 +220,11 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
     teacher = loaded.module.to(device)
     rows = len(source_rows)
     batches = chunk_batches(chunks, rows, options.chunk_rows, options.batch_size)
+    on_device = options.resize_on == "device" or (options.resize_on == "auto" and device.type == "cuda")
     frames = (ModalityTeacherFrames(source, source_rows, loaded.input_size) if multimodal(loaded) else
-              _rgb_frames(source, source_rows, loaded.input_size, options))
+              _rgb_frames(source, source_rows, loaded.input_size, options, on_device))
     forward = forward_modalities if multimodal(loaded) else _forward
-    loader = DataLoader(frames, batch_sampler=batches,
+    loader = DataLoader(frames, batch_sampler=batches, collate_fn=getattr(frames, "collate", None),
                         num_workers=options.workers, pin_memory=device.type == "cuda",
                         persistent_workers=False, prefetch_factor=4 if options.workers else None)
     frame_ids = read_strings(group["frame_id"])
@@ -210,7 +243,8 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
         try:
             # the second item: the views' pixels (RGB teachers) or the modality mask (multimodal teachers)
             for batch_rows, (pixels, view_pixels, params, readable) in zip(batches, loader):
-                result = forward(teacher, loaded, pixels, view_pixels, device, options.batch_size)
+                result = forward(teacher, loaded, pixels, view_pixels, device, options.batch_size,
+                                 options.precision)
                 if options.views.count:
                     result |= _view_columns(params.numpy(), options.views)
                 bad = ~readable.numpy()
@@ -228,6 +262,8 @@ def _compute_chunks(source: FrameSource, source_rows: np.ndarray, loaded: Loaded
                 filled += len(batch_rows)
                 bar.update(len(batch_rows))
                 if filled == chunk_size:
+                    while len(pending) >= MAX_PENDING_WRITES:  # a slow store holds the compute, not the memory
+                        pending.pop(0).result()
                     pending.append(writes.submit(writer.write_chunk, group, chunk,
                                                  {name: np.concatenate(parts) for name, parts in outputs.items()}))
                     report.chunks_written += 1
@@ -255,10 +291,12 @@ def _output_names(loaded: LoadedTeacher, views: ViewSettings) -> list[str]:
     return [*loaded.targets, *(layout.view_array(name) for name in loaded.targets), layout.VIEW_PARAMS, *mix]
 
 
-def _rgb_frames(source: FrameSource, source_rows: np.ndarray, size: int, options: CacheOptions) -> Dataset:
-    """An RGB teacher's frames: with ``--mix`` their views are mixed (fasd.teacher_cache.mixed_views)."""
+def _rgb_frames(source: FrameSource, source_rows: np.ndarray, size: int, options: CacheOptions,
+                on_device: bool = False) -> Dataset:
+    """An RGB teacher's frames: with ``--mix`` their views are mixed (fasd.teacher_cache.mixed_views), resized in
+    the workers; else resized on the device when ``on_device``."""
     if not options.views.mix.active:
-        return TeacherFrames(source, source_rows, size, options.views)
+        return TeacherFrames(source, source_rows, size, options.views, resize=not on_device)
     from fasd.teacher_cache.mixed_views import MixedTeacherFrames
 
     return MixedTeacherFrames(source, source_rows, size, options.views, options.chunk_rows)
@@ -271,17 +309,27 @@ def _view_columns(params: np.ndarray, views: ViewSettings) -> dict[str, np.ndarr
     return {layout.VIEW_PARAMS: params[..., :PARAMS], layout.VIEW_MIX: params[..., PARAMS:]}
 
 
+def teacher_autocast(device: torch.device, precision: str = "auto") -> AbstractContextManager:
+    """The teacher forward's autocast for --precision (PRECISIONS)."""
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return autocast(device)
+    return nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
+
+
 def _forward(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tensor, view_pixels: torch.Tensor,
-             device: torch.device, batch_size: int) -> dict[str, np.ndarray]:
+             device: torch.device, batch_size: int, precision: str = "auto") -> dict[str, np.ndarray]:
     """The teacher's targets of a batch of B frames and of their K views each: {target: (B, *shape)} and
-    {views/<target>: (B, K, *shape)}. The B (K + 1) images go through the teacher ``batch_size`` at a time."""
+    {views/<target>: (B, K, *shape)}. The B (K + 1) images go through the teacher ``batch_size`` at a time.
+    ``pixels``: uint8 (B, H, W, 3), resized to the teacher's size on the device when not already there."""
     count, views = len(pixels), view_pixels.shape[1]
-    images = torch.cat([pixels, view_pixels.flatten(0, 1)]) if views else pixels
+    images = resize_batch(pixels.to(device, non_blocking=True), loaded.input_size)
+    if views:
+        images = torch.cat([images, view_pixels.flatten(0, 1).to(device, non_blocking=True)])
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(images), batch_size):
-        chunk = normalize_batch(images[start:start + batch_size].to(device, non_blocking=True), loaded.mean,
-                                loaded.std)
-        with torch.inference_mode(), autocast(device):
+        chunk = normalize_batch(images[start:start + batch_size], loaded.mean, loaded.std)
+        with torch.inference_mode(), teacher_autocast(device, precision):
             for name, value in teacher(chunk).items():
                 parts.setdefault(name, []).append(value.float().cpu())
     result = {}
@@ -294,14 +342,14 @@ def _forward(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tens
 
 
 def forward_modalities(teacher: torch.nn.Module, loaded: LoadedTeacher, pixels: torch.Tensor, mask: torch.Tensor,
-                        device: torch.device, batch_size: int) -> dict[str, np.ndarray]:
+                        device: torch.device, batch_size: int, precision: str = "auto") -> dict[str, np.ndarray]:
     """A multimodal teacher's targets of B frames: pixels (B, M, S, S, 3) uint8, mask (B, M) bool; every modality
     normalised with the teacher's mean/std, ``teacher({modality: images}, mask)`` ``batch_size`` frames at a time."""
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(pixels), batch_size):
         chunk = pixels[start:start + batch_size].to(device, non_blocking=True)
         images = {m: normalize_batch(chunk[:, i], loaded.mean, loaded.std) for i, m in enumerate(MODALITIES)}
-        with torch.inference_mode(), autocast(device):
+        with torch.inference_mode(), teacher_autocast(device, precision):
             for name, value in teacher(images, mask[start:start + batch_size].to(device)).items():
                 parts.setdefault(name, []).append(value.float().cpu())
     return {name: torch.cat(values).numpy() for name, values in parts.items()}
