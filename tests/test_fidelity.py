@@ -251,7 +251,7 @@ def test_every_row_of_docs_fidelity_names_a_flag_or_says_no_flag():
     assert len(departures) >= 30
     for cells in departures:
         assert "--" in cells[4] or "no flag" in cells[4], cells[0]
-    helps = "".join(_compact(fasd(command, "--help").output) for command in ("train", "cache-teacher",
+    helps = "".join(_compact(fasd(command, "--help").output) for command in ("train", "cache-teacher", "experiment",
                                                                             "teacher-finetune"))
     for flag in set(re.findall(r"`(?:fasd \w+ |cache-teacher |train )?(--[a-z][a-z0-9-]+)", page)):
         assert flag in helps, flag  # every flag the page names exists
