@@ -4,7 +4,8 @@ One MobileNetV3-Small student (random weights, BN statistics of synthetic frames
 it learned) is exported to fp32 ONNX; int8 variants are made by onnxruntime.quantization from the same
 ``quant_pre_process``-ed graph and the same calibration frames: QDQ per-channel (what `fasd export --quantize int8`
 writes), QOperator per-channel, QDQ per-tensor, and QDQ with only Conv/Gemm quantised. Each file is timed batch 1,
-one thread, interleaved rounds (median of round medians), then profiled (mean ms per run per operator type).
+one thread, interleaved rounds (median of round medians), then profiled (mean ms per run per operator type,
+median over interleaved rounds).
 With --executorch the .pte fp32 and int8 files are timed the same way (`fasd bench`'s bench_model).
 
     python bench/int8_profile.py [--runs 300] [--rounds 5] [--executorch]
@@ -121,6 +122,17 @@ def _profile(path: Path, runs: int) -> dict[str, tuple[float, int]]:
     return {op: (us / runs / 1e3, count[op] // runs) for op, us in total.most_common()}
 
 
+def _median_profiles(files: dict[str, Path], runs: int, rounds: int) -> dict[str, dict[str, tuple[float, int]]]:
+    """Per file and operator type, the median over interleaved rounds of the profiled ms per run (other load hits
+    every file alike, as in _medians)."""
+    rounds_of: dict[str, list[dict]] = {name: [] for name in files}
+    for _ in range(rounds):
+        for name, path in files.items():
+            rounds_of[name].append(_profile(path, runs))
+    return {name: {op: (float(np.median([r.get(op, (0.0, 0))[0] for r in profiles])), profiles[0][op][1])
+                   for op in profiles[0]} for name, profiles in rounds_of.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=300, help="timed runs per round and file")
@@ -133,7 +145,7 @@ def main() -> None:
         checkpoint, config = _student(root)
         files = _variants(checkpoint, config, root)
         medians = _medians(files, args.runs, args.rounds)
-        profiles = {name: _profile(path, max(20, args.runs // 5)) for name, path in files.items()}
+        profiles = _median_profiles(files, max(20, args.runs // 5), args.rounds)
         print(f"{cpu_name()}, onnxruntime {ort.__version__}, batch 1, 1 thread, {args.rounds} interleaved rounds of "
               f"{args.runs} runs")
         print("| file | nodes | size | median ms | vs fp32 |\n|---|---|---|---|---|")
