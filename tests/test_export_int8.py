@@ -87,3 +87,9 @@ def test_int8_onnx_is_within_one_point_of_fp32_acer_on_held_out_frames(easy_stud
     assert abs(quantised["at_eer"]["acer"] - full["at_eer"]["acer"]) <= 0.01
     assert abs(quantised["eer"] - full["eer"]) <= 0.01
     assert abs(quantised["auc"] - full["auc"]) <= 0.01
+    assert int8.parity.decided >= 48 and int8.parity.decided_agreement >= 0.99  # the gate passed, not vacuously
+    # the .ort of the same student and calibration: the same int8 graph, so the same scores (one scoring path)
+    ort = export_model(checkpoint, tmp_path / "student-int8.ort", "ort", quantize="int8", calibrate="easy",
+                       calibration_frames=64, config=config)
+    for key in ("auc", "eer"):
+        assert _metrics(ort.path, source)[key] == pytest.approx(quantised[key], abs=1e-3)
