@@ -29,7 +29,8 @@ def cpu_name() -> str:
 
 def bench_model(path: Path, runs: int = 1000, warmup: int = 100, batch: int = 1, threads: int | None = None,
                progress: bool = True) -> dict:
-    """Time ``runs`` calls of p_live on one fixed random batch after ``warmup`` untimed calls.
+    """Time ``runs`` calls of the model's forward in its runtime on one fixed random batch after ``warmup``
+    untimed calls (the runtime alone: the scoring that follows, live_score, is the same for every runtime).
 
     ``threads``: the runtime's intra-op threads (None: its default). Latencies in milliseconds per
     call (per batch); throughput in images per second from the mean.
@@ -41,11 +42,11 @@ def bench_model(path: Path, runs: int = 1000, warmup: int = 100, batch: int = 1,
     shape = input_shape(model.metadata)
     images = np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)
     for _ in range(warmup):
-        model.p_live(images)
+        model.forward(images)
     times_ns = np.empty(runs, dtype=np.int64)
     for i in tqdm(range(runs), desc=f"bench {Path(path).name}", unit="run", disable=not progress, leave=False):
         start = time.perf_counter_ns()
-        model.p_live(images)
+        model.forward(images)
         times_ns[i] = time.perf_counter_ns() - start
     ms = times_ns / 1e6
     p50, p95, p99 = np.percentile(ms, [50, 95, 99])
