@@ -151,7 +151,7 @@ def test_shrunken_demo_end_to_end(tmp_path):
     messages: list[str] = []
     out = tmp_path / "demo"
     summary = run_demo(out, TINY, progress=False, log=messages.append)
-    for name in ("summary.json", "report.md", "acer.png", "roc.png", "student.onnx", "teacher.pt", "timings.json"):
+    for name in ("summary.json", "report.md", "acer.png", "roc.png", "student.onnx", "teacher.onnx", "timings.json"):
         assert (out / name).is_file(), name
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
@@ -171,20 +171,23 @@ def test_shrunken_demo_end_to_end(tmp_path):
     plain = [r["at_eer"]["acer"] for r in on_disk["no_teacher"]["seeds"]]
     assert on_disk["comparison"] == json.loads(json.dumps(compare(distilled, plain)))
     assert on_disk["comparison"]["delta_acer_pp"] == pytest.approx(100 * (np.mean(distilled) - np.mean(plain)))
-    _, low, high, _ = welch_interval(distilled, plain)
-    assert on_disk["comparison"]["delta_ci"] == pytest.approx([100 * low, 100 * high])
+    try:
+        _, low, high, _ = welch_interval(distilled, plain)
+        assert on_disk["comparison"]["delta_ci"] == pytest.approx([100 * low, 100 * high])
+    except ValueError:  # the seeds of so tiny a run may all score alike: then there is no interval
+        assert on_disk["comparison"]["delta_ci"] is None
     report = (out / "report.md").read_text()
     assert on_disk["comparison"]["verdict"] in report and "never on gamma" in report
     assert on_disk["onnx"]["bytes"] == (out / "student.onnx").stat().st_size and on_disk["onnx"]["median_ms"] > 0
     assert (out / "acer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # A second run reuses every finished stage (no re-training, no re-export) and keeps their times.
-    stamps = {p: p.stat().st_mtime_ns for p in (out / "teacher.pt", out / "student.onnx",
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "teacher.onnx", out / "student.onnx",
                                                 out / "runs" / "distilled" / "seed0" / "best.pt")}
     messages.clear()
     again = run_demo(out, TINY, progress=False, log=messages.append)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    assert not any("teacher-finetune" in m or "export" in m or "train " in m for m in messages)
+    assert not any(m.split("] ")[-1].startswith(("teacher", "export", "train ")) for m in messages)
     trained = {k: v for k, v in summary["stage_seconds"].items() if k.startswith(("synth", "teacher", "train"))}
     assert trained and all(again["stage_seconds"][k] == v for k, v in trained.items())
     assert again["seconds"] >= sum(trained.values())
@@ -293,8 +296,8 @@ def test_demo_folder_holds_one_recipe(tmp_path):
     from fasd.data.synth import synthesize
 
     (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "teacher.pt").write_bytes(b"")
-    with pytest.raises(FasdError, match=r"holds the vlmkd demo \(teacher.pt\); run --recipe mmda in another folder"):
+    (tmp_path / "a" / "teacher.onnx").write_bytes(b"")
+    with pytest.raises(FasdError, match=r"holds the vlmkd demo \(teacher.onnx\); run --recipe mmda in another folder"):
         run_demo(tmp_path / "a", TINY, recipe="mmda", progress=False)
     data = tmp_path / "b" / "data"
     synthesize(data, domains=3, frames=36, size=32, progress=False)

@@ -208,7 +208,7 @@ def run_demo(out: Path, budget: DemoBudget | None = None, recipe: str = "vlmkd",
     summary: dict = {"protocol": protocol.name, "recipe": recipe, "modalities": list(chosen.modalities),
                      "sources": list(protocol.sources), "target": TARGET, "teacher_saw": teacher_saw,
                      **_held_out(teacher_metrics, students, recipe), "missing": missing_blocks,
-                     "distilled_in_domain": in_domain}
+                     "distilled_in_domain": in_domain, "budget_note": chosen.note}
     summary["onnx"] = {"bytes": onnx_path.stat().st_size, "median_ms": latency["median_ms"],
                        "p95_ms": latency["p95_ms"], "cpu": latency["cpu"]}
     summary["stage_seconds"] = clock.seconds

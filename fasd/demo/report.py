@@ -183,6 +183,8 @@ def write_report(out: Path, summary: dict, recipe_title: str, curves: dict[tuple
         f"frames; {saw['epochs']} epoch(s) of {saw['draws_per_epoch']} draws) and never on {summary['target']}.",
         "",
     ]
+    if summary.get("budget_note"):
+        lines += [f"**This recipe's budget:** {summary['budget_note']}", ""]
     for missing, block in settings(summary):
         title = setting_title(missing, modalities)
         suffix = setting_suffix(missing)
