@@ -76,17 +76,19 @@ def feeder_fps(source, workers: int, batch_size: int, resize: bool) -> float:
     return count / (time.perf_counter() - start) if count else float(first)
 
 
-def random_pack(folder: Path, frames: int, size: int):
+def random_pack(folder: Path, frames: int, size: int, warm: int = 0):
     """A frame source of ``frames`` random ``size`` px frames in an HDF5 pack (reading and resizing cost what real
-    frames cost; the teacher's cost does not depend on the pixels), registered as dataset "frames"."""
+    frames cost; the teacher's cost does not depend on the pixels), registered as dataset "frames"; the first
+    ``warm`` frames are its "val" split (for an untimed warm-up run), the others "train"."""
     pack = folder / "frames.h5"
     rng = np.random.default_rng(0)
     with PackWriter(pack, "frames", size, "bench", "none") as writer:
         for start in range(0, frames, 256):
             count = min(256, frames - start)
             ids = [f"f{start + i:06d}" for i in range(count)]
+            splits = ["val" if start + i < warm else "train" for i in range(count)]
             writer.append(rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8), ids, np.arange(count) % 2,
-                          ["train"] * count, ids, [""] * count)
+                          splits, ids, [""] * count)
     config = folder / "fasd.toml"
     write_config(config, {"frames": {"format": "hdf5", "path": str(pack)}}, None)
     return open_source(load_registry(config).dataset("frames"))

@@ -19,7 +19,7 @@ import datetime
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +47,15 @@ from train_throughput import clip_teacher, deit_teacher, seconds_per_step
 class Sizes:
     clip_arch: str
     deit_arch: str
-    frames: int  # cached frames per configuration
+    frames: int  # frames per cache configuration (the first 2 x the largest batch warm up, untimed)
     frame_size: int
     batches: tuple[int, ...]
     steps: int  # timed training steps
-    train_frames: int  # synthetic frames per domain for the training steps
+    train_frames: int  # synthetic frames per domain for the training steps (>= (steps + 1) x batch / 0.6)
 
 
-FULL = Sizes("ViT-B-16", "deit_base_patch16_224", 8192, 256, (256, 512), 20, 1200)
-DRY = Sizes(TINY_ARCH, "deit_tiny_patch16_224", 24, 48, (4, 8), 2, 120)
+FULL = Sizes("ViT-B-16", "deit_base_patch16_224", 8192, 256, (256, 512), 10, 2600)
+DRY = Sizes(TINY_ARCH, "deit_tiny_patch16_224", 40, 48, (4, 8), 2, 120)
 PRECISIONS = ("bf16", "fp16")
 
 
@@ -80,7 +80,7 @@ def raw_fps(loaded, device: torch.device, batch: int, precision: str, repeats: i
 
 
 def cache_rows(sizes: Sizes, device: torch.device, tmp: Path) -> list[str]:
-    source = random_pack(tmp, sizes.frames, sizes.frame_size)
+    source = random_pack(tmp, sizes.frames, sizes.frame_size, warm=2 * max(sizes.batches))
     loaded = clip_teacher(tmp, sizes.clip_arch)
     workers = default_workers()
     rows = []
@@ -88,8 +88,10 @@ def cache_rows(sizes: Sizes, device: torch.device, tmp: Path) -> list[str]:
         for batch in sizes.batches:
             options = CacheOptions(batch_size=batch, device=str(device), workers=workers, chunk_rows=4 * batch,
                                    precision=precision, progress=False)
-            run_cache(source, loaded, str(tmp / f"warm-{precision}-{batch}.zarr"), options)  # kernels, allocator
-            report = run_cache(source, loaded, str(tmp / f"{precision}-{batch}.zarr"), options)
+            warm = replace(options, splits=("val",))  # kernels, allocator, workers: untimed
+            run_cache(source, loaded, str(tmp / f"warm-{precision}-{batch}.zarr"), warm)
+            report = run_cache(source, loaded, str(tmp / f"{precision}-{batch}.zarr"), replace(options,
+                                                                                           splits=("train",)))
             raw = raw_fps(loaded, device, batch, precision, max(2, sizes.frames // batch // 2))
             rows.append(f"| {loaded.fingerprint['arch']} | {precision} | {batch} | {workers} | "
                         f"{report.frames_per_s:.0f} | {raw:.0f} | {report.frames_per_s / raw:.2f} |")
@@ -99,7 +101,7 @@ def cache_rows(sizes: Sizes, device: torch.device, tmp: Path) -> list[str]:
 def resume_row(sizes: Sizes, device: torch.device, tmp: Path) -> str:
     """An uninterrupted bf16 job and one interrupted at its 3rd forward (mid-chunk), then resumed."""
     (tmp / "resume").mkdir()
-    source = random_pack(tmp / "resume", sizes.frames, sizes.frame_size)
+    source = random_pack(tmp / "resume", max(24, sizes.frames // 4), sizes.frame_size)
     loaded = clip_teacher(tmp, sizes.clip_arch)
     batch = sizes.batches[0]
     options = CacheOptions(batch_size=batch, device=str(device), workers=default_workers(), chunk_rows=2 * batch,
@@ -135,12 +137,12 @@ def train_rows(sizes: Sizes, device: torch.device, tmp: Path) -> list[str]:
     rows = []
     dtype = autocast_dtype(device)
     precision = "fp32" if dtype is None else str(dtype).removeprefix("torch.")
+    config = synthesize(tmp / "data", domains=2, frames=sizes.train_frames, size=112, seed=0, progress=False,
+                        modalities=MODALITIES)  # RGB students read the same packs' RGB
+    registry = load_registry(config)
     for recipe in ("vlmkd", "hatfas", "mmda"):
         folder = tmp / recipe
-        modalities = MODALITIES if recipe == "mmda" else ("rgb",)
-        config = synthesize(folder / "data", domains=2, frames=sizes.train_frames, size=112, seed=0,
-                            progress=False, modalities=modalities)
-        registry = load_registry(config)
+        folder.mkdir()
         store = str(folder / "t.zarr")
         if recipe == "mmda":
             mmda_store(store, registry, mmda_teacher(folder, sizes.clip_arch))

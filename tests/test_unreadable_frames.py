@@ -119,7 +119,8 @@ def test_evaluate_leaves_the_unreadable_frame_out_of_the_metrics(trained, corrup
     config, bad = corrupt
     result = fasd("evaluate", run_dir / "best.pt", "--dataset", "gamma", "--config", config, "--json")
     assert result.exit_code == 0, result.output
-    assert _warnings(result.stderr) == [
+    # (a 2-step student may also be warned about giving every frame the same score: not this test's subject)
+    assert [w for w in _warnings(result.stderr) if "the same score" not in w] == [
         f"warning: 1 unreadable frame(s) of 'gamma' left out of the metrics: {bad['test']}"]
     reported = json.loads(result.stdout)
     # Independently: the checkpoint's own forward on the readable frames, plain resize, no fasd scoring code.
