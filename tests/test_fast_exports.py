@@ -18,7 +18,7 @@ from fasd.data.synth import synthesize
 from fasd.errors import FasdError
 from fasd.export import export as export_driver
 from fasd.export.deployable import load_deployable
-from fasd.export.export import DECIDED_MARGIN, DEFAULT_THRESHOLD, export_model
+from fasd.export.export import DECIDED_SPREAD, DEFAULT_THRESHOLD, export_model
 from fasd.export.frames import dataset_frames
 from fasd.export.runtimes import load_scorer
 from fasd.student_train.checkpoint import save_checkpoint
@@ -84,7 +84,7 @@ def test_int8_gate_counts_clearly_decided_frames_refuses_and_force_writes(studen
         fp32 = load_deployable(checkpoint).module(torch.from_numpy(frames))[0].double().numpy()
     int8 = load_scorer(out).forward(frames)[0].astype(np.float64)
     margin = fp32[:, 1] - fp32[:, 0]
-    decided = np.abs(margin - logit(DEFAULT_THRESHOLD)) >= DECIDED_MARGIN
+    decided = np.abs(margin - logit(DEFAULT_THRESHOLD)) >= DECIDED_SPREAD * margin.std()
     same = (margin >= 0) == (int8[:, 1] - int8[:, 0] >= 0)
     assert 0 < decided.sum() < len(frames), "the fixture must have decided and undecided frames"
     assert report.parity.decided == decided.sum()

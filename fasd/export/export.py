@@ -3,7 +3,7 @@
 Verification is parity in the format's own runtime (ONNX Runtime, ExecuTorch) against PyTorch on the same
 frames: real frames of a dataset split when one is named, logits compared. An fp32 file more than
 PARITY_TOLERANCE away is refused; an int8 file must make fp32's decisions on the frames fp32 decides clearly
-(see DECIDED_MARGIN), else it is refused or, with --force, written with a warning (its accuracy is measured by
+(see DECIDED_SPREAD), else it is refused or, with --force, written with a warning (its accuracy is measured by
 `fasd evaluate`). A format without a Linux runtime (Core ML) is checked by its spec instead. On any
 failure nothing is written at --out and an earlier file there is kept.
 """
@@ -34,11 +34,12 @@ PARITY_SPLIT = "test"  # default split of --parity-data
 CALIBRATION_SPLIT = "train"  # default split of --calibrate
 DEFAULT_THRESHOLD = 0.5  # decision threshold when the checkpoint carries no EER threshold
 QUANTIZATIONS = ("int8",)
-# The int8 gate. A frame whose fp32 logit margin (live - spoof) is within DECIDED_MARGIN of the threshold's is
-# undecided: int8's rounding flips it by chance, which says nothing about the file (a weak student has most frames
-# there). On the frames fp32 decides clearly, int8 must agree on INT8_MIN_AGREEMENT of them, and there must be at
-# least INT8_MIN_DECIDED such frames to tell; else export refuses the file (or writes it with --force, warning).
-DECIDED_MARGIN = 1.0
+# The int8 gate. A parity frame whose fp32 logit margin (live - spoof) lies within DECIDED_SPREAD standard
+# deviations (of the parity frames' fp32 margins) of the threshold's margin is undecided: int8's rounding flips it by
+# chance, which says nothing about the file (a weak student has many frames there). On the other frames int8 must
+# make fp32's decision on INT8_MIN_AGREEMENT of them, and there must be at least INT8_MIN_DECIDED of them to tell;
+# else export refuses the file (or writes it with --force and a warning).
+DECIDED_SPREAD = 0.25
 INT8_MIN_AGREEMENT = 0.99
 INT8_MIN_DECIDED = 16
 
@@ -51,7 +52,7 @@ class Parity:
     max_p_live_diff: float
     agreement: float  # fraction of frames with the same live/spoof decision at the threshold
     median_logit_diff: float = 0.0
-    decided: int = 0  # frames whose fp32 logit margin is at least DECIDED_MARGIN from the threshold's
+    decided: int = 0  # frames whose fp32 logit margin is at least DECIDED_SPREAD std from the threshold's
     decided_agreement: float = float("nan")  # fraction of those with the same decision (the int8 gate)
 
 
@@ -82,9 +83,9 @@ class ExportReport:
                          f"{100 * p.agreement:.1f} % of frames")
             if self.int8:
                 lines.append(f"int8 gate: same decision on {100 * p.decided_agreement:.1f} % of the {p.decided} "
-                             f"frames fp32 decides clearly (logit margin >= {DECIDED_MARGIN:g} from the threshold's; "
-                             f">= {100 * INT8_MIN_AGREEMENT:g} % required); frames near the threshold flip by "
-                             f"rounding alone; median |Δ logit| = {p.median_logit_diff:.2f}")
+                             f"frames fp32 decides clearly (logit margin >= {DECIDED_SPREAD:g} std from the "
+                             f"threshold's; >= {100 * INT8_MIN_AGREEMENT:g} % required; frames nearer the threshold "
+                             f"flip by rounding alone); median |Δ logit| = {p.median_logit_diff:.2f}")
         if self.check is not None:
             lines.append(f"{self.check} (no runtime on Linux: not run)")
         lines.append(f"validation threshold in metadata: {threshold}")
@@ -233,7 +234,8 @@ def _parity(scorer: Scorer, deployable: Deployable, frames: np.ndarray, source: 
     logits, expected = np.concatenate(runtime_logits[1:]), np.concatenate(torch_logits[1:])  # frame 0 once
     threshold = deployable.val_threshold if deployable.val_threshold is not None else DEFAULT_THRESHOLD
     same = (live_score(logits) >= threshold) == (live_score(expected) >= threshold)
-    decided = np.abs(expected[:, 1] - expected[:, 0] - logit(threshold)) >= DECIDED_MARGIN
+    margin = expected[:, 1].astype(np.float64) - expected[:, 0]
+    decided = np.abs(margin - logit(threshold)) >= DECIDED_SPREAD * margin.std()
     return Parity(runtime=scorer.runtime, frames=source, max_logit_diff=float(np.max(logit_diff)),
                   max_p_live_diff=float(np.max(p_diff)), agreement=float(same.mean()),
                   median_logit_diff=float(np.median(np.abs(logits - expected))), decided=int(decided.sum()),
@@ -244,8 +246,8 @@ def _int8_problem(parity: Parity) -> str:
     """Why an int8 file fails the decision-agreement gate ("" when it passes)."""
     if parity.decided < INT8_MIN_DECIDED:
         return (f"cannot be checked: fp32 decides only {parity.decided} of the parity frames clearly (logit margin "
-                f">= {DECIDED_MARGIN:g} from the threshold's; {INT8_MIN_DECIDED} needed); pass --parity-data with "
-                "frames the student separates")
+                f">= {DECIDED_SPREAD:g} std from the threshold's; {INT8_MIN_DECIDED} needed); pass --parity-data "
+                "with frames the student separates")
     if not parity.decided_agreement >= INT8_MIN_AGREEMENT:
         return (f"agrees with fp32 on only {100 * parity.decided_agreement:.1f} % of the {parity.decided} parity "
                 f"frames fp32 decides clearly (>= {100 * INT8_MIN_AGREEMENT:g} % required)")
