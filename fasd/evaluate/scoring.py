@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.special import expit
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -36,7 +35,8 @@ def live_score(logits: np.ndarray) -> np.ndarray:
     """
     logits = np.asarray(logits, dtype=np.float64)
     margin = np.round((logits[:, 1] - logits[:, 0]) / SCORE_RESOLUTION) * SCORE_RESOLUTION
-    return expit(margin)
+    small = np.exp(-np.abs(margin))  # the logistic function without overflow, exact on both tails
+    return np.where(margin >= 0, 1.0 / (1.0 + small), small / (1.0 + small))
 
 
 def score_rows(p_live: PLive, source: FrameSource, rows: np.ndarray, batch_size: int = 256, workers: int = 0,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.special import logit
 
 from fasd.errors import FasdError, warn
 from fasd.evaluate.scoring import live_score
@@ -235,7 +234,9 @@ def _parity(scorer: Scorer, deployable: Deployable, frames: np.ndarray, source: 
     threshold = deployable.val_threshold if deployable.val_threshold is not None else DEFAULT_THRESHOLD
     same = (live_score(logits) >= threshold) == (live_score(expected) >= threshold)
     margin = expected[:, 1].astype(np.float64) - expected[:, 0]
-    decided = np.abs(margin - logit(threshold)) >= DECIDED_SPREAD * margin.std()
+    with np.errstate(divide="ignore"):  # a threshold of 0 or 1 is an infinite margin: every frame decided
+        threshold_margin = np.log(threshold) - np.log1p(-threshold)
+    decided = np.abs(margin - threshold_margin) >= DECIDED_SPREAD * margin.std()
     return Parity(runtime=scorer.runtime, frames=source, max_logit_diff=float(np.max(logit_diff)),
                   max_p_live_diff=float(np.max(p_diff)), agreement=float(same.mean()),
                   median_logit_diff=float(np.median(np.abs(logits - expected))), decided=int(decided.sum()),
