@@ -7,6 +7,8 @@
 #
 # --dry-run: CPU, tiny sizes (the test suite runs it). A machine without open_clip/zarr/... installs them first
 # from wheels carried in .whl/ (no index is reached): pip download -d .whl open_clip_torch zarr h5py ... beforehand.
+# On a lent device machine whose files come back only from $OUT: bench/gpu.sh --out "$OUT/gpu.md", then append it
+# to docs/benchmarks.md here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
