@@ -160,7 +160,8 @@ def teacher_stage(ctx: DemoContext, teacher: DemoTeacher) -> dict:
     # counted here, not read from the summary: every method trains on its sources' whole train splits
     train_frames = {name: len(open_source(ctx.registry.dataset(name)).table.rows_in_splits(["train"]))
                     for name in trained["sources"]}
-    how = "trained without a teacher" if teacher.train is not None else f"fine-tuned with --method {teacher.method}"
+    how = (f"trained without a teacher, cached with --teacher {teacher.kind}" if teacher.train is not None
+           else f"fine-tuned with --method {teacher.method}")
     return {"model": f"{teacher.model} (random init), {how}",
             "domains": trained["sources"], "train_frames": train_frames, "epochs": trained["epochs"],
             "draws_per_epoch": trained["draws_per_epoch"], "tau": ctx.tau, "views": ctx.budget.views}
@@ -229,9 +230,10 @@ VLMKD_BUDGET = DemoBudget(teacher_epochs=5, teacher_draws=5120, student_epochs=8
 
 DEMO_RECIPES: dict[str, DemoRecipe] = {
     "vlmkd": DemoRecipe(
-        "the vlmkd recipe (paper A): MobileNetV3-Small, CE + KL + feature + SSDG triplet",
-        DemoTeacher("teacher.onnx", "student", "mobilenetv3-small", "onnx",
-                    "MobileNetV3-Small (exported to ONNX, cached with --teacher onnx)", {"normalize": "imagenet"},
+        "the vlmkd recipe (paper A): MobileNetV3-Small, CE + KL + SSDG triplet (its feature term is off: the ONNX "
+        "teacher caches logits only)",
+        DemoTeacher("teacher.onnx", "student", "mobilenetv3-small", "onnx", "MobileNetV3-Small",
+                    {"normalize": "imagenet"},
                     train=_wide_student_teacher), _vlmkd_options, budget=VLMKD_BUDGET),
     "hatfas": DemoRecipe(
         f"the hatfas recipe (paper C): {HATFAS_ARCH} at {HATFAS_SIZE} px, (1 - α) CE + α KL + β head-aware on layers "
