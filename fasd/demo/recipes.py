@@ -224,9 +224,10 @@ def _mmda_options(ctx: DemoContext, seed: int, no_teacher: bool) -> TrainOptions
     return _student_options("mmda", ctx, seed, no_teacher)
 
 
-# vlmkd: the teacher (MobileNetV3-Small on 7 domains) gets 400 steps in 5 validated epochs, each student 80 steps
-# (docs/benchmarks.md: the learning curve behind this choice and the time it takes on 2 cores).
-VLMKD_BUDGET = DemoBudget(teacher_epochs=5, teacher_draws=5120, student_epochs=8, max_draws=640)
+# vlmkd: the teacher (MobileNetV3-Small on 7 domains) gets 400 steps, each student 80, in few epochs (every epoch
+# costs a validation pass and a new DataLoader worker); docs/benchmarks.md: the learning curve behind this choice
+# and the time it takes on 2 cores.
+VLMKD_BUDGET = DemoBudget(teacher_epochs=4, teacher_draws=6400, student_epochs=4, max_draws=1280)
 
 DEMO_RECIPES: dict[str, DemoRecipe] = {
     "vlmkd": DemoRecipe(
