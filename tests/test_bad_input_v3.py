@@ -298,3 +298,62 @@ def test_impossible_view_parameters_are_flagged_and_refused(tmp_path, synth_conf
     assert_user_error(fasd("train", "--config", synth_config, "--split", "alpha-to-beta", "--store", store,
                            "--views", "--epochs", "1", "--max-draws", "16", "--batch-size", "8", "--workers", "0",
                            "--out", tmp_path / "run"), "view parameters no draw could give", "--repair")
+
+
+# --- tracebacks that are now one line -----------------------------------------------------------------------
+
+BINARY = bytes(range(256)) * 4
+
+
+def test_binary_prompts_and_captions_are_one_line(tmp_path, synth_config, tiny_flip_checkpoint):
+    binary = tmp_path / "prompts.json"
+    binary.write_bytes(BINARY)
+    assert_user_error(fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--checkpoint",
+                           tiny_flip_checkpoint, "--prompts", binary, "--store", tmp_path / "s.zarr"),
+                      f"--prompts {binary} is not a UTF-8 text file")
+    assert_user_error(fasd("teacher-finetune", "--sources", "alpha", "--config", synth_config, "--method", "mmda",
+                           "--captions", binary, "--out", tmp_path / "t.pt"), f"--captions {binary} is not a UTF-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prompts.json"]
+
+
+STUDENT_RUN = ["--split", "alpha-to-beta", "--no-teacher", "--epochs", "1", "--max-draws", "16", "--batch-size", "8",
+               "--workers", "0", "--lr", "1e-3"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--student", "deit-tiny", "--input-size", "0"], "--input-size must be a positive number of pixels"),
+    (["--input-size", "64"], "--input-size applies to --student deit-tiny; --student mobilenetv3-small does not"),
+    (["--modality-dropout", "0.3"], "--modality-dropout applies to --student mobilenetv3-small-mm"),
+    (["--student-arch", "vit_small_patch16_224"], "--student-arch applies to --student deit-tiny"),
+])
+def test_student_flags_the_student_ignores_are_refused(tmp_path, synth_config, flags, message):
+    assert_user_error(fasd("train", "--config", synth_config, *STUDENT_RUN, *flags, "--out", tmp_path / "run"),
+                      message)
+
+
+def test_a_loss_term_reading_an_output_the_student_lacks_is_one_line():
+    from fasd.student_train.loss_terms import TERMS
+    from fasd.student_train.students import StudentConfig, check_student_fits, student_kind
+
+    with pytest.raises(FasdError, match="--lambda-head-aware reads the student's layer_cls, which --student "
+                                        "mobilenetv3-small does not return: pass --lambda-head-aware 0 or "
+                                        "--student deit-tiny"):
+        check_student_fits(student_kind("mobilenetv3-small"), StudentConfig(), [TERMS["ce"], TERMS["head-aware"]])
+    with pytest.raises(FasdError, match="--lambda-feat reads the student's projection"):
+        check_student_fits(student_kind("deit-tiny"), StudentConfig(), [TERMS["feat"]])
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda p: p | {"student_config": {**p["student_config"], "width": 3}}, "'student_config' has the key 'width'"),
+    (lambda p: p | {"student_config": [1, 2]}, "'student_config' is a list, not a table"),
+    (lambda p: p | {"model": {k: v for k, v in p["model"].items() if k != "logit_head.3.weight"}},
+     "missing key 'logit_head.3.weight'"),
+    (lambda p: p | {"model": {**p["model"], "extra.weight": torch.zeros(2)}}, "unexpected key 'extra.weight' (2,)"),
+])
+def test_a_checkpoint_that_does_not_fit_names_the_key(tmp_path, student_checkpoint, change, message):
+    payload = torch.load(student_checkpoint, weights_only=True)
+    broken = tmp_path / "broken.pt"
+    torch.save(change(payload), broken)
+    line = assert_user_error(fasd("export", broken, "--out", tmp_path / "s.onnx"), str(broken), message)
+    assert "Error(s) in loading" not in line and "{" not in line.split(message)[0]
+    assert not (tmp_path / "s.onnx").exists()

@@ -22,6 +22,7 @@ import torch
 from fasd.errors import FasdError
 from fasd.faces.policy import CropPolicy
 from fasd.io_checks import write_atomically
+from fasd.state_fit import check_state_fits
 from fasd.student_train.students import StudentConfig, student_kind
 
 CHECKPOINT_VERSION = 1
@@ -72,10 +73,12 @@ def read_checkpoint(path: Path) -> dict:
     return payload
 
 
-def student_config_of(payload: dict) -> StudentConfig:
+def student_config_of(payload: dict, where: str = "the checkpoint") -> StudentConfig:
     """The checkpoint's StudentConfig (fasd 0.1: a projection head sized by its weights)."""
     if "student_config" in payload:
-        return StudentConfig(**payload["student_config"])
+        return StudentConfig.from_json(payload["student_config"], where)
+    if not isinstance(payload.get("model"), dict):
+        raise FasdError(f"{where} holds no student weights ('model' is not a state dict)")
     projection = payload["model"].get("projection_head.2.weight")
     return StudentConfig(projection_dim=None if projection is None else int(projection.shape[0]))
 
@@ -83,10 +86,11 @@ def student_config_of(payload: dict) -> StudentConfig:
 def load_student(path: Path) -> tuple[torch.nn.Module, dict]:
     """The registered student in eval mode with the checkpoint's weights, and the checkpoint's metadata."""
     payload = read_checkpoint(path)
-    name = (payload.get("config") or {}).get("student", DEFAULT_STUDENT)
-    student = student_kind(name).build(student_config_of(payload))
-    try:
-        student.load_state_dict(payload["model"])
-    except RuntimeError as exc:
-        raise FasdError(f"{path} does not match the {name} student: {str(exc).splitlines()[0]}") from None
+    config = payload.get("config") or {}
+    name = config.get("student", DEFAULT_STUDENT) if isinstance(config, dict) else DEFAULT_STUDENT
+    student = student_kind(str(name)).build(student_config_of(payload, str(path)))
+    weights = payload.get("model")
+    if not isinstance(weights, dict):
+        raise FasdError(f"{path} holds no student weights ('model' is not a state dict)")
+    check_state_fits(student, weights, str(path), f"it is not a {name} student of this fasd version")
     return student.eval(), {k: v for k, v in payload.items() if k != "model"}

@@ -61,6 +61,7 @@ class DeployedDeit(nn.Module):
 
 
 @register_student("deit-tiny", help="timm DeiT-Tiny at 224 px from scratch (paper C; any timm ViT with "
-                  "--student-arch); ships the whole model", input_size=224)
+                  "--student-arch); ships the whole model", input_size=224, outputs=("logits", "layer_cls"),
+                  options=("arch", "input_size"))
 def build_deit(config: StudentConfig) -> DeitStudent:
     return DeitStudent(config.arch or DEIT_TINY, tuple(config.layers), config.layer_tap, img_size=config.input_size)

@@ -11,6 +11,7 @@ from torchvision.models import mobilenet_v3_small
 
 from fasd.constants import STUDENT_INPUT_SIZE
 from fasd.errors import FasdError
+from fasd.state_fit import check_state_fits
 from fasd.student_train.students import StudentConfig, register_student
 
 FEATURE_DIM = 576  # channels of mobilenet_v3_small().features' last block
@@ -136,12 +137,8 @@ def _load_features(student: Student, path: Path) -> None:
     if not encoder_state:
         raise FasdError(f"student weights {path} has no 'features.*' keys; "
                         "pass a torchvision mobilenet_v3_small state dict file")
-    try:
-        student.features.load_state_dict(encoder_state, strict=True)
-    except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[-1].strip()
-        raise FasdError(f"student weights {path} do not fit mobilenet_v3_small ({first_line}); "
-                        "pass a torchvision mobilenet_v3_small state dict file") from exc
+    check_state_fits(student.features, encoder_state, f"student weights {path}",
+                     "pass a torchvision mobilenet_v3_small state dict file")
 
 
 def load_imagenet_weights(student: Student, weights: Path | None = None) -> str | None:

@@ -49,7 +49,7 @@ def _pretrained(student: StackedMultiModalStudent, weights) -> str | None:
 
 @register_student("mobilenetv3-small-mm", help="one MobileNetV3-Small per modality (RGB, depth, IR), fused; "
                   "a missing modality is the zero image (paper B's phone student)", input_size=STUDENT_INPUT_SIZE,
-                  pretrained=_pretrained, modalities=MODALITIES, stream=MODALITY_STREAM)
+                  pretrained=_pretrained, modalities=MODALITIES, stream=MODALITY_STREAM, options=("modality_dropout",))
 def build_multimodal(config: StudentConfig) -> StackedMultiModalStudent:
     return StackedMultiModalStudent(config)
 

@@ -43,7 +43,7 @@ from fasd.student_train.data import StudentFrames, ViewSampler
 from fasd.student_train.losses import CompositeLoss, LossSettings, StepBatch
 from fasd.student_train.report import write_report
 from fasd.student_train.run_config import TrainOptions
-from fasd.student_train.students import StudentConfig, student_kind
+from fasd.student_train.students import StudentConfig, check_student_fits, student_kind
 from fasd.student_train.targets import (STREAM_WINDOW, FrameTargets, attach_targets, projection_dim, readable_parts,
                                         terms_without_targets)
 from fasd.training.frames import DomainRows
@@ -142,6 +142,7 @@ class Trainer:
         self.student_config = StudentConfig(layers=list(options.layers) if needs_layers else [],
                                             layer_tap=options.layer_tap, arch=options.student_arch,
                                             input_size=options.input_size, modality_dropout=options.modality_dropout)
+        check_student_fits(self.kind, self.student_config, self.criterion.active())
         self.input_size = options.input_size or self.kind.input_size
         if options.views and not self.criterion.needs_teacher:
             raise FasdError("--views replays the teacher store's views: it needs a teacher (drop --no-teacher)")
@@ -248,7 +249,13 @@ class Trainer:
         frames, so a distilling run mixes only through a store cached with mixed views (cache-teacher --views K
         --mix ...: replayed, not drawn here)."""
         mixer = augment_mixer(self.options.mixup, self.options.cutmix, self.options.smoothing)
-        if mixer is None or self.options.views:
+        if mixer is None:
+            return None
+        if self.options.views:
+            if self.train_set.partners is None and self.ranks.is_main:
+                warn(f"--mixup {self.options.mixup} --cutmix {self.options.cutmix}: the store's views are not mixed, "
+                     f"so this run does not mix; cache them with `--views K --mix mixup={self.options.mixup},"
+                     f"cutmix={self.options.cutmix}` (or set --mixup 0 --cutmix 0)")
             return None
         if self.criterion.needs_teacher:
             if self.ranks.is_main:

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from fasd.errors import FasdError
+from fasd.state_fit import check_state_fits, state_mismatch  # noqa: F401  (their home before fasd.state_fit)
 
 # Keys of an OpenAI-format CLIP state dict (ViT image tower); everything else (heads) is dropped.
 CLIP_KEY_PREFIXES = ("visual.", "transformer.", "token_embedding.", "positional_embedding", "ln_final.",
@@ -126,41 +126,3 @@ def clip_state_dict(raw: object, path: str | Path) -> dict[str, torch.Tensor]:
         raise FasdError(f"{path} is not a CLIP ViT checkpoint: missing {', '.join(missing[:4])}; expected "
                         f"OpenAI-format keys (visual.*, transformer.*, ...) optionally prefixed with 'model.'")
     return state
-
-
-def state_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
-    """The first difference between ``model``'s state dict and ``state`` in words, or None if it fits:
-    a missing key, then an unexpected key, then a shape mismatch (in the model's key order)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        return f"missing key '{missing[0]}' {tuple(expected[missing[0]].shape)}{more}"
-    unexpected = [k for k in state if k not in expected]
-    if unexpected:
-        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        found = state[unexpected[0]]
-        shape = f" {tuple(found.shape)}" if isinstance(found, torch.Tensor) else ""
-        return f"unexpected key '{unexpected[0]}'{shape}{more}"
-    for key, tensor in expected.items():
-        found = state[key]
-        if not isinstance(found, torch.Tensor):
-            return f"'{key}' is a {type(found).__name__}, not a tensor"
-        if tuple(found.shape) != tuple(tensor.shape):
-            return f"'{key}' has shape {tuple(found.shape)}, the model expects {tuple(tensor.shape)}"
-    return None
-
-
-def check_state_fits(model: nn.Module, state: dict[str, torch.Tensor], what: str, hint: str) -> None:
-    """Load ``state`` into ``model`` strictly; any mismatch is one FasdError line naming the first one.
-
-    ``what`` names the checkpoint in the message (e.g. its path), ``hint`` says what to do.
-    """
-    problem = state_mismatch(model, state)
-    if problem is None:
-        try:
-            model.load_state_dict(state, strict=True)
-            return
-        except RuntimeError as exc:  # e.g. a dtype torch cannot copy
-            problem = _first_line(exc)
-    raise FasdError(f"{what} does not fit the model: {problem}; {hint}")

@@ -18,19 +18,24 @@ def default_prompts() -> dict[str, list[str]]:
     return {"spoof": list(FLIP_SPOOF_PROMPTS), "live": list(FLIP_LIVE_PROMPTS)}
 
 
-def load_prompts(path: str | Path | None) -> dict[str, list[str]]:
-    """FLIP's ensemble, or a JSON file ``{"spoof": [...], "live": [...]}``."""
+def load_prompts(path: str | Path | None, flag: str = "--prompts") -> dict[str, list[str]]:
+    """FLIP's ensemble, or a JSON file ``{"spoof": [...], "live": [...]}`` (``flag`` names it in errors)."""
     if path is None:
         return default_prompts()
     path = Path(path)
+    shape = '{"spoof": [sentences...], "live": [sentences...]}'
     try:
-        prompts = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FasdError(f"cannot read prompts file {path}: {exc}") from None
+        prompts = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise FasdError(f"{flag} {path} is not a UTF-8 text file; give a JSON file {shape}") from None
+    except OSError as exc:
+        raise FasdError(f"cannot read {flag} {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise FasdError(f"{flag} {path} is not valid JSON ({exc}); give a JSON file {shape}") from None
     if not (isinstance(prompts, dict) and all(isinstance(prompts.get(c), list) and prompts[c]
                                               and all(isinstance(p, str) for p in prompts[c])
                                               for c in CLASS_NAMES)):
-        raise FasdError(f"{path} must be JSON {{\"spoof\": [sentences...], \"live\": [sentences...]}}")
+        raise FasdError(f"{flag} {path} must be JSON {shape}")
     return {c: list(prompts[c]) for c in CLASS_NAMES}
 
 

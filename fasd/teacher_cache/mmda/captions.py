@@ -31,7 +31,7 @@ def default_captions() -> dict[str, list[str]]:
 
 def load_captions(path: str | Path | None) -> dict[str, list[str]]:
     """The paper's 24 + 24 captions, or a JSON file ``{"spoof": [...], "live": [...]}`` (one-line errors)."""
-    return default_captions() if path is None else load_prompts(path)
+    return default_captions() if path is None else load_prompts(path, "--captions")
 
 
 def flatten_captions(captions: dict[str, list[str]]) -> tuple[list[str], list[int]]:

@@ -135,7 +135,12 @@ def load_mmda_teacher(path: str | Path) -> MMDATeacher:
                         "pass a file written by fasd teacher-finetune --method mmda") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise FasdError(f"{path} is not an MMDA checkpoint; pass a file written by fasd teacher-finetune --method mmda")
-    return teacher_from_checkpoint(checkpoint)
+    try:
+        return teacher_from_checkpoint(checkpoint)
+    except (KeyError, TypeError, ValueError) as exc:  # a field missing or of the wrong kind
+        raise FasdError(f"{path} is an incomplete MMDA checkpoint ({type(exc).__name__} on "
+                        f"{(str(exc).splitlines() or ['?'])[0][:120]}); pass a file written by fasd teacher-finetune "
+                        f"--method mmda") from None
 
 
 def parameter_line(teacher: MMDATeacher) -> str:

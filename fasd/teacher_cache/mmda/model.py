@@ -37,6 +37,7 @@ from torch import nn
 from fasd.constants import MODALITIES
 from fasd.errors import FasdError
 from fasd.rs2_math import RS2_MIN_MODES
+from fasd.state_fit import check_state_fits
 from fasd.store_schema import layout
 from fasd.teacher_cache.mmda.captions import flatten_captions
 from fasd.teacher_cache.mmda.md2a import FUSIONS, partner_index
@@ -178,5 +179,6 @@ def teacher_from_checkpoint(checkpoint: dict) -> MMDATeacher:
     legacy = {"udsa_exit": "v1", "caption_udsa": False}  # fasd 0.2's checkpoints: what they were trained with
     teacher = MMDATeacher(clip.visual, checkpoint["clip"], checkpoint["captions"],
                           MMDASettings(**(legacy | checkpoint["settings"])))
-    teacher.load_state_dict(checkpoint["state_dict"])
+    check_state_fits(teacher, checkpoint["state_dict"], "the mmda checkpoint", "pass a checkpoint written by "
+                     "`fasd teacher-finetune --method mmda`")
     return teacher.eval()
