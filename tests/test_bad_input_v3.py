@@ -357,3 +357,24 @@ def test_a_checkpoint_that_does_not_fit_names_the_key(tmp_path, student_checkpoi
     line = assert_user_error(fasd("export", broken, "--out", tmp_path / "s.onnx"), str(broken), message)
     assert "Error(s) in loading" not in line and "{" not in line.split(message)[0]
     assert not (tmp_path / "s.onnx").exists()
+
+
+# --- silent wrong results ---------------------------------------------------------------------------------------
+
+def test_raw_vit_cls_features_are_compared_by_direction_with_a_line(store_copy, capsys):
+    import zarr
+
+    from fasd.student_train.losses import feature_loss
+    from fasd.student_train.targets import warn_raw_features
+
+    torch.manual_seed(0)
+    projection, raw = torch.randn(4, 192), 194 * torch.nn.functional.normalize(torch.randn(4, 192), dim=1)
+    assert feature_loss(projection, raw).item() == pytest.approx(
+        feature_loss(projection, torch.nn.functional.normalize(raw, dim=1)).item(), rel=1e-6)
+    assert feature_loss(projection, raw).item() <= 4.0  # ≤ 4 for unit vectors; the raw token gave ~ 194²
+    warn_raw_features(str(store_copy), {"feat": 1.0})
+    assert capsys.readouterr().err == ""  # a CLIP teacher's unit features: nothing to say
+    feature = zarr.open_array(str(store_copy / "alpha" / "feature"), mode="r+")
+    feature[:] = feature[:] * 194
+    warn_raw_features(str(store_copy), {"feat": 1.0})
+    assert "feature targets are not unit vectors (median norm 194" in capsys.readouterr().err

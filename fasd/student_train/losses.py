@@ -58,8 +58,9 @@ def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tau: flo
 
 
 def feature_loss(projection: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
-    """‖normalize(projection) − f_T‖² summed over the feature dim, batch mean (f_T is unit norm)."""
-    diff = F.normalize(projection.float(), dim=1) - teacher_feature.float()
+    """‖normalize(projection) − normalize(f_T)‖² summed over the feature dim, batch mean. CLIP teachers cache unit
+    f_T (normalising is a no-op); a ViT's raw CLS token (norm ~ 200) would swamp CE unnormalised."""
+    diff = F.normalize(projection.float(), dim=1) - F.normalize(teacher_feature.float(), dim=1)
     return diff.pow(2).sum(dim=1).mean()
 
 

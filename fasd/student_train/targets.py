@@ -48,6 +48,22 @@ def projection_dim(store: TeacherStore) -> int:
     return PROJECTION_DIM if spec is None else spec.shape[0]
 
 
+def warn_raw_features(store_path: str, weights: dict[str, float]) -> None:
+    """One line when the feature term will read features that are not unit vectors (a ViT teacher's raw CLS token):
+    the term compares their directions (fasd.student_train.losses.feature_loss normalises them)."""
+    if weights.get("feat", 0) <= 0:
+        return
+    store = open_store(store_path)
+    names = store.dataset_names()
+    if "feature" not in store.targets or not names:
+        return
+    sample = store.dataset(names[0])["feature"][:256].astype(np.float32)
+    norms = np.linalg.norm(sample[np.isfinite(sample).all(axis=1)], axis=1)
+    if len(norms) and abs(float(np.median(norms)) - 1.0) > 1e-2:
+        warn(f"{store_path}'s feature targets are not unit vectors (median norm {np.median(norms):.3g}, e.g. a ViT's "
+             f"raw CLS token): the feature term compares their directions (normalised)")
+
+
 def terms_without_targets(store_path: str, weights: dict[str, float]) -> list[str]:
     """The active loss terms (weight > 0) that read targets the store does not hold, e.g. the feature term on an
     ONNX teacher cached without --feature-output, named in one warning: the trainer switches them off."""

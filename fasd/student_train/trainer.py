@@ -45,7 +45,7 @@ from fasd.student_train.report import write_report
 from fasd.student_train.run_config import TrainOptions
 from fasd.student_train.students import StudentConfig, check_student_fits, student_kind
 from fasd.student_train.targets import (STREAM_WINDOW, FrameTargets, attach_targets, projection_dim, readable_parts,
-                                        terms_without_targets)
+                                        terms_without_targets, warn_raw_features)
 from fasd.training.frames import DomainRows
 from fasd.training.precision import autocast, grad_scaler
 from fasd.training.rundir import BEST, CONFIG, LAST, LOG, METRICS, SCORES
@@ -130,6 +130,8 @@ class Trainer:
         if options.store and not options.no_teacher:
             for name in terms_without_targets(options.store, options.loss_weights()):
                 options.set_weight(name, 0.0)  # recorded off in config.json too
+            if self.ranks.is_main:
+                warn_raw_features(options.store, options.loss_weights())
         self.criterion = CompositeLoss(options.loss_weights(), LossSettings(tau=options.tau, margin=options.margin,
                                                                             kl_direction=options.kl_direction))
         self.policy = augment_policy(options.augment)
