@@ -378,3 +378,36 @@ def test_raw_vit_cls_features_are_compared_by_direction_with_a_line(store_copy, 
     feature[:] = feature[:] * 194
     warn_raw_features(str(store_copy), {"feat": 1.0})
     assert "feature targets are not unit vectors (median norm 194" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def multimodal_checkpoint(tmp_path_factory) -> Path:
+    from fasd.student_train.checkpoint import save_checkpoint
+    from fasd.student_train.students import StudentConfig, student_kind
+
+    torch.manual_seed(0)
+    student = student_kind("mobilenetv3-small-mm").build(StudentConfig()).eval()
+    path = tmp_path_factory.mktemp("mm") / "best.pt"
+    save_checkpoint(path, student, epoch=0, config={"seed": 0, "student": "mobilenetv3-small-mm"})
+    return path
+
+
+def _faces(folder: Path, names: list[str]) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for index, name in enumerate(names):
+        Image.fromarray(np.full((32, 32, 3), 40 * index, dtype=np.uint8)).save(folder / name)
+
+
+def test_multimodal_predict_scores_rgb_faces_only_and_matches_other_modalities(tmp_path, multimodal_checkpoint):
+    for modality in ("rgb", "depth", "ir"):
+        _faces(tmp_path / "frames" / modality, ["a.png", "b.png"])
+    _faces(tmp_path / "jpg_depth", ["a.jpg", "b.jpg"])
+    result = fasd("predict", multimodal_checkpoint, tmp_path / "frames", "--no-detect", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout[result.stdout.index("["):])
+    assert [Path(row["path"]).parent.name for row in rows] == ["rgb", "rgb"]
+    assert "left out 4 file(s) under folders named depth/ir" in result.output
+    assert_user_error(fasd("predict", multimodal_checkpoint, tmp_path / "frames" / "rgb", "--no-detect", "--depth",
+                           tmp_path / "jpg_depth"), "holds no file named like the RGB images (e.g. a.png)")

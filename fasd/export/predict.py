@@ -228,6 +228,39 @@ def _frame(path: Path, folders: dict[str, Path]) -> dict[str, np.ndarray]:
     return frame
 
 
+def _rgb_inputs(inputs: list[Path], folders: dict[str, Path]) -> list[Path]:
+    """A multimodal model's RGB images: files under a folder named after another modality (``fasd frames`` writes
+    DIR/rgb, DIR/depth, DIR/ir) or under --depth/--ir are left out, with a line; a --depth/--ir folder holding no
+    file named like an RGB image is refused (every frame would be scored with that modality missing)."""
+    others = {name for name in MODALITIES if name != "rgb"}
+    given = [folder.resolve() for folder in folders.values()]
+    searched = [Path(item).resolve() for item in inputs if Path(item).is_dir()]
+    found, skipped = [], 0
+    for path in find_inputs(inputs):
+        resolved = path.resolve()
+        base = next((folder for folder in searched if folder in resolved.parents), None)
+        below = set(resolved.relative_to(base).parts[:-1]) if base is not None else set()
+        if others & below or any(folder in resolved.parents for folder in given):
+            skipped += 1
+        else:
+            found.append(path)
+    if skipped:
+        warn(f"left out {skipped} file(s) under folders named {'/'.join(sorted(others))} or given with --depth/--ir: "
+             f"they are another modality's images, not RGB faces")
+    if not found:
+        raise FasdError(f"no RGB images in {', '.join(map(str, inputs))} outside the depth/ir folders; pass the "
+                        f"RGB folder (e.g. DIR/rgb) and --depth DIR/depth --ir DIR/ir")
+    for name, folder in folders.items():
+        matched = sum((folder / path.name).is_file() for path in found)
+        if matched == 0:
+            raise FasdError(f"--{name} {folder} holds no file named like the RGB images (e.g. {found[0].name}); "
+                            f"name each {name} image as its RGB image, extension included")
+        if matched < len(found):
+            warn(f"--{name} {folder} has no file for {len(found) - matched} of {len(found)} RGB image(s): those are "
+                 f"scored with {name} missing")
+    return found
+
+
 def predict_paths(model: Path, inputs: list[Path], threshold: float | None = None,
                   folders: dict[str, Path] | None = None, no_detect: bool = False, detector: str | None = None,
                   detector_weights: str | None = None, save_crops: Path | None = None,
@@ -253,8 +286,9 @@ def predict_paths(model: Path, inputs: list[Path], threshold: float | None = Non
         if save_crops is not None:
             raise FasdError("--save-crops writes the face crops detection makes; this model scores its inputs as "
                             "crops (its metadata has no crop policy, or --no-detect): pass --detector to detect")
+        paths = find_inputs(inputs) if tuple(modalities) == SINGLE_INPUT else _rgb_inputs(inputs, folders)
         rows = [{"path": str(path), "p_live": p, "decision": _decided(p, threshold), "threshold": threshold}
-                for paths, images in _batches(find_inputs(inputs), modalities, folders,
+                for paths, images in _batches(paths, modalities, folders,
                                               scorer.metadata["input_size"])
                 for path, p in zip(paths, scorer.p_live(images).tolist())]
     else:
