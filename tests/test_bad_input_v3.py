@@ -411,3 +411,16 @@ def test_multimodal_predict_scores_rgb_faces_only_and_matches_other_modalities(t
     assert "left out 4 file(s) under folders named depth/ir" in result.output
     assert_user_error(fasd("predict", multimodal_checkpoint, tmp_path / "frames" / "rgb", "--no-detect", "--depth",
                            tmp_path / "jpg_depth"), "holds no file named like the RGB images (e.g. a.png)")
+
+
+def test_a_16_bit_depth_png_keeps_its_depth_instead_of_clipping_to_white(tmp_path):
+    from PIL import Image
+
+    from fasd.data.ingest.readers import read_image
+
+    depth = np.array([[0, 500], [1000, 2000]], dtype=np.uint16)  # millimetres
+    Image.fromarray(depth).save(tmp_path / "d.png")
+    assert Image.open(tmp_path / "d.png").mode.startswith("I;16")
+    read = read_image(tmp_path / "d.png")
+    assert read.dtype == np.uint8 and read.shape == (2, 2, 3)
+    np.testing.assert_array_equal(read[..., 0], np.round(depth / 2000 * 255).astype(np.uint8))  # not all 255

@@ -47,10 +47,18 @@ def decode_frames(path: Path, wanted: Collection[int]) -> Iterator[tuple[int, np
 
 
 def read_image(path: Path) -> np.ndarray:
+    """(H, W, 3) uint8. A 16-bit or 32-bit single-channel image (e.g. a depth map in millimetres) is scaled by its
+    own maximum to 0..255 (PIL's convert("RGB") would clip every value above 255 to white)."""
     if not path.is_file():
         raise ItemSkipped("image missing")
     try:
         with Image.open(path) as image:
+            if image.mode.startswith("I") or image.mode == "F":
+                values = np.asarray(image, dtype=np.float64)
+                peak = values.max() if values.size and np.isfinite(values).all() else 0.0
+                scaled = np.zeros(values.shape, np.uint8) if peak <= 0 else \
+                    (np.clip(values, 0, None) * (255.0 / peak) + 0.5).astype(np.uint8)
+                return np.repeat(scaled[..., None], 3, axis=-1)
             return np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as exc:
         raise ItemSkipped("unreadable image", str(exc)) from None
