@@ -424,3 +424,23 @@ def test_a_16_bit_depth_png_keeps_its_depth_instead_of_clipping_to_white(tmp_pat
     read = read_image(tmp_path / "d.png")
     assert read.dtype == np.uint8 and read.shape == (2, 2, 3)
     np.testing.assert_array_equal(read[..., 0], np.round(depth / 2000 * 255).astype(np.uint8))  # not all 255
+
+
+def test_an_mcio_folder_without_val_is_a_training_source(tmp_path):
+    from PIL import Image
+
+    from fasd.data.mcio import MCIOFrameSource
+    from fasd.data.source import in_val_share
+
+    videos = [f"v{i:02d}" for i in range(40)]
+    for cls in ("real", "fake"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        (tmp_path / "test" / cls).mkdir(parents=True)
+        for video in videos:
+            Image.new("RGB", (8, 8)).save(tmp_path / "train" / cls / f"{cls}{video}_frame0.png")
+        Image.new("RGB", (8, 8)).save(tmp_path / "test" / cls / "t_frame0.png")
+    table = MCIOFrameSource(tmp_path, "mine").table
+    val = {str(v) for v, s in zip(table.video_id, table.split) if s == "val"}
+    assert val == {f"train/{c}/{c}{v}" for c in ("real", "fake") for v in videos if in_val_share(f"train/{c}/{c}{v}")}
+    assert val and set(table.split) == {"train", "val", "test"}  # a video is never in both train and val
+    assert not val & {str(v) for v, s in zip(table.video_id, table.split) if s == "train"}

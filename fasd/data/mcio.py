@@ -1,7 +1,9 @@
 """FLIP/MCIO frame folders, the one reader behind both ``format = "mcio"`` sources and ``fasd ingest mcio``.
 
 Layouts: ``<root>/{train,val,test}/{real,fake}/*.png|jpg`` (any of the split folders), or the
-celeb-style ``<root>/{real,fake}/*`` without a split folder, whose frames are all ``test``.
+celeb-style ``<root>/{real,fake}/*`` without a split folder, whose frames are all ``test``. A folder with
+train/ but no val/ (FLIP's training layout) gives VAL_PERCENT % of its train videos (by a CRC32 of the video id,
+fasd.data.source.in_val_share) to ``val``, so that it can be a training source.
 frame_id is the path relative to the root without extension; video_id is the frame_id with a trailing
 ``_frameN`` removed (FLIP keeps a few frames per video as ``<video>_frame0.png``), so it stays unique
 across split and class folders; real -> live, fake -> spoof; the attack type is unknown ('').
@@ -18,7 +20,7 @@ import numpy as np
 
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF, SPLITS
 from fasd.data.image_io import decode_image
-from fasd.data.source import FrameSource, FrameTable, UnreadableFrame
+from fasd.data.source import FrameSource, FrameTable, UnreadableFrame, in_val_share
 from fasd.errors import FasdError
 
 CLASS_DIRS = {"real": LABEL_LIVE, "fake": LABEL_SPOOF}
@@ -57,7 +59,10 @@ def scan_mcio(root: str | Path) -> list[MCIOFrame]:
                 if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file():
                     relative = file.relative_to(root).as_posix()
                     frame_id = relative[:-len(file.suffix)]
-                    frames.append(MCIOFrame(frame_id, relative, label, split, FRAME_SUFFIX.sub("", frame_id)))
+                    video = FRAME_SUFFIX.sub("", frame_id)
+                    derive_val = split == "train" and not (root / "val").is_dir()
+                    frames.append(MCIOFrame(frame_id, relative, label,
+                                            "val" if derive_val and in_val_share(video) else split, video))
     if not frames:
         raise FasdError(f"{root} is not a FLIP/MCIO frame folder with images: expected {EXPECTED}")
     duplicates = sorted(i for i, n in Counter(f.frame_id for f in frames).items() if n > 1)

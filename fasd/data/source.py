@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,6 +49,14 @@ def modality_mask(present: Iterable[str]) -> np.ndarray:
 
 
 RGB_ONLY = modality_mask(("rgb",))
+# A dataset without a validation split (CelebA-Spoof, an MCIO folder without val/) gives VAL_PERCENT % of its
+# train videos or subjects to val, by a CRC32 of their id: the same on every machine and run.
+VAL_PERCENT = 10
+
+
+def in_val_share(key: str) -> bool:
+    """Whether the train video or subject ``key`` becomes validation data (see VAL_PERCENT)."""
+    return zlib.crc32(key.encode()) % 100 < VAL_PERCENT
 
 
 class FrameSource(ABC):

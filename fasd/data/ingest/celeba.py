@@ -11,7 +11,6 @@ id, so the same on every machine and run) become ``val``. video_id = subject.
 from __future__ import annotations
 
 import json
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -21,6 +20,7 @@ from fasd.data.ingest.geometry import box_crop, box_policy
 from fasd.data.ingest.items import ImageGroup
 from fasd.data.ingest.plan import FrameMeta, IngestOptions, ItemSkipped, Plan, Skip, register_layout
 from fasd.data.ingest.readers import read_rows
+from fasd.data.source import VAL_PERCENT, in_val_share  # noqa: F401  (VAL_PERCENT: named in the docstring)
 from fasd.errors import FasdError
 
 SPOOF_TYPES = ("", "photo", "poster", "A4", "face_mask", "upper_body_mask", "region_mask", "pc", "pad",
@@ -28,14 +28,13 @@ SPOOF_TYPES = ("", "photo", "poster", "A4", "face_mask", "upper_body_mask", "reg
 ENTRY_LENGTH = 44
 SPOOF_TYPE_INDEX, SPOOF_FLAG_INDEX = 40, 43
 BOX_REFERENCE = 224
-VAL_PERCENT = 10
 LABEL_FILES = {"train": "metas/intra_test/train_label.json", "test": "metas/intra_test/test_label.json"}
 LAYOUT = ("a CelebA-Spoof root: Data/{train,test}/<subject>/{live,spoof}/ images with <id>_BB.txt boxes, "
           "and metas/intra_test/{train,test}_label.json")
 
 
 def is_val_subject(subject: str) -> bool:
-    return zlib.crc32(subject.encode()) % 100 < VAL_PERCENT
+    return in_val_share(subject)
 
 
 @dataclass(frozen=True)
