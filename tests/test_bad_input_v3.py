@@ -444,3 +444,16 @@ def test_an_mcio_folder_without_val_is_a_training_source(tmp_path):
     assert val == {f"train/{c}/{c}{v}" for c in ("real", "fake") for v in videos if in_val_share(f"train/{c}/{c}{v}")}
     assert val and set(table.split) == {"train", "val", "test"}  # a video is never in both train and val
     assert not val & {str(v) for v, s in zip(table.video_id, table.split) if s == "train"}
+
+
+# --- flags that would do nothing are refused ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag", [["--no-md2a"], ["--udsa-depth", "2"], ["--captions", "c.json"]])
+def test_mmda_switches_are_refused_by_other_methods(tmp_path, synth_config, flag):
+    assert_user_error(fasd("teacher-finetune", "--sources", "alpha", "--config", synth_config, "--method", "clip",
+                           "--out", tmp_path / "t.pt", *flag), "--method clip does not read them")
+
+
+def test_an_empty_missing_is_refused(student_checkpoint, synth_config):
+    assert_user_error(fasd("evaluate", student_checkpoint, "--dataset", "alpha", "--config", synth_config,
+                           "--missing", ""), "--missing '' names no modality")

@@ -159,10 +159,13 @@ def teacher_finetune(
     from fasd.teacher_cache.mmda.captions import load_captions
     from fasd.teacher_cache.mmda.model import MMDASettings
 
-    # The MMDA switches; methods with their own loop read theirs (mmda), the others ignore them.
-    method_options = {"settings": MMDASettings(md2a=md2a, rs2=rs2, udsa_depth=udsa_depth, rs2_min=rs2_min,
-                                               udsa_exit=udsa_exit, caption_udsa=caption_udsa),
-                      "captions": load_captions(captions)}
+    # The MMDA switches: only --method mmda reads them, so another method refuses them rather than ignore them.
+    settings = MMDASettings(md2a=md2a, rs2=rs2, udsa_depth=udsa_depth, rs2_min=rs2_min, udsa_exit=udsa_exit,
+                            caption_udsa=caption_udsa)
+    if method != "mmda" and (settings != MMDASettings() or captions is not None):
+        raise FasdError(f"--md2a/--rs2/--udsa-depth/--rs2-min/--udsa-exit/--caption-udsa/--captions are --method "
+                        f"mmda switches; --method {method} does not read them: drop them")
+    method_options = {"settings": settings, "captions": load_captions(captions)}
     summary = finetune_teacher(config, _csv(sources), out, init=init, arch=arch, prompts=load_prompts(prompts),
                                centroid_mode=centroid_mode, lr=lr, weight_decay=weight_decay, epochs=epochs,
                                batch_size=batch_size, max_frames_per_epoch=max_frames_per_epoch, device=device,

@@ -55,7 +55,9 @@ def evaluate(
         raise FasdError(f"dataset '{name}' has no frames in split '{split_name}'")
     if video_level:
         check_video_ids(source, rows)
-    missing_list = tuple(_csv(missing)) if missing else ()
+    missing_list = tuple(_csv(missing)) if missing is not None else ()
+    if missing is not None and not missing_list:
+        raise FasdError(f"--missing {missing!r} names no modality: give depth, ir or depth,ir, or drop --missing")
     rows, frame_scores, metrics = evaluate_scorer(scorer, source, rows, missing_list, batch_size, video_level,
                                                   desc=f"score {name}")
     if scores is not None:
