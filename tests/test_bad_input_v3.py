@@ -457,3 +457,10 @@ def test_mmda_switches_are_refused_by_other_methods(tmp_path, synth_config, flag
 def test_an_empty_missing_is_refused(student_checkpoint, synth_config):
     assert_user_error(fasd("evaluate", student_checkpoint, "--dataset", "alpha", "--config", synth_config,
                            "--missing", ""), "--missing '' names no modality")
+
+
+def test_litert_is_marked_in_export_help_and_its_refusal_states_no_false_version_rule(student_checkpoint, tmp_path):
+    assert "NOT written in this environment" in " ".join(fasd("export", "--help").output.split())
+    line = assert_user_error(fasd("export", student_checkpoint, "--format", "litert", "--out", tmp_path / "s.tflite"),
+                             "no LiteRT converter installs beside fasd's packages")
+    assert "< 2.15" not in line and not (tmp_path / "s.tflite").exists()
