@@ -464,3 +464,40 @@ def test_litert_is_marked_in_export_help_and_its_refusal_states_no_false_version
     line = assert_user_error(fasd("export", student_checkpoint, "--format", "litert", "--out", tmp_path / "s.tflite"),
                              "no LiteRT converter installs beside fasd's packages")
     assert "< 2.15" not in line and not (tmp_path / "s.tflite").exists()
+
+
+# --- no code in a malicious pickle runs at any checkpoint-taking flag ----------------------------------------------
+
+class _Payload:
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "pwned"))
+
+
+@pytest.fixture
+def malicious(tmp_path) -> tuple[Path, Path]:
+    marker = tmp_path / "ran.txt"
+    payload = _Payload()
+    payload.marker = str(marker)
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": payload, "model": payload, "fasd_student": 1}, path)
+    torch.load(path, weights_only=False)  # the payload really runs when unpickled unsafely ...
+    assert marker.read_text() == "pwned"
+    marker.unlink()  # ... which no fasd command may do
+    return path, marker
+
+
+@pytest.mark.parametrize("command", [
+    lambda evil, cfg, out: ["teacher-finetune", "--sources", "alpha", "--config", cfg, "--init", evil, "--out", out],
+    lambda evil, cfg, out: ["teacher-finetune", "--sources", "alpha", "--config", cfg, "--method", "vit", "--init",
+                            evil, "--out", out],
+    lambda evil, cfg, out: ["cache-teacher", "--dataset", "alpha", "--config", cfg, "--checkpoint", evil, "--store",
+                            out],
+    lambda evil, cfg, out: ["train", "--config", cfg, *STUDENT_RUN, "--student-weights", evil, "--out", out],
+    lambda evil, cfg, out: ["export", evil, "--out", f"{out}.onnx"],
+    lambda evil, cfg, out: ["evaluate", evil, "--dataset", "alpha", "--config", cfg],
+])
+def test_no_code_in_a_malicious_pickle_runs(tmp_path, synth_config, malicious, command):
+    evil, marker = malicious
+    result = fasd(*command(evil, synth_config, tmp_path / "out"))
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert not marker.exists()
