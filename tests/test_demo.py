@@ -305,6 +305,9 @@ def test_demo_folder_holds_one_recipe(tmp_path):
                  ["alpha", "beta", "gamma"])
     with pytest.raises(FasdError, match="holds synthetic domains of rgb; this demo needs rgb, depth, ir"):
         run_demo(tmp_path / "b", TINY, recipe="mmda", progress=False)
+    with pytest.raises(FasdError, match="holds synthetic domains of the 'cues' world \\(an older fasd demo\\); this "
+                                        "demo needs the 'shared' world: give --out another folder"):
+        run_demo(tmp_path / "b", TINY, recipe="vlmkd", progress=False)  # rgb, but no world.txt: fasd 0.2's
 
 
 def test_demo_help_lists_every_recipe_and_the_default():

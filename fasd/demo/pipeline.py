@@ -22,7 +22,7 @@ import numpy as np
 
 from fasd.config import load_registry, write_config
 from fasd.data.open_source import open_source
-from fasd.data.synth import DOMAIN_NAMES, synthesize
+from fasd.data.synth import DEFAULT_WORLD, DOMAIN_NAMES, synthesize
 from fasd.demo.heldout import scores_name, student_setting, teacher_setting
 from fasd.demo.recipes import DEMO_RECIPES, DemoBudget, DemoContext, DemoRecipe, demo_recipe, teacher_stage
 from fasd.demo.report import write_report
@@ -92,14 +92,22 @@ def _check_folder(out: Path, recipe: str) -> None:
                             f"another folder, e.g. --out {out}-{recipe}")
 
 
+WORLD_FILE = "world.txt"  # in the data folder: the fasd synth --world of its domains (absent: fasd 0.2's, cues)
+
+
 def _check_data(config: Path, modalities: tuple[str, ...]) -> None:
-    """Synthetic domains already in the folder must hold exactly the recipe's modalities."""
+    """Synthetic domains already in the folder must hold exactly the recipe's modalities, of this demo's world."""
     registry = load_registry(config)
     for name in registry.datasets:
         held = open_source(registry.dataset(name)).modalities
         if tuple(held) != tuple(modalities):
             raise FasdError(f"{config.parent} holds synthetic domains of {', '.join(held)}; this demo needs "
                             f"{', '.join(modalities)}: give --out another folder")
+    marker = config.parent / WORLD_FILE
+    world = marker.read_text().strip() if marker.is_file() else "cues"
+    if world != DEFAULT_WORLD:
+        raise FasdError(f"{config.parent} holds synthetic domains of the '{world}' world (an older fasd demo); this "
+                        f"demo needs the '{DEFAULT_WORLD}' world: give --out another folder")
 
 
 def _demo_config(out: Path, budget: DemoBudget, modalities: tuple[str, ...], clock: StageClock,
@@ -122,6 +130,7 @@ def _demo_config(out: Path, budget: DemoBudget, modalities: tuple[str, ...], clo
         synthesize(data, domains=budget.domains, frames=budget.frames, size=budget.size, seed=budget.seed,
                    progress=progress, modalities=modalities)
         write_config(config, {n: {"format": "hdf5", "path": f"{n}.h5"} for n in names}, [*SOURCES, TARGET])
+        (data / WORLD_FILE).write_text(DEFAULT_WORLD + "\n")
     return config
 
 
