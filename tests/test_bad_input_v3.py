@@ -501,3 +501,17 @@ def test_no_code_in_a_malicious_pickle_runs(tmp_path, synth_config, malicious, c
     result = fasd(*command(evil, synth_config, tmp_path / "out"))
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert not marker.exists()
+
+
+def test_export_filters_known_harmless_third_party_lines_and_keeps_the_rest():
+    script = (
+        "import os, sys\n"
+        "from fasd.export.noise import filtered_stderr\n"
+        "with filtered_stderr():\n"
+        "    os.write(2, b'[cpuinfo_utils.cpp:71] Reading file /sys/devices/soc0/image_version\\n')\n"
+        "    sys.stderr.write(\"Failed to load _MLModelProxy: No module named 'coremltools.libcoremlpython'\\n\")\n"
+        "    sys.stderr.write(\"WARNING:root:Axis 1 is out-of-range for weight 'head.1.weight' with rank 1\\n\")\n"
+        "    os.write(2, b'a real problem\\n')\n"
+        "    sys.stderr.write('Axis 1 is out-of-range for weight w with rank 2\\n')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stderr == "a real problem\nAxis 1 is out-of-range for weight w with rank 2\n"

@@ -106,8 +106,12 @@ def export(
     from fasd.export.export import export_model
 
     _positive("--calibration-frames", calibration_frames)
-    typer.echo(export_model(checkpoint, out, fmt, quantize, calibrate, calibration_frames, parity_data, config,
-                            opset, overwrite, operating_point, force, ort_platform).describe())
+    from fasd.export.noise import filtered_stderr
+
+    with filtered_stderr():  # coremltools', ExecuTorch's and onnxruntime's known-harmless lines
+        report = export_model(checkpoint, out, fmt, quantize, calibrate, calibration_frames, parity_data, config,
+                              opset, overwrite, operating_point, force, ort_platform)
+    typer.echo(report.describe())
 
 
 @command("bench")
