@@ -16,6 +16,7 @@ from fasd.config import FORMATS, load_registry, register_dataset, write_config
 from fasd.constants import SPLITS
 from fasd.data.folder import FolderFrameSource
 from fasd.data.mcio import MCIOFrameSource, scan_mcio
+from fasd.data.source import in_val_share
 from fasd.errors import FasdError
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -194,7 +195,10 @@ def test_mcio_reader_against_the_file_list(tmp_path_factory, files):
         (root / relative).mkdir(parents=True, exist_ok=True)
         (root / relative / f"{video}_frame{index}{suffix}").write_bytes(b"")
         frame_id = f"{relative}/{video}_frame{index}"
-        expected[frame_id] = (0 if kind == "fake" else 1, split or "test", f"{relative}/{video}")
+        derived_val = split == "train" and not any(s == "val" for s, *_ in files) and \
+            in_val_share(f"{relative}/{video}")  # FLIP's layout without val/: a share of train videos
+        expected[frame_id] = (0 if kind == "fake" else 1, "val" if derived_val else split or "test",
+                              f"{relative}/{video}")
     if not expected:
         with pytest.raises(FasdError, match="is not a FLIP/MCIO frame folder"):
             scan_mcio(root)

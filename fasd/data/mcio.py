@@ -65,6 +65,7 @@ def scan_mcio(root: str | Path) -> list[MCIOFrame]:
                                             "val" if derive_val and in_val_share(video) else split, video))
     if not frames:
         raise FasdError(f"{root} is not a FLIP/MCIO frame folder with images: expected {EXPECTED}")
+    frames.sort(key=lambda frame: SPLITS.index(frame.split))  # stable: derived val frames after train
     duplicates = sorted(i for i, n in Counter(f.frame_id for f in frames).items() if n > 1)
     if duplicates:
         raise FasdError(f"{root}: frames {', '.join(duplicates[:3])} exist with two image extensions; "
