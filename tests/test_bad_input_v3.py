@@ -426,7 +426,7 @@ def test_a_16_bit_depth_png_keeps_its_depth_instead_of_clipping_to_white(tmp_pat
     np.testing.assert_array_equal(read[..., 0], np.round(depth / 2000 * 255).astype(np.uint8))  # not all 255
 
 
-def test_an_mcio_folder_without_val_is_a_training_source(tmp_path):
+def test_an_mcio_folder_without_val_is_a_training_source(tmp_path, capsys):
     from PIL import Image
 
     from fasd.data.mcio import MCIOFrameSource
@@ -444,6 +444,8 @@ def test_an_mcio_folder_without_val_is_a_training_source(tmp_path):
     assert val == {f"train/{c}/{c}{v}" for c in ("real", "fake") for v in videos if in_val_share(f"train/{c}/{c}{v}")}
     assert val and set(table.split) == {"train", "val", "test"}  # a video is never in both train and val
     assert not val & {str(v) for v, s in zip(table.video_id, table.split) if s == "train"}
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"mine: {tmp_path} has no val/ folder; its validation split is {len(val) * 1} frame(s)" in said
 
 
 # --- flags that would do nothing are refused ---------------------------------------------------------------------

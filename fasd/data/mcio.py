@@ -20,8 +20,8 @@ import numpy as np
 
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF, SPLITS
 from fasd.data.image_io import decode_image
-from fasd.data.source import FrameSource, FrameTable, UnreadableFrame, in_val_share
-from fasd.errors import FasdError
+from fasd.data.source import VAL_PERCENT, FrameSource, FrameTable, UnreadableFrame, in_val_share
+from fasd.errors import FasdError, warn
 
 CLASS_DIRS = {"real": LABEL_LIVE, "fake": LABEL_SPOOF}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -87,6 +87,10 @@ class MCIOFrameSource(FrameSource):
             split=np.array([f.split for f in frames], dtype=str),
             video_id=np.array([f.video_id for f in frames], dtype=str),
             attack_type=np.full(len(frames), "", dtype=str))
+        if (self.path / "train").is_dir() and not (self.path / "val").is_dir():
+            val = int((self.table.split == "val").sum())
+            warn(f"{self.name}: {self.path} has no val/ folder; its validation split is {val} frame(s) of the "
+                 f"{VAL_PERCENT} % of train videos chosen by a CRC32 of the video id")
 
     def read_image(self, row: int) -> np.ndarray:
         try:
