@@ -517,3 +517,10 @@ def test_export_filters_known_harmless_third_party_lines_and_keeps_the_rest():
         "    sys.stderr.write('Axis 1 is out-of-range for weight w with rank 2\\n')\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stderr == "a real problem\nAxis 1 is out-of-range for weight w with rank 2\n"
+
+
+def test_layers_for_a_teacher_that_cannot_tap_them_is_refused(tmp_path, synth_config, tiny_flip_checkpoint):
+    assert_user_error(fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--checkpoint",
+                           tiny_flip_checkpoint, "--layers", "1", "--store", tmp_path / "s.zarr", "--workers", "0"),
+                      "--teacher flip-mcl cannot tap intermediate layers")
+    assert not (tmp_path / "s.zarr").exists()

@@ -137,5 +137,8 @@ def load_teacher(kind: str, options: TeacherOptions) -> LoadedTeacher:
     loaded = chosen.build(options, options.normalize or chosen.default_normalize)
     if REQUIRED_TARGET not in loaded.targets:  # a registration bug, not a user error
         raise ValueError(f"teacher kind {kind} declares no '{REQUIRED_TARGET}' target")
+    if options.layers and "layer_cls" not in loaded.targets:  # it would cache no layer tokens, without a word
+        raise FasdError(f"--layers: --teacher {kind} cannot tap intermediate layers (it caches "
+                        f"{', '.join(loaded.targets)}); drop --layers or use --teacher vit")
     return loaded
 
