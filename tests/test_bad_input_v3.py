@@ -524,3 +524,14 @@ def test_layers_for_a_teacher_that_cannot_tap_them_is_refused(tmp_path, synth_co
                            tiny_flip_checkpoint, "--layers", "1", "--store", tmp_path / "s.zarr", "--workers", "0"),
                       "--teacher flip-mcl cannot tap intermediate layers")
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_an_mmda_teacher_on_rgb_only_packs_says_so(tmp_path, synth_config):
+    result = fasd("teacher-finetune", "--sources", "alpha", "--config", synth_config, "--method", "mmda", "--out",
+                  tmp_path / "mm.pt", "--epochs", "1", "--max-frames-per-epoch", "8", "--batch-size", "4")
+    assert result.exit_code == 0, result.output
+    said = "'alpha' holds no depth, ir: the rgb/depth/ir MMDA teacher sees them as missing (zero images)"
+    assert said in result.output
+    cached = fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--teacher", "mmda", "--checkpoint",
+                  tmp_path / "mm.pt", "--store", tmp_path / "s.zarr", "--workers", "0")
+    assert cached.exit_code == 0 and "'alpha' holds no depth, ir: the rgb/depth/ir mmda teacher" in cached.output

@@ -34,6 +34,7 @@ from fasd.store_schema import layout, writer
 from fasd.store_schema.store import create_or_check_store, read_strings
 from fasd.teacher_cache.preprocess import normalize_batch, resize_batch, resize_uint8
 from fasd.teacher_cache.registry import LoadedTeacher
+from fasd.training.modalities import warn_absent_modalities
 from fasd.training.precision import autocast
 from fasd.views import PARAMS, ViewSettings, apply_view, draw_views
 
@@ -179,6 +180,8 @@ def run_cache(source: FrameSource, loaded: LoadedTeacher, store_path: str, optio
     if multimodal(loaded) and options.views.count:
         raise FasdError(f"--views: the {loaded.kind} teacher reads {', '.join(loaded.modalities)}; stored views "
                         "are RGB-only, cache it without --views")
+    if multimodal(loaded):
+        warn_absent_modalities([source], tuple(loaded.modalities), model=f"{loaded.kind} teacher")
     group = distributed.main_first(lambda: _prepare_layout(source, source_rows, loaded, store_path, options))
     rows = len(source_rows)
     chunks = writer.pending_chunks(group, options.shard, options.num_shards)

@@ -39,13 +39,14 @@ def check_missing(missing: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(missing)
 
 
-def warn_absent_modalities(sources: list[FrameSource], wanted: tuple[str, ...], missing: tuple[str, ...] = ()) -> None:
-    """One warning per source that holds none of a multimodal student's ``wanted`` modalities beyond those
-    deliberately ``missing``: the student would see zero images there, which is Protocol 2 only when asked for."""
+def warn_absent_modalities(sources: list[FrameSource], wanted: tuple[str, ...], missing: tuple[str, ...] = (),
+                           model: str = "student") -> None:
+    """One warning per source that holds none of a multimodal ``model``'s ``wanted`` modalities beyond those
+    deliberately ``missing``: the model would see zero images there, which is Protocol 2 only when asked for."""
     for source in sources:
         absent = [m for m in wanted if m not in source.modalities and m not in missing]
         if absent:
-            warn(f"'{source.name}' holds no {', '.join(absent)}: the {'/'.join(wanted)} student sees "
+            warn(f"'{source.name}' holds no {', '.join(absent)}: the {'/'.join(wanted)} {model} sees "
                  f"{'it' if len(absent) == 1 else 'them'} as missing (zero images)")
 
 

@@ -36,6 +36,7 @@ from fasd.teacher_cache.mmda.model import MMDASettings, MMDATeacher, build_mmda_
 from fasd.teacher_cache.mmda.udsa import TABLE9_PARAMETERS, per_layer_parameters
 from fasd.teacher_cache.preprocess import normalize_batch, resize_uint8
 from fasd.training.precision import autocast, grad_scaler
+from fasd.training.modalities import warn_absent_modalities
 from fasd.training.sampler import domain_balanced_sampler
 from fasd.training.schedule import warmup_cosine
 
@@ -95,6 +96,7 @@ def _check(sources: list[FrameSource], out: Path, epochs: int, batch_size: int, 
         if not len(source.table.rows_in_splits(["train"])):
             raise FasdError(f"dataset '{source.name}' has no frames in split 'train'; "
                             "MMDA fine-tuning trains on the sources' train splits")
+    warn_absent_modalities(sources, MODALITIES, model="MMDA teacher")  # RGB-only packs: said, not silent
 
 
 def train_step(teacher: MMDATeacher, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
