@@ -535,3 +535,20 @@ def test_an_mmda_teacher_on_rgb_only_packs_says_so(tmp_path, synth_config):
     cached = fasd("cache-teacher", "--dataset", "alpha", "--config", synth_config, "--teacher", "mmda", "--checkpoint",
                   tmp_path / "mm.pt", "--store", tmp_path / "s.zarr", "--workers", "0")
     assert cached.exit_code == 0 and "'alpha' holds no depth, ir: the rgb/depth/ir mmda teacher" in cached.output
+
+
+def test_a_pack_whose_mask_has_no_rgb_anywhere_is_refused(tmp_path):
+    from fasd.config import write_config
+    from fasd.data.hdf5_pack import PackWriter
+
+    images = np.zeros((4, 16, 16, 3), np.uint8)
+    with PackWriter(tmp_path / "norgb.h5", dataset="norgb", size=16, source="test", crop_policy="synthetic-centred",
+                    modalities=("rgb", "depth", "ir")) as writer:
+        writer.append(images, [f"f{i}" for i in range(4)], [0, 1, 0, 1], ["test"] * 4, ["v"] * 4, [""] * 4,
+                      depth=images, ir=images, present=np.tile([False, True, True], (4, 1)))
+    write_config(tmp_path / "fasd.toml", {"norgb": {"format": "hdf5", "path": "norgb.h5"}}, None)
+    from fasd.config import load_registry
+    from fasd.data.open_source import open_source
+
+    with pytest.raises(FasdError, match="marks rgb absent on every frame"):
+        open_source(load_registry(tmp_path / "fasd.toml").dataset("norgb"))

@@ -239,4 +239,6 @@ def _mask(dataset: h5py.Dataset | None, stored: tuple[str, ...], bad, at) -> np.
     rows = np.flatnonzero(~present.any(axis=1))
     if len(rows):
         raise bad(f"{at(rows[0])} has no modality (rgb, depth and ir all marked absent)")
+    if len(present) and not present[:, MODALITIES.index("rgb")].any():  # every RGB image would be read as zeros
+        raise bad(f"{MASK} marks rgb absent on every frame; an RGB model would score blank images")
     return present
