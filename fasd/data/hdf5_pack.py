@@ -25,7 +25,7 @@ import numpy as np
 
 from fasd.constants import LABEL_LIVE, LABEL_SPOOF, MODALITIES, SPLITS
 from fasd.data.source import FrameSource, FrameTable, UnreadableFrame, modality_mask
-from fasd.errors import FasdError
+from fasd.errors import FasdError, warn
 from fasd.faces.policy import CropPolicy, policy_from_json, policy_text
 
 STR_DTYPE = h5py.string_dtype("utf-8")
@@ -239,6 +239,6 @@ def _mask(dataset: h5py.Dataset | None, stored: tuple[str, ...], bad, at) -> np.
     rows = np.flatnonzero(~present.any(axis=1))
     if len(rows):
         raise bad(f"{at(rows[0])} has no modality (rgb, depth and ir all marked absent)")
-    if len(present) and not present[:, MODALITIES.index("rgb")].any():  # every RGB image would be read as zeros
-        raise bad(f"{MASK} marks rgb absent on every frame; an RGB model would score blank images")
+    if len(present) and not present[:, MODALITIES.index("rgb")].any():  # every RGB image reads as zeros
+        warn(str(bad(f"{MASK} marks rgb absent on every frame: an RGB model sees only blank images")))
     return present
