@@ -271,3 +271,19 @@ def test_every_policy_builds_student_inputs_and_sets_only_train_options(name):
             if build is not None:
                 image = build(side)(frame)
                 assert image.shape == (3, side, side) and image.dtype == torch.float32
+
+
+def test_deit_randaugment_posterize_at_full_magnitude_is_black_not_an_error():
+    """rand-m9-mstd0.5-inc1 reaches magnitude 10, where timm asks Pillow to keep 0 bits (refused by Pillow >= 11)."""
+    import numpy as np
+    from PIL import Image
+    from timm.data import auto_augment
+
+    from fasd.training.augment import deit_train_transform
+
+    deit_train_transform(32)
+    image = Image.fromarray(np.full((32, 32, 3), 200, dtype=np.uint8))
+    op = auto_augment.AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10, hparams={"magnitude_std": 0})
+    assert np.asarray(op(image)).max() == 0
+    op = auto_augment.AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=5, hparams={"magnitude_std": 0})
+    assert np.asarray(op(image)).max() > 0

@@ -72,11 +72,25 @@ def policy(name: str) -> AugmentPolicy:
     return POLICIES.get(name)
 
 
+def _posterize(img, bits_to_keep: int, **kwargs):
+    """timm's posterize op, keeping 0 bits as the black image older Pillow made of it: at magnitude 10,
+    rand-...-inc1 asks for 0 bits, which Pillow >= 11 refuses (HaTFAS trained with a Pillow that accepted it)."""
+    from PIL import Image
+    from timm.data import auto_augment
+
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return auto_augment.posterize(img, bits_to_keep, **kwargs)
+
+
 def deit_train_transform(size: int) -> StudentTransform:
     """timm's create_transform as HaTFAS' datasets.py calls it (colour jitter is off under RandAugment, as in
     timm), taking the stream's uint8 (H, W, 3) frames."""
     from PIL import Image
-    from timm.data import create_transform
+    from timm.data import auto_augment, create_transform
+
+    for name in ("Posterize", "PosterizeIncreasing", "PosterizeOriginal"):
+        auto_augment.NAME_TO_OP[name] = _posterize
 
     transform = create_transform(size, is_training=True, scale=DEIT_SCALE, auto_augment=DEIT_RANDAUGMENT,
                                  interpolation=DEIT_INTERPOLATION, re_prob=DEIT_RE_PROB, re_mode="pixel",
