@@ -296,6 +296,10 @@ def predict_paths(model: Path, inputs: list[Path], threshold: float | None = Non
                                  _CropWriter(save_crops)))
     if not rows:
         raise FasdError(f"none of the inputs could be read ({', '.join(map(str, inputs))})")
+    scored = {row["p_live"] for row in rows if row["p_live"] is not None}
+    if len(scored) == 1 and sum(row["p_live"] is not None for row in rows) > 1:
+        warn(f"{model} gives every input the same P(live) {scored.pop():.4f}: it does not separate them (an "
+             "undertrained student, e.g. the Quick start's), so its decisions say nothing about these images")
     return rows
 
 
