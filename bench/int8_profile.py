@@ -26,34 +26,14 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from fasd.config import load_registry
-from fasd.data.open_source import open_source
-from fasd.data.synth import synthesize
 from fasd.export.deployable import load_deployable
 from fasd.export.export import export_model
 from fasd.export.formats.onnx import _Frames, onnx_proto
 from fasd.export.frames import dataset_frames
 from fasd.export.latency import bench_model, cpu_name
-from fasd.student_train.checkpoint import save_checkpoint
-from fasd.student_train.model import Student
-from fasd.training.transforms import eval_transform
 
-
-def _student(root: Path) -> tuple[Path, Path]:
-    config = synthesize(root / "synth", domains=1, frames=200, size=112, seed=0, progress=False)
-    source = open_source(load_registry(config).dataset("alpha"))
-    transform = eval_transform()
-    torch.manual_seed(0)
-    model = Student()
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None
-    with torch.no_grad():
-        model.train()(torch.stack([transform(source.read_image(i)) for i in range(128)]))
-    checkpoint = root / "student.pt"
-    save_checkpoint(checkpoint, model.eval(), epoch=1, config={"seed": 0})
-    return checkpoint, config
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers import bn_calibrated_student  # noqa: E402  (the export tests' student)
 
 
 def _variants(checkpoint: Path, config: Path, root: Path) -> dict[str, Path]:
@@ -142,7 +122,7 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        checkpoint, config = _student(root)
+        checkpoint, config = bn_calibrated_student(root, frames=200, size=112, seed=0, calibration=128)
         files = _variants(checkpoint, config, root)
         medians = _medians(files, args.runs, args.rounds)
         profiles = _median_profiles(files, max(20, args.runs // 5), args.rounds)

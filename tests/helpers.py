@@ -70,3 +70,30 @@ from fasd.cli import main
 sys.argv = ["fasd", *sys.argv[1:]]
 main()
 """
+
+
+def bn_calibrated_student(root: Path, frames: int, size: int, seed: int, calibration: int) -> tuple[Path, Path]:
+    """(checkpoint, fasd.toml): a MobileNetV3-Small student with random weights whose BatchNorm statistics are
+    those of ``calibration`` real synthetic frames (its logits vary by ~1 across frames: some clearly decided,
+    some near the threshold). Used by the export tests and bench/int8_profile.py."""
+    from fasd.config import load_registry
+    from fasd.data.open_source import open_source
+    from fasd.data.synth import synthesize
+    from fasd.student_train.checkpoint import save_checkpoint
+    from fasd.student_train.model import Student
+    from fasd.training.transforms import eval_transform
+
+    config = synthesize(root / "synth", domains=1, frames=frames, size=size, seed=seed, progress=False)
+    source = open_source(load_registry(config).dataset("alpha"))
+    transform = eval_transform()
+    torch.manual_seed(0)
+    model = Student()
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None
+    with torch.no_grad():
+        model.train()(torch.stack([transform(source.read_image(i)) for i in range(calibration)]))
+    checkpoint = root / "student.pt"
+    save_checkpoint(checkpoint, model.eval(), epoch=1, config={"seed": 0})
+    return checkpoint, config

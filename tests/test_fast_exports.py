@@ -11,18 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from fasd.config import load_registry
-from fasd.data.open_source import open_source
-from fasd.data.synth import synthesize
 from fasd.errors import FasdError
 from fasd.export import export as export_driver
 from fasd.export.deployable import load_deployable
 from fasd.export.export import DECIDED_SPREAD, DEFAULT_THRESHOLD, export_model
 from fasd.export.frames import dataset_frames
 from fasd.export.runtimes import load_scorer
-from fasd.student_train.checkpoint import save_checkpoint
-from fasd.student_train.model import Student
-from fasd.training.transforms import eval_transform
+from helpers import bn_calibrated_student
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 NCHWC = b"ReorderInput"  # the operator that enters ONNX Runtime's NCHWc layout (domain com.microsoft.nchwc)
@@ -32,21 +27,7 @@ NCHWC = b"ReorderInput"  # the operator that enters ONNX Runtime's NCHWc layout 
 def student(tmp_path_factory):
     """(checkpoint, fasd.toml): MobileNetV3-Small, random weights, BN statistics of real frames (its logits vary
     by ~1 across frames: some frames clearly decided, some near the threshold)."""
-    root = tmp_path_factory.mktemp("fast")
-    config = synthesize(root / "synth", domains=1, frames=120, size=64, seed=4, progress=False)
-    source = open_source(load_registry(config).dataset("alpha"))
-    transform = eval_transform()
-    torch.manual_seed(0)
-    model = Student()
-    for module in model.modules():
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None
-    with torch.no_grad():
-        model.train()(torch.stack([transform(source.read_image(i)) for i in range(96)]))
-    checkpoint = root / "student.pt"
-    save_checkpoint(checkpoint, model.eval(), epoch=1, config={"seed": 0})
-    return checkpoint, config
+    return bn_calibrated_student(tmp_path_factory.mktemp("fast"), frames=120, size=64, seed=4, calibration=96)
 
 
 def test_ort_platform_bakes_the_nchwc_layout_only_for_amd64(student, tmp_path):
