@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -10,12 +11,14 @@ import torch
 
 from fasd.config import write_config
 from fasd.data.hdf5_pack import PackWriter
+from fasd.data.synth import synthesize
 from fasd.errors import FasdError
 from fasd.teacher_cache.arch import TINY_ARCH, random_clip
 from fasd.teacher_cache.checkpoint import read_checkpoint
 from fasd.teacher_cache.finetune import finetune_teacher, summary_path, train_step
 from fasd.teacher_cache.clip import Teacher, encode_prompts
-from fasd.constants import IMAGENET_MEAN, IMAGENET_STD
+from fasd.teacher_cache.mmda.model import MMDASettings
+from fasd.constants import IMAGENET_MEAN, IMAGENET_STD, MODALITIES
 from fasd.teacher_cache.preprocess import normalize_batch
 from fasd.teacher_cache.prompts import centroids_from_embeddings, default_prompts
 from fasd.teacher_cache.registry import TeacherOptions, load_teacher
@@ -158,3 +161,27 @@ def test_bad_inputs_are_one_line_errors(case, match, synth_config, tmp_path):
 def test_no_train_frames_is_an_error(tmp_path):
     with pytest.raises(FasdError, match="no frames in split 'train' \\(splits present: test\\)"):
         finetune_teacher(_test_only_pack(tmp_path), ["testonly"], tmp_path / "t.pt", **SHORT)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores to start runs on different thread counts")
+def test_mmda_runs_with_one_seed_are_bit_identical_whatever_the_callers_thread_count(tmp_path):
+    """Issue 26: CPU results depend on the intra-op thread count (1 vs 2 threads moved ~100 tensors by ~2e-6),
+    so teacher-finetune fixes it per run; two runs started on 1 and 2 threads give the same checkpoint bits."""
+    config = synthesize(tmp_path / "mm", domains=2, frames=36, size=32, seed=0, progress=False,
+                        modalities=MODALITIES)
+    before = torch.get_num_threads()
+    states, used = [], []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            out = tmp_path / f"mmda{threads}.pt"
+            finetune_teacher(config, ["alpha", "beta"], out, method="mmda", epochs=1, batch_size=4,
+                             max_frames_per_epoch=8, device="cpu", progress=False,
+                             method_options={"settings": MMDASettings(udsa_depth=1)})
+            states.append(torch.load(out, map_location="cpu", weights_only=True)["state_dict"])
+            used.append(json.loads(summary_path(out).read_text())["threads"])
+    finally:
+        torch.set_num_threads(before)
+    assert states[0].keys() == states[1].keys()
+    assert [k for k in states[0] if not torch.equal(states[0][k], states[1][k])] == []
+    assert used == [os.cpu_count()] * 2  # the machine's cores (no --workers), not the caller's count

@@ -50,7 +50,7 @@ from fasd.config import load_registry
 from fasd.constants import CLASS_NAMES, NORMALIZATIONS, SPLITS
 from fasd.data.open_source import open_source
 from fasd.data.source import FrameSource, UnreadableFrame
-from fasd.device import resolve_device
+from fasd.device import resolve_device, set_cpu_threads
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
 from fasd.io_checks import ensure_writable, refuse_replacing, write_atomically
@@ -359,11 +359,16 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     log = tqdm.write if progress else (lambda _msg: None)
     options = FinetuneOptions(Path(init) if init is not None else None, arch, seed, trust_checkpoint, input_size,
                               prompts, centroid_mode)
+    # CPU results depend on the intra-op thread count (the order of parallel reductions: two runs on 1 and 2
+    # threads differ by ~1e-6), so a run takes it from the machine and --workers, never from the process or
+    # OMP_NUM_THREADS, and two runs with one seed are bit-identical on one machine.
+    set_cpu_threads(resolve_device(device), workers)
     if chosen.run is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = chosen.run(frame_sources, out, FinetuneRun(options, epochs, batch_size, lr, weight_decay, device,
                                                              workers, max_frames_per_epoch, log,
                                                              dict(method_options or {})))
+        summary["threads"] = torch.get_num_threads()
         _write_json_atomic(summary_path(out), summary)
         return summary
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
@@ -422,7 +427,7 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
         "augmentation": f"random resized crop scale {CROP_SCALE} ratio {CROP_RATIO} (bicubic) + horizontal flip",
         "train_loss": history[-1]["train_loss"], "train_accuracy": history[-1]["train_accuracy"],
         "val": history[-1].get("val"), "unreadable_train_draws": unreadable, "history": history,
-        "device": str(torch_device), "seconds": round(seconds, 2),
+        "device": str(torch_device), "threads": torch.get_num_threads(), "seconds": round(seconds, 2),
     }
     _write_json_atomic(summary_path(out), summary)
     if unreadable:
