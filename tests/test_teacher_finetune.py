@@ -180,6 +180,7 @@ def test_mmda_runs_with_one_seed_are_bit_identical_whatever_the_callers_thread_c
                              method_options={"settings": MMDASettings(udsa_depth=1)})
             states.append(torch.load(out, map_location="cpu", weights_only=True)["state_dict"])
             used.append(json.loads(summary_path(out).read_text())["threads"])
+            assert torch.get_num_threads() == threads  # the caller's count is given back
     finally:
         torch.set_num_threads(before)
     assert states[0].keys() == states[1].keys()

@@ -50,7 +50,7 @@ from fasd.config import load_registry
 from fasd.constants import CLASS_NAMES, NORMALIZATIONS, SPLITS
 from fasd.data.open_source import open_source
 from fasd.data.source import FrameSource, UnreadableFrame
-from fasd.device import resolve_device, set_cpu_threads
+from fasd.device import resolve_device, restores_cpu_threads, set_cpu_threads
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
 from fasd.io_checks import ensure_writable, refuse_replacing, write_atomically
@@ -331,6 +331,7 @@ def clip_method(options: FinetuneOptions) -> FinetuneModel:
                  "logit_scale": classifier.logit_scale})
 
 
+@restores_cpu_threads
 def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: Path | None = None,
                      arch: str | None = None, prompts: dict | None = None, centroid_mode: str = "flip",
                      epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
