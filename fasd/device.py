@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable
 
 import torch
 
@@ -41,15 +39,3 @@ def set_cpu_threads(device: torch.device, busy_workers: int) -> None:
     """
     if device.type == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) - busy_workers))
-
-
-def restores_cpu_threads(run: Callable) -> Callable:
-    """``run`` may pin the intra-op thread count (set_cpu_threads); its caller gets its own count back."""
-    @functools.wraps(run)
-    def wrapper(*args, **kwargs):
-        before = torch.get_num_threads()
-        try:
-            return run(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
-    return wrapper

@@ -132,7 +132,8 @@ def teacher_finetune(
     max_frames_per_epoch: Annotated[Optional[int], typer.Option(help="Cap the draws per epoch.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     workers: Annotated[int, typer.Option(help="DataLoader workers.")] = 0,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed; on the CPU two runs are bit-identical for one seed and "
+                                           "one torch thread count (OMP_NUM_THREADS; the summary records it).")] = 0,
     trust_checkpoint: TrustCheckpoint = False,
     md2a: Annotated[bool, typer.Option("--md2a/--no-md2a", help="mmda: MD2A fusion (off: plain self-attention).")
                     ] = True,

@@ -50,7 +50,7 @@ from fasd.config import load_registry
 from fasd.constants import CLASS_NAMES, NORMALIZATIONS, SPLITS
 from fasd.data.open_source import open_source
 from fasd.data.source import FrameSource, UnreadableFrame
-from fasd.device import resolve_device, restores_cpu_threads, set_cpu_threads
+from fasd.device import resolve_device
 from fasd.errors import FasdError
 from fasd.evaluate.metrics import eer
 from fasd.io_checks import ensure_writable, refuse_replacing, write_atomically
@@ -331,7 +331,6 @@ def clip_method(options: FinetuneOptions) -> FinetuneModel:
                  "logit_scale": classifier.logit_scale})
 
 
-@restores_cpu_threads
 def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: Path | None = None,
                      arch: str | None = None, prompts: dict | None = None, centroid_mode: str = "flip",
                      epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
@@ -360,10 +359,6 @@ def finetune_teacher(config: Path | None, sources: list[str], out: Path, init: P
     log = tqdm.write if progress else (lambda _msg: None)
     options = FinetuneOptions(Path(init) if init is not None else None, arch, seed, trust_checkpoint, input_size,
                               prompts, centroid_mode)
-    # CPU results depend on the intra-op thread count (the order of parallel reductions: two runs on 1 and 2
-    # threads differ by ~1e-6), so a run takes it from the machine and --workers, never from the process or
-    # OMP_NUM_THREADS, and two runs with one seed are bit-identical on one machine.
-    set_cpu_threads(resolve_device(device), workers)
     if chosen.run is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         summary = chosen.run(frame_sources, out, FinetuneRun(options, epochs, batch_size, lr, weight_decay, device,
