@@ -163,7 +163,8 @@ def train(
                                                         )] = None,
     clip_grad: Annotated[Optional[float], typer.Option(help="Gradient-norm clipping (0: none; default: "
                                                             f"{_by_recipe('--clip-grad')}).")] = None,
-    min_lr: Annotated[Optional[float], typer.Option(help="Floor of the cosine learning-rate decay (default: "
+    min_lr: Annotated[Optional[float], typer.Option(help="Floor of the cosine learning-rate decay, capped at "
+                                                         "the peak lr (default: "
                                                          f"{_by_recipe('--min-lr')}).")] = None,
     kl_direction: Annotated[Optional[str], typer.Option(help="teacher-student: τ²·KL(p_T‖p_S) (Hinton, timm, "
                                                              "HaTFAS); student-teacher: τ²·KL(p_S‖p_T), the "

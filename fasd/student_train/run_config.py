@@ -115,8 +115,6 @@ class TrainOptions:
         for flag, value in (("--smoothing", self.smoothing), ("--model-ema", self.model_ema)):
             if not 0 <= value < 1:
                 raise FasdError(f"{flag} must be in [0, 1), got {value}")
-        if self.min_lr > self.lr:
-            raise FasdError(f"--min-lr {self.min_lr} is above --lr {self.lr}")
         if self.kl_direction not in KL_DIRECTIONS:
             raise FasdError(f"--kl-direction must be one of {', '.join(KL_DIRECTIONS)}, got '{self.kl_direction}'")
 

@@ -57,7 +57,10 @@ def warn_raw_features(store_path: str, weights: dict[str, float]) -> None:
     names = store.dataset_names()
     if "feature" not in store.targets or not names:
         return
-    sample = store.dataset(names[0])["feature"][:256].astype(np.float32)
+    try:
+        sample = store.dataset(names[0])["feature"][:256].astype(np.float32)
+    except Exception:  # a damaged chunk: loading the targets names it with the --repair command
+        return
     norms = np.linalg.norm(sample[np.isfinite(sample).all(axis=1)], axis=1)
     if len(norms) and abs(float(np.median(norms)) - 1.0) > 1e-2:
         warn(f"{store_path}'s feature targets are not unit vectors (median norm {np.median(norms):.3g}, e.g. a ViT's "

@@ -227,8 +227,9 @@ class Trainer:
                                                        find_unused_parameters=True)
         self.optimizer = torch.optim.AdamW(self.student.parameters(), lr=self.options.lr,
                                            weight_decay=self.options.weight_decay)
+        floor = min(self.options.min_lr / self.options.lr, 1.0)  # a peak lr below --min-lr stays flat
         self.scheduler = warmup_cosine(self.optimizer, self.steps_per_epoch, self.options.epochs,
-                                       self.options.warmup_epochs, floor=self.options.min_lr / self.options.lr)
+                                       self.options.warmup_epochs, floor=floor)
         # HaTFAS/DeiT keep an EMA of the weights beside the model they validate and evaluate; so does fasd
         # (last.pt holds it).
         self.ema = model_ema(self.student, self.options.model_ema)
