@@ -43,6 +43,7 @@ def _flip_reference(model: open_clip.model.CLIP, images: list[np.ndarray]) -> tu
     return feats.numpy(), logits.numpy()
 
 
+@pytest.mark.slow
 def test_vit_b16_flip_checkpoint_matches_flip_evaluation(tmp_path, synth_config):
     model = random_clip("ViT-B-16", seed=1).float()
     state = openai_state_dict(model)

@@ -70,6 +70,7 @@ def _pct(values: list[float]) -> str:
     return f"{mean} ± {100 * statistics.stdev(values):.2f}" if len(values) > 1 else mean
 
 
+@pytest.mark.slow
 def test_failed_cells_are_recorded_and_the_rest_finish(experiment):
     out, outcome, lines = experiment
     assert set(outcome.trained) == FINISHED and not outcome.skipped
@@ -82,6 +83,7 @@ def test_failed_cells_are_recorded_and_the_rest_finish(experiment):
     assert [row["state"] for row in json.loads((out / "plan.json").read_text())["cells"]] == ["new"] * 12
 
 
+@pytest.mark.slow
 def test_results_and_tables_match_the_run_metrics(experiment):
     out, _, _ = experiment
     with open(out / "results.csv", newline="") as handle:
@@ -120,6 +122,7 @@ def test_results_and_tables_match_the_run_metrics(experiment):
     assert (out / "plots" / "roc_holdout-gamma_none_no-teacher.png").is_file()
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_cells_and_resumes_an_interrupted_one(experiment, synth_config, flip_store):
     out, _, _ = experiment
     stamps = {key: (out / "runs" / key / "metrics.json").stat().st_mtime_ns for key in FINISHED}
@@ -143,6 +146,7 @@ def test_rerun_skips_finished_cells_and_resumes_an_interrupted_one(experiment, s
     assert len((out / "runs" / cell / "log.jsonl").read_text().splitlines()) == 1  # no epoch trained again
 
 
+@pytest.mark.slow
 def test_dry_run_trains_nothing(experiment, tmp_path, synth_config, flip_store):
     lines: list[str] = []
     fresh = _run(synth_config, tmp_path / "dry", {"flip": flip_store, "clip": "clip.zarr"}, lines, dry_run=True)

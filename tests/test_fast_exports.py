@@ -30,6 +30,7 @@ def student(tmp_path_factory):
     return bn_calibrated_student(tmp_path_factory.mktemp("fast"), frames=120, size=64, seed=4, calibration=96)
 
 
+@pytest.mark.slow
 def test_ort_platform_bakes_the_nchwc_layout_only_for_amd64(student, tmp_path):
     checkpoint, config = student
     portable = export_model(checkpoint, tmp_path / "arm.ort", "ort", config=config)
@@ -47,6 +48,7 @@ def test_ort_platform_bakes_the_nchwc_layout_only_for_amd64(student, tmp_path):
                          config=config, **kwargs)
 
 
+@pytest.mark.slow
 def test_int8_gate_counts_clearly_decided_frames_refuses_and_force_writes(student, tmp_path, monkeypatch, capsys):
     checkpoint, config = student
     out = tmp_path / "student-int8.onnx"

@@ -27,6 +27,7 @@ def _scaler(run_dir) -> dict:
     return torch.load(run_dir / "last.pt", weights_only=True)["scaler"]
 
 
+@pytest.mark.slow
 def test_grad_scaler_state_round_trips_through_last_pt(tmp_path, synth_config, scaling, monkeypatch):
     args = ["train", "--split", "alpha-to-beta", "--config", synth_config, "--no-teacher", "--epochs", "2",
             "--max-draws", "32", "--batch-size", "16"]

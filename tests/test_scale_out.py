@@ -91,6 +91,7 @@ def _finish(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, output
 
 
+@pytest.mark.slow
 def test_concurrent_shards_fill_the_store_of_one_process_and_a_killed_shard_resumes(
         tmp_path, synth_config, tiny_flip_checkpoint, reference_store):
     together, killed = (_cache_args(synth_config, tiny_flip_checkpoint, tmp_path / name) for name in ("a.zarr",
@@ -224,6 +225,7 @@ def _ddp_worker(rank: int, world: int, port: int, config: str, checkpoint: str, 
         "metrics": metrics is not None}))
 
 
+@pytest.mark.slow
 def test_gloo_group_caches_like_one_process_and_ddp_keeps_the_steps_per_epoch(
         tmp_path, synth_config, tiny_flip_checkpoint, reference_store):
     store, run_dir = str(tmp_path / "ddp.zarr"), tmp_path / "run"
@@ -271,6 +273,7 @@ def s3_server(monkeypatch):
     server.stop()
 
 
+@pytest.mark.slow
 def test_cache_inspect_train_through_s3(s3_server, one_thread, tmp_path, synth_config, tiny_flip_checkpoint,
                                        reference_store):
     url = "s3://fasd-bucket/teacher.zarr"

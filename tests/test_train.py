@@ -76,6 +76,7 @@ def test_no_teacher_needs_no_store(tmp_path, synth_config):
     assert json.loads((run_dir / "metrics.json").read_text())["no_teacher"] is True
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_and_resume_matches(tmp_path, synth_config, synth_store):
     args = ["train", "--split", "alpha-to-beta", "--config", synth_config, "--store", synth_store, *TINY]
     assert fasd(*args, "--out", tmp_path / "a").exit_code == 0
