@@ -23,11 +23,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def default_workers() -> int:
-    """DataLoader workers: half the cores, at least one, at most eight.
+    """DataLoader workers: $FASD_WORKERS when set, else half the cores, at least one, at most eight.
 
     Decoding and augmenting in a worker process (one torch thread each) is far cheaper than doing it in
-    the main process, whose multi-threaded ops oversubscribe the cores on tiny per-image tensors.
+    the main process, whose multi-threaded ops oversubscribe the cores on tiny per-image tensors. The test suite
+    sets FASD_WORKERS=0: hundreds of runs in one long-lived, many-threaded pytest process are where a forked
+    worker can inherit a held lock (one hang seen in 2 suite runs); tests that pass --workers still fork.
     """
+    override = os.environ.get("FASD_WORKERS", "").strip()
+    if override.isdigit():
+        return int(override)
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 

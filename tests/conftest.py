@@ -20,6 +20,8 @@ from helpers import dying_cache_command, interrupt_on_call, save_flip_checkpoint
 settings.register_profile("repeatable", derandomize=True)
 settings.register_profile("explore", derandomize=False)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
+# In-process runs take their data in the main process unless a test passes --workers (see fasd.device).
+os.environ.setdefault("FASD_WORKERS", "0")
 
 
 @pytest.fixture(scope="session")
