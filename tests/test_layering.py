@@ -59,6 +59,7 @@ def test_static_imports(module, forbidden):
     assert _forbidden(_static_imports(module), forbidden) == []
 
 
+@pytest.mark.slow  # one fresh interpreter per package
 @pytest.mark.parametrize("modules, forbidden", [(m, f) for m, f in RULES],
                          ids=[m[0].rsplit(".", 1)[0] for m, _ in RULES])
 def test_run_time_imports(modules, forbidden):

@@ -40,7 +40,7 @@ from fasd.views import ViewSettings
 
 @dataclass
 class DemoBudget:
-    """Sizes of every stage (see the README's demo section for what each recipe's defaults take on 2 cores)."""
+    """Sizes of every stage (docs/demo.md says what each recipe's defaults take on 2 cores)."""
 
     domains: int = 8  # synthesised (all fasd synth has); the teacher sees all but the target, the students two
     frames: int = 900  # per domain

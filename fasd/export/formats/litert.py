@@ -2,7 +2,7 @@
 
 Neither converter installs beside fasd's pinned packages: litert-torch (PyTorch -> LiteRT) pins its own torch
 release, and the ONNX route (onnx2tf) pulls TensorFlow, which pins numpy < 2, onnx 1.19, onnxruntime 1.23 and
-protobuf 4, downgrading packages fasd needs. The README's Deployment section records this.
+protobuf 4, downgrading packages fasd needs. docs/deploying.md records this.
 """
 
 from __future__ import annotations
@@ -22,4 +22,4 @@ def write_litert(deployable: Deployable, out: Path, options: ExportOptions) -> s
     raise FasdError(f"--format litert: no LiteRT converter installs beside fasd's packages (torch "
                     f"{torch.__version__}: litert-torch pins its own torch release, onnx2tf's TensorFlow downgrades "
                     "numpy, onnx and onnxruntime); export --format onnx and convert it in a separate environment, "
-                    "see the README")
+                    "see docs/deploying.md")
